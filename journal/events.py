@@ -1,0 +1,191 @@
+"""The journal's event types: immutable facts about one execution, in the order they happened.
+
+Where a class lives is part of the storage format (the stored topic is ``module:qualname``),
+so every event type and every value type stored inside events is defined here and only here.
+Schema evolution follows msgspec's rules: new fields get defaults and go last; nothing is
+renamed, reordered or retyped. Events are encoded as msgpack arrays (``array_like``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import UUID
+
+import msgspec
+
+__all__ = [
+    "EVENT_TYPES",
+    "TERMINAL_EVENTS",
+    "Cost",
+    "ErrorInfo",
+    "Event",
+    "ExecutionCancelled",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "ExecutionPaused",
+    "ExecutionResumed",
+    "ExecutionStarted",
+    "LogRecorded",
+    "OutOfLine",
+    "StepCompleted",
+    "StepFailed",
+    "StepStarted",
+    "Truncated",
+]
+
+
+class Cost(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """What one call cost: money as an exact Decimal, and tokens, per model."""
+
+    usd: Decimal = Decimal(0)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    model: str = ""
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """An exception as data: it must outlive the process that raised it."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, *, traceback: str = "") -> ErrorInfo:
+        """Describe ``exc`` by its qualified type name and message."""
+        t = type(exc)
+        name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+        return cls(type=name, message=str(exc), traceback=traceback)
+
+
+class Truncated(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """Stands in for a captured value larger than the capture limit."""
+
+    size: int
+    sha256: str
+    preview: str
+
+
+class OutOfLine(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """Reference to a large value stored whole beside the log (resume needs it intact)."""
+
+    size: int
+    sha256: str
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """Base of every journal event: which execution, where in its stream, and when (UTC)."""
+
+    execution_id: UUID
+    position: int
+    timestamp: datetime
+
+    #: Names of fields that hold user values (encoded self-describingly, see journal.values).
+    payload_fields: ClassVar[tuple[str, ...]] = ()
+
+
+class ExecutionStarted(Event, frozen=True, kw_only=True, array_like=True):
+    """An execution of ``workflow`` began with ``input``."""
+
+    workflow: str
+    input: Any = None
+    idempotency_key: str | None = None
+    payload_fields: ClassVar[tuple[str, ...]] = ("input",)
+
+
+class StepStarted(Event, frozen=True, kw_only=True, array_like=True):
+    """Attempt ``attempt`` of step ``seq`` (named ``name``) began; durable before it runs."""
+
+    name: str
+    seq: int
+    attempt: int = 1
+    input: Any = None
+    payload_fields: ClassVar[tuple[str, ...]] = ("input",)
+
+
+class StepCompleted(Event, frozen=True, kw_only=True, array_like=True):
+    """Step ``seq`` returned ``output``; ``duration`` in seconds."""
+
+    seq: int
+    attempt: int = 1
+    output: Any = None
+    costs: tuple[Cost, ...] = ()
+    duration: float = 0.0
+    payload_fields: ClassVar[tuple[str, ...]] = ("output",)
+
+
+class StepFailed(Event, frozen=True, kw_only=True, array_like=True):
+    """Attempt ``attempt`` of step ``seq`` raised; ``will_retry`` says whether another follows."""
+
+    seq: int
+    attempt: int
+    error: ErrorInfo
+    will_retry: bool = False
+    costs: tuple[Cost, ...] = ()
+    duration: float = 0.0
+
+
+class LogRecorded(Event, frozen=True, kw_only=True, array_like=True):
+    """A log line of the execution, optionally inside step ``seq``."""
+
+    level: str
+    message: str
+    seq: int | None = None
+    fields: dict[str, Any] = {}
+    payload_fields: ClassVar[tuple[str, ...]] = ("fields",)
+
+
+class ExecutionPaused(Event, frozen=True, kw_only=True, array_like=True):
+    """The execution waits for something outside it (e.g. ``human_review``)."""
+
+    reason: str
+    payload: Any = None
+    payload_fields: ClassVar[tuple[str, ...]] = ("payload",)
+
+
+class ExecutionResumed(Event, frozen=True, kw_only=True, array_like=True):
+    """The pause was answered with ``value``."""
+
+    value: Any = None
+    payload_fields: ClassVar[tuple[str, ...]] = ("value",)
+
+
+class ExecutionCompleted(Event, frozen=True, kw_only=True, array_like=True):
+    """The workflow returned ``output``. Terminal."""
+
+    output: Any = None
+    payload_fields: ClassVar[tuple[str, ...]] = ("output",)
+
+
+class ExecutionFailed(Event, frozen=True, kw_only=True, array_like=True):
+    """The workflow raised ``error``. Terminal."""
+
+    error: ErrorInfo
+
+
+class ExecutionCancelled(Event, frozen=True, kw_only=True, array_like=True):
+    """Someone cancelled the execution. Terminal."""
+
+    reason: str = ""
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ExecutionStarted,
+    StepStarted,
+    StepCompleted,
+    StepFailed,
+    LogRecorded,
+    ExecutionPaused,
+    ExecutionResumed,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionCancelled,
+)
+
+TERMINAL_EVENTS: tuple[type[Event], ...] = (
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionCancelled,
+)

@@ -1,0 +1,512 @@
+"""The recording API: a Journal holds executions' streams; a handle appends to one of them.
+
+Every lifecycle method of :class:`ExecutionHandle` returns only after its event is committed.
+Log lines are the exception the design allows: they ride along with the next commit of their
+execution and are durable no later than the next lifecycle event, ``flush()``/``close()``, or
+one second after they were written (a background flusher sees to the last).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+from eventsourcing.persistence import StoredEvent
+
+from journal.capture import Capture
+from journal.encoding import as_uuid, decode_event, encode_event
+from journal.errors import ConcurrencyConflict, ExecutionNotFound, InvalidTransition
+from journal.events import (
+    Cost,
+    ErrorInfo,
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResumed,
+    ExecutionStarted,
+    LogRecorded,
+    OutOfLine,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+)
+from journal.state import ExecutionState, apply, fold
+from journal.store import Store, open_store
+from journal.values import decode_value, encode_value
+
+__all__ = ["IDEMPOTENCY_NAMESPACE", "ExecutionHandle", "Journal"]
+
+logger = logging.getLogger("journal")
+
+#: Executions started with an idempotency key (and no explicit id) get uuid5(this, key), so a
+#: second start with the same key collides on position 1 of the same stream: no duplicate.
+IDEMPOTENCY_NAMESPACE = UUID("6f1f7a1e-2b0c-4d59-9a55-5f0e3c2a9b11")
+
+LOG_FLUSH_SECONDS = 1.0
+_SMALL = (type(None), bool, int, float)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Journal:
+    """An append-only journal of executions on one database (SQLite, PostgreSQL or memory)."""
+
+    def __init__(self, store: Store, *, capture: Capture | None = None) -> None:
+        self.store = store
+        self.capture = capture or Capture()
+        self._handles: weakref.WeakSet[ExecutionHandle] = weakref.WeakSet()
+        self._handles_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    @classmethod
+    def open(
+        cls, url: str | None = None, *, capture: Capture | None = None, **options: Any
+    ) -> Journal:
+        """Open the journal at ``url`` (else ``$JOURNAL_URL``, else ``sqlite:///journal.db``).
+
+        The schema is created on first open. Raises ``JournalUnavailable`` (URL password
+        masked) when the database cannot be reached.
+        """
+        return cls(open_store(url, **options), capture=capture)
+
+    @property
+    def url(self) -> str:
+        """The URL this journal was opened with."""
+        return self.store.url
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: str,
+        input: Any = None,  # noqa: A002 - the recorded field is called input
+        *,
+        execution_id: UUID | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> ExecutionHandle:
+        """Record ExecutionStarted and return a handle on the new execution.
+
+        With an ``idempotency_key``, starting again returns the first execution instead of
+        a duplicate (its id is derived from the key unless ``execution_id`` is given).
+        """
+        if not isinstance(workflow, str) or not workflow:
+            raise ValueError(f"workflow must be a non-empty str, not {workflow!r}")
+        if execution_id is not None:
+            eid = as_uuid(execution_id)
+        elif idempotency_key is not None:
+            eid = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)
+        else:
+            eid = uuid4()
+        handle = ExecutionHandle(self, ExecutionState(execution_id=eid))
+        try:
+            handle._record(
+                ExecutionStarted,
+                workflow=workflow,
+                input=handle._resumable(self.capture.redact(input), "input"),
+                idempotency_key=idempotency_key,
+            )
+        except ConcurrencyConflict:
+            existing = self.execution(eid)
+            if idempotency_key is not None and (
+                existing.state.idempotency_key == idempotency_key
+            ):
+                return existing
+            raise InvalidTransition(
+                eid, existing.state.status, "ExecutionStarted",
+                "the execution has already started",
+            ) from None
+        return handle
+
+    def execution(self, execution_id: UUID | str) -> ExecutionHandle:
+        """A handle positioned at the end of an existing execution's stream."""
+        return ExecutionHandle(self, self.state(execution_id))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def events(self, execution_id: UUID | str, *, after: int = 0) -> list[Event]:
+        """The execution's events in order (after position ``after``), values read whole."""
+        eid = as_uuid(execution_id)
+        events = [self._resolve(decode_event(s)) for s in self.store.read(eid, after=after)]
+        if not events and after == 0:
+            raise ExecutionNotFound(eid)
+        return events
+
+    def state(self, execution_id: UUID | str) -> ExecutionState:
+        """The execution's state, rebuilt by replaying its stream."""
+        eid = as_uuid(execution_id)
+        return fold(eid, self.events(eid))
+
+    def notifications(
+        self, *, after: int = 0, limit: int = 500
+    ) -> list[tuple[int, Event]]:
+        """Every execution's events in commit order: (notification id, event) after ``after``."""
+        return [(n.id, decode_event(n)) for n in self.store.notifications(after=after, limit=limit)]
+
+    def _resolve(self, event: Event) -> Event:
+        """Replace out-of-line references by the values they stand for."""
+        for name in type(event).payload_fields:
+            ref = getattr(event, name)
+            if isinstance(ref, OutOfLine):
+                value = decode_value(self.store.get_blob(ref.sha256))
+                event = _replace(event, **{name: value})
+        return event
+
+    # -- log flushing and lifetime -----------------------------------------------------------
+
+    def _track(self, handle: ExecutionHandle) -> None:
+        with self._handles_lock:
+            self._handles.add(handle)
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name="journal-log-flusher", daemon=True
+                )
+                self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(LOG_FLUSH_SECONDS / 5):
+            with self._handles_lock:
+                handles = list(self._handles)
+            for h in handles:
+                h._flush_if_older_than(LOG_FLUSH_SECONDS * 0.8)
+
+    def flush(self) -> None:
+        """Commit every buffered log line now."""
+        with self._handles_lock:
+            handles = list(self._handles)
+        for h in handles:
+            h.flush()
+
+    def close(self) -> None:
+        """Flush buffered log lines and release the database."""
+        try:
+            self.flush()
+        finally:
+            self._closed.set()
+            if self._flusher is not None:
+                self._flusher.join(timeout=5)
+            self.store.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _replace(event: Event, **changes: Any) -> Any:
+    import msgspec
+
+    return msgspec.structs.replace(event, **changes)
+
+
+class ExecutionHandle:
+    """Appends one execution's events, checking each against the lifecycle first.
+
+    A rejected transition raises ``InvalidTransition`` and writes nothing. Handles are
+    thread-safe; two handles on one execution (in two processes, say) fence each other:
+    the one that loses the race for a position gets ``ConcurrencyConflict``.
+    """
+
+    def __init__(self, journal: Journal, state: ExecutionState) -> None:
+        self.journal = journal
+        self._state = state
+        self._lock = threading.RLock()
+        self._pending: list[StoredEvent] = []
+        self._pending_since = 0.0
+        self._batch: list[StoredEvent] | None = None
+        self._stale = False
+        self._flush_error: BaseException | None = None
+
+    @property
+    def id(self) -> UUID:
+        """The execution id (also the stream id)."""
+        return self._state.execution_id
+
+    @property
+    def state(self) -> ExecutionState:
+        """The execution's state as of the last event this handle recorded or loaded."""
+        with self._lock:
+            self._ensure_fresh()
+            return self._state
+
+    @property
+    def position(self) -> int:
+        """The position of the last event recorded (including buffered log lines)."""
+        return self.state.position
+
+    def __repr__(self) -> str:
+        return f"<ExecutionHandle {self.id} {self._state.status} at {self._state.position}>"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def step_started(
+        self, name: str, input: Any = None, *, attempt: int = 1, seq: int | None = None  # noqa: A002
+    ) -> int:
+        """Record StepStarted (committed before it returns) and return the step's seq.
+
+        ``seq`` defaults to the next unused one for attempt 1, and to the latest step of
+        that name for later attempts.
+        """
+        with self._lock:
+            self._ensure_fresh()
+            if seq is None:
+                seq = self._state.next_seq if attempt == 1 else self._latest_seq(name)
+            self._record(
+                StepStarted, name=name, seq=seq, attempt=attempt,
+                input=self.journal.capture.captured(input, "step input"),
+            )
+            return seq
+
+    def step_completed(
+        self,
+        seq: int,
+        output: Any = None,
+        *,
+        costs: Iterable[Cost] = (),
+        duration: float | None = None,
+    ) -> None:
+        """Record StepCompleted with the step's output (kept whole) and costs."""
+        with self._lock:
+            self._ensure_fresh()
+            attempt, elapsed = self._attempt_of(seq)
+            self._record(
+                StepCompleted, seq=seq, attempt=attempt,
+                output=self._resumable(output, "step output"),
+                costs=_costs(costs), duration=elapsed if duration is None else duration,
+            )
+
+    def step_failed(
+        self,
+        seq: int,
+        error: BaseException | ErrorInfo,
+        *,
+        will_retry: bool = False,
+        costs: Iterable[Cost] = (),
+        duration: float | None = None,
+    ) -> None:
+        """Record StepFailed; ``will_retry`` says another attempt follows."""
+        with self._lock:
+            self._ensure_fresh()
+            attempt, elapsed = self._attempt_of(seq)
+            self._record(
+                StepFailed, seq=seq, attempt=attempt, error=_error(error),
+                will_retry=will_retry, costs=_costs(costs),
+                duration=elapsed if duration is None else duration,
+            )
+
+    def log(self, message: str, *, level: str = "info", seq: int | None = None, **fields: Any) -> None:
+        """Buffer a log line; durable with the next lifecycle event or within one second."""
+        with self._lock:
+            self._ensure_fresh()
+            captured = self.journal.capture.captured(fields, "log fields") if fields else {}
+            if not isinstance(captured, dict):
+                captured = {"truncated": captured}
+            event = LogRecorded(
+                execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
+                level=level, message=str(message), seq=seq, fields=captured,
+            )
+            stored = encode_event(event)
+            apply(self._state, event)
+            if self._batch is not None:
+                self._batch.append(stored)
+                return
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(stored)
+        self.journal._track(self)
+
+    def paused(self, reason: str, payload: Any = None) -> None:
+        """Record ExecutionPaused (e.g. ``human_review``) with what the reviewer needs."""
+        self._record(
+            ExecutionPaused, reason=reason,
+            payload=self.journal.capture.captured(payload, "pause payload"),
+        )
+
+    def resumed(self, value: Any = None) -> None:
+        """Record ExecutionResumed with the answer to the pause (kept whole)."""
+        with self._lock:
+            self._ensure_fresh()
+            self._record(ExecutionResumed, value=self._resumable(value, "resume value"))
+
+    def completed(self, output: Any = None) -> None:
+        """Record ExecutionCompleted. Terminal."""
+        with self._lock:
+            self._ensure_fresh()
+            self._record(ExecutionCompleted, output=self._resumable(output, "output"))
+
+    def failed(self, error: BaseException | ErrorInfo) -> None:
+        """Record ExecutionFailed. Terminal."""
+        self._record(ExecutionFailed, error=_error(error))
+
+    def cancelled(self, reason: str = "") -> None:
+        """Record ExecutionCancelled. Terminal."""
+        self._record(ExecutionCancelled, reason=reason)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[ExecutionHandle]:
+        """Group the calls made inside the block into one transaction: all or none.
+
+        ``with run.atomic(): run.step_completed(1, x); run.step_started("next")`` costs one
+        commit. If the block raises, or the commit fails, nothing of it is written.
+        """
+        with self._lock:
+            self._ensure_fresh()
+            if self._batch is not None:
+                yield self
+                return
+            self._batch = []
+            try:
+                yield self
+            except BaseException:
+                self._batch = None
+                self._stale = True
+                raise
+            batch, self._batch = self._batch, None
+            self._commit(batch)
+
+    def flush(self) -> None:
+        """Commit buffered log lines now."""
+        with self._lock:
+            self._raise_flush_error()
+            if self._pending and self._batch is None:
+                self._commit([])
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _record(self, cls: type[Event], **fields: Any) -> None:
+        with self._lock:
+            self._ensure_fresh()
+            event = cls(
+                execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
+                **fields,
+            )
+            # The stored event holds out-of-line references; the state holds the values.
+            stored = encode_event(_unwrap(event, lambda w: w.ref))  # refuses bad values first
+            apply(self._state, _unwrap(event, lambda w: w.value))
+            if self._batch is not None:
+                self._batch.append(stored)
+            else:
+                self._commit([stored])
+
+    def _commit(self, stored: list[StoredEvent]) -> None:
+        events, self._pending = [*self._pending, *stored], []
+        if not events:
+            return
+        try:
+            self.journal.store.append(events)
+        except BaseException:
+            self._stale = True
+            raise
+
+    def _flush_if_older_than(self, seconds: float) -> None:
+        if not self._pending or time.monotonic() - self._pending_since < seconds:
+            return
+        if not self._lock.acquire(timeout=0.05):
+            return
+        try:
+            if self._pending and self._batch is None:
+                self._commit([])
+        except BaseException as e:  # raised again at this handle's next call
+            logger.error("journal: buffered log lines of %s not written: %s", self.id, e)
+            self._flush_error = e
+        finally:
+            self._lock.release()
+
+    def _raise_flush_error(self) -> None:
+        if self._flush_error is not None:
+            e, self._flush_error = self._flush_error, None
+            raise e
+
+    def _ensure_fresh(self) -> None:
+        self._raise_flush_error()
+        if self._stale:
+            # After a failed or abandoned write, believe the log, not this handle's memory.
+            self._pending = []
+            try:
+                self._state = self.journal.state(self.id)
+            except ExecutionNotFound:
+                self._state = ExecutionState(execution_id=self.id)
+            self._stale = False
+
+    def _resumable(self, value: Any, path: str) -> Any:
+        """Keep ``value`` inline when small, else store it whole out of line."""
+        if type(value) in _SMALL or (type(value) is str and len(value) < 4096):
+            return value
+        data = encode_value(value, path)
+        if len(data) <= self.journal.capture.max_inline_bytes:
+            return value
+        digest = hashlib.sha256(data).hexdigest()
+        self.journal.store.put_blob(digest, data)
+        return _OutOfLineValue(OutOfLine(size=len(data), sha256=digest), value)
+
+    def _latest_seq(self, name: str) -> int:
+        seqs = [s.seq for s in self._state.steps.values() if s.name == name]
+        if not seqs:
+            raise InvalidTransition(
+                self.id, self._state.status, "StepStarted",
+                f"no earlier attempt of step {name!r} to retry",
+            )
+        return max(seqs)
+
+    def _attempt_of(self, seq: int) -> tuple[int, float]:
+        step = self._state.steps.get(seq)
+        if step is None or step.attempt_started_at is None:
+            return 1, 0.0
+        return step.attempts, (_now() - step.attempt_started_at).total_seconds()
+
+
+class _OutOfLineValue:
+    """An out-of-line reference that still carries the value, for the writer's own state."""
+
+    __slots__ = ("ref", "value")
+
+    def __init__(self, ref: OutOfLine, value: Any) -> None:
+        self.ref = ref
+        self.value = value
+
+
+def _costs(costs: Iterable[Cost]) -> tuple[Cost, ...]:
+    out = tuple(costs)
+    for c in out:
+        if not isinstance(c, Cost):
+            raise TypeError(f"costs must be journal.Cost values, not {type(c).__name__}")
+    return out
+
+
+def _error(error: BaseException | ErrorInfo) -> ErrorInfo:
+    if isinstance(error, ErrorInfo):
+        return error
+    if isinstance(error, BaseException):
+        import traceback
+
+        tb = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
+        return ErrorInfo.from_exception(error, traceback=tb)
+    raise TypeError(f"error must be an exception or journal.ErrorInfo, not {type(error).__name__}")
+
+
+def _unwrap(event: Event, pick: Any) -> Event:
+    changes = {
+        name: pick(getattr(event, name))
+        for name in type(event).payload_fields
+        if isinstance(getattr(event, name), _OutOfLineValue)
+    }
+    return _replace(event, **changes) if changes else event

@@ -1,0 +1,324 @@
+"""What an execution's events mean: the state machine and the fold ``apply(state, event)``.
+
+This is the single source of truth for the lifecycle. ``journal.state()``, the recording
+handle's validation, the runner's replay, the projections and the tests' model all use it.
+
+Lifecycle: ``running -> paused -> running -> ... -> completed | failed | cancelled``.
+
+``apply`` checks the event first and raises :class:`InvalidTransition` before changing
+anything, then updates ``state`` in place and returns it: replay stays O(1) per event
+(a 10,000-event stream folds in milliseconds). Callers that need the old state copy it.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from journal.errors import InvalidTransition
+from journal.events import (
+    Cost,
+    ErrorInfo,
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResumed,
+    ExecutionStarted,
+    LogRecorded,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+)
+
+__all__ = [
+    "RUNNING",
+    "PAUSED",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TERMINAL_STATUSES",
+    "CostTotals",
+    "ExecutionState",
+    "PauseState",
+    "StepMarker",
+    "StepState",
+    "apply",
+    "fold",
+]
+
+NEW = "new"
+RUNNING = "running"
+PAUSED = "paused"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+TERMINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED})
+
+STEP_RUNNING = "running"
+STEP_RETRYING = "retrying"
+STEP_COMPLETED = "completed"
+STEP_FAILED = "failed"
+
+
+class CostTotals(msgspec.Struct, kw_only=True):
+    """Sums of costs; usd stays an exact Decimal."""
+
+    usd: Decimal = Decimal(0)
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, costs: tuple[Cost, ...]) -> None:
+        """Add each cost to the totals."""
+        for c in costs:
+            self.usd += c.usd
+            self.input_tokens += c.input_tokens
+            self.output_tokens += c.output_tokens
+
+
+class StepMarker(msgspec.Struct, frozen=True, kw_only=True):
+    """Which step, and when: the answer to "where did it get to"."""
+
+    name: str
+    seq: int
+    at: datetime
+
+
+class StepState(msgspec.Struct, kw_only=True):
+    """One step of an execution, across its attempts."""
+
+    seq: int
+    name: str
+    status: str
+    attempts: int
+    input: Any = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    costs: tuple[Cost, ...] = ()
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration: float | None = None
+    attempt_started_at: datetime | None = None
+
+
+class PauseState(msgspec.Struct, frozen=True, kw_only=True):
+    """The open pause: why, with what payload, since when."""
+
+    reason: str
+    payload: Any
+    position: int
+    at: datetime
+
+
+class ExecutionState(msgspec.Struct, kw_only=True):
+    """Everything the log says about one execution, rebuilt by folding its events."""
+
+    execution_id: UUID
+    status: str = NEW
+    workflow: str = ""
+    input: Any = None
+    idempotency_key: str | None = None
+    position: int = 0
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    ended_at: datetime | None = None
+    steps: dict[int, StepState] = {}
+    pause: PauseState | None = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    cost: CostTotals = msgspec.field(default_factory=CostTotals)
+    last_started_step: StepMarker | None = None
+    last_completed_step: StepMarker | None = None
+    log_count: int = 0
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once completed, failed or cancelled: nothing can follow."""
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def next_seq(self) -> int:
+        """The seq a newly started step gets."""
+        return max(self.steps, default=0) + 1
+
+    @property
+    def running_steps(self) -> list[StepState]:
+        """Steps with an attempt in flight."""
+        return [s for s in self.steps.values() if s.status == STEP_RUNNING]
+
+    def copy(self) -> ExecutionState:
+        """A deep copy, for callers that must keep a state while folding further."""
+        return copy.deepcopy(self)
+
+
+def _reject(state: ExecutionState, event: Event, reason: str) -> InvalidTransition:
+    return InvalidTransition(state.execution_id, state.status, type(event).__name__, reason)
+
+
+def check(state: ExecutionState, event: Event) -> None:
+    """Raise InvalidTransition if ``event`` cannot follow ``state``; change nothing."""
+    if event.execution_id != state.execution_id:
+        raise _reject(state, event, f"event belongs to execution {event.execution_id}")
+    if event.position != state.position + 1:
+        raise _reject(
+            state, event, f"position {event.position} does not follow {state.position}"
+        )
+    status = state.status
+    if isinstance(event, ExecutionStarted):
+        if status != NEW:
+            raise _reject(state, event, "the execution has already started")
+        return
+    if status == NEW:
+        raise _reject(state, event, "the execution has not started")
+    if status in TERMINAL_STATUSES:
+        raise _reject(state, event, f"the execution already {status}; nothing can follow")
+    if isinstance(event, LogRecorded):
+        return
+    if isinstance(event, StepStarted):
+        _check_step_started(state, event)
+    elif isinstance(event, StepCompleted | StepFailed):
+        _check_step_finished(state, event)
+    elif isinstance(event, ExecutionPaused):
+        if status != RUNNING:
+            raise _reject(state, event, "only a running execution can pause")
+    elif isinstance(event, ExecutionResumed):
+        if status != PAUSED:
+            raise _reject(state, event, "only a paused execution can resume")
+    elif isinstance(event, ExecutionCompleted):
+        if status != RUNNING:
+            raise _reject(state, event, "only a running execution can complete")
+        open_steps = [f"{s.name} (seq {s.seq})" for s in state.running_steps]
+        if open_steps:
+            raise _reject(state, event, f"steps still running: {', '.join(open_steps)}")
+
+
+def _check_step_started(state: ExecutionState, event: StepStarted) -> None:
+    if state.status != RUNNING:
+        raise _reject(state, event, f"cannot start step {event.name!r} while {state.status}")
+    if event.attempt < 1:
+        raise _reject(state, event, f"attempt must be at least 1, not {event.attempt}")
+    step = state.steps.get(event.seq)
+    if step is None:
+        if event.seq < 1:
+            raise _reject(state, event, f"seq must be at least 1, not {event.seq}")
+        if event.attempt != 1:
+            raise _reject(
+                state, event, f"step {event.name!r} seq {event.seq} has no attempt before "
+                f"{event.attempt}"
+            )
+        return
+    if step.name != event.name:
+        raise _reject(
+            state, event, f"seq {event.seq} is step {step.name!r}, not {event.name!r}"
+        )
+    if step.status in (STEP_COMPLETED, STEP_FAILED):
+        raise _reject(state, event, f"step {step.name!r} seq {step.seq} already {step.status}")
+    # A retry after a failure, or a new attempt replacing one abandoned by a crash.
+    if event.attempt != step.attempts + 1:
+        raise _reject(
+            state, event,
+            f"step {step.name!r} seq {step.seq} is at attempt {step.attempts}; "
+            f"the next attempt is {step.attempts + 1}, not {event.attempt}",
+        )
+
+
+def _check_step_finished(state: ExecutionState, event: StepCompleted | StepFailed) -> None:
+    if state.status != RUNNING:
+        raise _reject(state, event, f"cannot finish step seq {event.seq} while {state.status}")
+    step = state.steps.get(event.seq)
+    if step is None:
+        raise _reject(state, event, f"step seq {event.seq} was never started")
+    if step.status != STEP_RUNNING:
+        raise _reject(
+            state, event, f"step {step.name!r} seq {step.seq} is not running ({step.status})"
+        )
+    if event.attempt != step.attempts:
+        raise _reject(
+            state, event,
+            f"step {step.name!r} seq {step.seq} is at attempt {step.attempts}, "
+            f"not {event.attempt}",
+        )
+
+
+def apply(state: ExecutionState, event: Event) -> ExecutionState:
+    """Check ``event`` against ``state``, then fold it in (in place) and return the state."""
+    check(state, event)
+    at = event.timestamp
+    state.position = event.position
+    state.updated_at = at
+    if isinstance(event, LogRecorded):
+        state.log_count += 1
+    elif isinstance(event, StepStarted):
+        step = state.steps.get(event.seq)
+        if step is None:
+            state.steps[event.seq] = StepState(
+                seq=event.seq, name=event.name, status=STEP_RUNNING, attempts=1,
+                input=event.input, started_at=at, attempt_started_at=at,
+            )
+        else:
+            step.status = STEP_RUNNING
+            step.attempts = event.attempt
+            step.error = None
+            step.attempt_started_at = at
+        if state.last_started_step is None or event.seq >= state.last_started_step.seq:
+            state.last_started_step = StepMarker(name=event.name, seq=event.seq, at=at)
+    elif isinstance(event, StepCompleted):
+        step = state.steps[event.seq]
+        step.status = STEP_COMPLETED
+        step.output = event.output
+        step.costs = step.costs + event.costs
+        step.ended_at = at
+        step.duration = event.duration
+        state.cost.add(event.costs)
+        if state.last_completed_step is None or event.seq >= state.last_completed_step.seq:
+            state.last_completed_step = StepMarker(name=step.name, seq=event.seq, at=at)
+    elif isinstance(event, StepFailed):
+        step = state.steps[event.seq]
+        step.status = STEP_RETRYING if event.will_retry else STEP_FAILED
+        step.error = event.error
+        step.costs = step.costs + event.costs
+        step.ended_at = at
+        step.duration = event.duration
+        state.cost.add(event.costs)
+    elif isinstance(event, ExecutionStarted):
+        state.status = RUNNING
+        state.workflow = event.workflow
+        state.input = event.input
+        state.idempotency_key = event.idempotency_key
+        state.started_at = at
+    elif isinstance(event, ExecutionPaused):
+        state.status = PAUSED
+        state.pause = PauseState(
+            reason=event.reason, payload=event.payload, position=event.position, at=at
+        )
+    elif isinstance(event, ExecutionResumed):
+        state.status = RUNNING
+        state.pause = None
+    elif isinstance(event, ExecutionCompleted):
+        state.status = COMPLETED
+        state.output = event.output
+        state.ended_at = at
+    elif isinstance(event, ExecutionFailed):
+        state.status = FAILED
+        state.error = event.error
+        state.pause = None
+        state.ended_at = at
+    elif isinstance(event, ExecutionCancelled):
+        state.status = CANCELLED
+        state.pause = None
+        state.ended_at = at
+    return state
+
+
+def fold(execution_id: UUID, events: list[Event]) -> ExecutionState:
+    """Replay ``events`` from the beginning into a fresh state."""
+    state = ExecutionState(execution_id=execution_id)
+    for event in events:
+        apply(state, event)
+    return state

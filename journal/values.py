@@ -1,0 +1,122 @@
+"""Self-describing encoding of user values (inputs, outputs, payloads, log fields).
+
+Event fields typed ``Any`` carry whatever the workflow passed. msgspec encodes UUID, Decimal
+and datetime natively as strings, so an untyped decode would hand back ``str``: a resumed
+step would then return a different type than the first time. Here every value that msgpack
+cannot describe by itself is wrapped in a msgpack extension with a type code, so it decodes
+back equal and of the same type. Anything else is refused at the call, naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from journal.errors import UnsupportedValue
+
+__all__ = ["decode_value", "encode_value", "ext_hook", "to_wire"]
+
+EXT_UUID = 1
+EXT_DECIMAL = 2
+EXT_DATETIME = 3
+EXT_DATE = 4
+EXT_TUPLE = 5
+EXT_OBJECT = 6
+
+_SCALARS = (str, int, float, bool, bytes, type(None))
+_encoder = msgspec.msgpack.Encoder()
+
+
+def _topic(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _resolve(topic: str) -> type:
+    module_name, _, qualname = topic.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise TypeError(f"{topic} is not a class")
+    return obj
+
+
+def to_wire(value: Any, path: str = "value") -> Any:
+    """Turn ``value`` into msgpack-native data, wrapping typed values in extensions.
+
+    Raises :class:`UnsupportedValue` (a ``TypeError``) naming ``path`` for anything that
+    would not read back equal and of the same type.
+    """
+    cls = type(value)
+    if cls in _SCALARS:
+        return value
+    if cls is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) not in (str, int):
+                raise UnsupportedValue(f"{path} key {k!r}", k)
+            out[k] = to_wire(v, f"{path}[{k!r}]")
+        return out
+    if cls is list:
+        return [to_wire(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if cls is tuple:
+        items = [to_wire(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return msgspec.msgpack.Ext(EXT_TUPLE, _encoder.encode(items))
+    if cls is UUID:
+        return msgspec.msgpack.Ext(EXT_UUID, value.bytes)
+    if cls is Decimal:
+        return msgspec.msgpack.Ext(EXT_DECIMAL, str(value).encode())
+    if cls is datetime:
+        return msgspec.msgpack.Ext(EXT_DATETIME, value.isoformat().encode())
+    if cls is date:
+        return msgspec.msgpack.Ext(EXT_DATE, value.isoformat().encode())
+    if isinstance(value, msgspec.Struct):
+        fields = {
+            f: to_wire(getattr(value, f), f"{path}.{f}") for f in value.__struct_fields__
+        }
+        return msgspec.msgpack.Ext(EXT_OBJECT, _encoder.encode([_topic(cls), fields]))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {
+            f.name: to_wire(getattr(value, f.name), f"{path}.{f.name}")
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+        return msgspec.msgpack.Ext(EXT_OBJECT, _encoder.encode([_topic(cls), fields]))
+    raise UnsupportedValue(path, value)
+
+
+def ext_hook(code: int, data: memoryview) -> Any:
+    """Decode one of :func:`to_wire`'s extensions back to the original type."""
+    if code == EXT_UUID:
+        return UUID(bytes=bytes(data))
+    if code == EXT_DECIMAL:
+        return Decimal(bytes(data).decode())
+    if code == EXT_DATETIME:
+        return datetime.fromisoformat(bytes(data).decode())
+    if code == EXT_DATE:
+        return date.fromisoformat(bytes(data).decode())
+    if code == EXT_TUPLE:
+        return tuple(_decoder.decode(data))
+    if code == EXT_OBJECT:
+        topic, fields = _decoder.decode(data)
+        return _resolve(topic)(**fields)
+    raise ValueError(f"unknown value extension code {code}")
+
+
+_decoder = msgspec.msgpack.Decoder(ext_hook=ext_hook)
+
+
+def encode_value(value: Any, path: str = "value") -> bytes:
+    """Encode one user value to bytes (used for out-of-line storage and size checks)."""
+    return _encoder.encode(to_wire(value, path))
+
+
+def decode_value(data: bytes) -> Any:
+    """Decode bytes written by :func:`encode_value`."""
+    return _decoder.decode(data)

@@ -1,0 +1,104 @@
+"""Shared fixtures: every storage test runs on SQLite and on a real PostgreSQL server.
+
+PostgreSQL comes from ``$JOURNAL_TEST_POSTGRES_URL`` (default: the local server, database
+``test``). If it is installed but stopped, it is started; if it cannot be reached the run
+fails with a message that says so: PostgreSQL tests are never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+
+from journal.postgres import parse_postgres_url
+
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "long", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+ADMIN_URL = os.environ.get(
+    "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _admin_conninfo() -> str:
+    p = parse_postgres_url(ADMIN_URL)
+    return (
+        f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
+        + (f" password={p['password']}" if p["password"] else "")
+    )
+
+
+def _reachable() -> str | None:
+    try:
+        with psycopg.connect(_admin_conninfo(), connect_timeout=3):
+            return None
+    except psycopg.Error as e:
+        return str(e)
+
+
+def _start_local_postgres() -> None:
+    if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
+        return
+    for version in os.listdir("/etc/postgresql"):
+        subprocess.run(
+            ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+            check=False, capture_output=True, timeout=60,
+        )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    error = _reachable()
+    if error is not None:
+        _start_local_postgres()
+        error = _reachable()
+    if error is not None:
+        pytest.exit(
+            f"PostgreSQL is required for the storage tests and could not be reached at "
+            f"{ADMIN_URL} ({error}). Start it, or set JOURNAL_TEST_POSTGRES_URL.",
+            returncode=3,
+        )
+
+
+def postgres_url_for(dbname: str) -> str:
+    """The admin URL pointed at another database."""
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@pytest.fixture(scope="module")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test module, dropped afterwards."""
+    name = f"journal_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_url_for(name)
+    finally:
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL for an empty journal: a new SQLite file, or a new schema in a fresh database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'journal.db'}"
+    db_url: str = request.getfixturevalue("pg_database")
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    return f"{db_url}?schema={schema}"
