@@ -109,7 +109,6 @@ class PostgresStore(Store):
             pool_size=pool_size,
             max_overflow=max_overflow,
             schema=options.get("schema", ""),
-            pre_ping=True,
         )
         with self.translated():
             if self.datastore.schema != "public":

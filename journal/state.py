@@ -136,6 +136,7 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     last_started_step: StepMarker | None = None
     last_completed_step: StepMarker | None = None
     log_count: int = 0
+    max_seq: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -145,7 +146,7 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     @property
     def next_seq(self) -> int:
         """The seq a newly started step gets."""
-        return max(self.steps, default=0) + 1
+        return self.max_seq + 1
 
     @property
     def running_steps(self) -> list[StepState]:
@@ -257,6 +258,7 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
     elif isinstance(event, StepStarted):
         step = state.steps.get(event.seq)
         if step is None:
+            state.max_seq = max(state.max_seq, event.seq)
             state.steps[event.seq] = StepState(
                 seq=event.seq, name=event.name, status=STEP_RUNNING, attempts=1,
                 input=event.input, started_at=at, attempt_started_at=at,
