@@ -70,6 +70,26 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
                 channel=Identifier(self.channel_name),
             )
         )
+        function_one = Identifier(f"{self.events_table_name}_append_one")
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{function}("
+                "id uuid, version bigint, topic text, state bytea) "
+                "RETURNS bigint LANGUAGE plpgsql AS $BODY$ "
+                "DECLARE n bigint; "
+                "BEGIN "
+                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
+                "  NOTIFY {channel}; "
+                "  INSERT INTO {schema}.{table} "
+                "    (originator_id, originator_version, topic, state) "
+                "    VALUES (id, version, topic, state) RETURNING notification_id INTO n; "
+                "  RETURN n; "
+                "END; $BODY$"
+            ).format(
+                schema=schema, function=function_one, table=table,
+                channel=Identifier(self.channel_name),
+            )
+        )
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{blobs} "
@@ -79,12 +99,25 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
         self.append_statement = SQL(
             "SELECT * FROM {schema}.{function}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
         ).format(schema=schema, function=function)
+        # One event (the common case): scalar parameters dump several times faster than arrays.
+        self.append_one_statement = SQL(
+            "SELECT {schema}.{function}(%s, %s, %s, %b) AS n"
+        ).format(schema=schema, function=function_one)
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
+        if len(stored_events) == 1:
+            s = stored_events[0]
+            with self.datastore.get_connection() as conn:
+                row = conn.execute(
+                    self.append_one_statement,
+                    (s.originator_id, s.originator_version, s.topic, s.state),
+                    prepare=True,
+                ).fetchone()
+                return [row["n"]] if row else []
         params = (
             [s.originator_id for s in stored_events],
             [s.originator_version for s in stored_events],

@@ -83,6 +83,31 @@ class JournalSQLiteRecorder(SQLiteApplicationRecorder):
             f"CREATE TABLE IF NOT EXISTS {BLOBS_TABLE} (sha256 TEXT PRIMARY KEY, data BLOB)",
         ]
 
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert in one transaction; a single event is one autocommit INSERT (one fsync)."""
+        params = [
+            (s.originator_id.hex, s.originator_version, s.topic, s.state)  # type: ignore[union-attr]
+            for s in stored_events
+        ]
+        conn = self.datastore.pool.get_connection(is_writer=True)
+        try:
+            c = conn._sqlite_conn
+            if len(params) == 1:
+                c.execute(self.insert_events_statement, params[0])
+                return None
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(self.insert_events_statement, params)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return None
+        finally:
+            self.datastore.pool.put_connection(conn)
+
     def select_notifications(
         self,
         start: int | None,

@@ -70,6 +70,8 @@ class Store(ABC):
             raise JournalUnavailable(self.url, e) from e
         except Exception as e:
             # psycopg and sqlite3 errors not already wrapped by eventsourcing.
+            if type(e).__name__ in ("IntegrityError", "UniqueViolation"):
+                raise ConcurrencyConflict(execution_id or "?", position) from e
             if type(e).__module__.startswith(("psycopg", "sqlite3", "psycopg_pool")):
                 raise JournalUnavailable(self.url, e) from e
             raise
