@@ -19,7 +19,9 @@ from journal.values import ext_hook, to_wire
 
 __all__ = ["decode_event", "encode_event", "topic_of"]
 
-_TOPICS: dict[type[Event], str] = {cls: f"{cls.__module__}:{cls.__qualname__}" for cls in EVENT_TYPES}
+_TOPICS: dict[type[Event], str] = {
+    cls: f"{cls.__module__}:{cls.__qualname__}" for cls in EVENT_TYPES
+}
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     topic: msgspec.msgpack.Decoder(cls, ext_hook=ext_hook) for cls, topic in _TOPICS.items()
 }

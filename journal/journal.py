@@ -13,8 +13,7 @@ import hashlib
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -24,7 +23,12 @@ from eventsourcing.persistence import StoredEvent
 
 from journal.capture import Capture
 from journal.encoding import as_uuid, decode_event, encode_event
-from journal.errors import ConcurrencyConflict, ExecutionNotFound, InvalidTransition
+from journal.errors import (
+    ConcurrencyConflict,
+    ExecutionNotFound,
+    InvalidTransition,
+    JournalError,
+)
 from journal.events import (
     Cost,
     ErrorInfo,
@@ -67,7 +71,9 @@ class Journal:
     def __init__(self, store: Store, *, capture: Capture | None = None) -> None:
         self.store = store
         self.capture = capture or Capture()
-        self._handles: weakref.WeakSet[ExecutionHandle] = weakref.WeakSet()
+        # Handles with buffered log lines, held strongly: a handle dropped by its caller must
+        # still have its lines flushed (within a second, or at close()).
+        self._handles: set[ExecutionHandle] = set()
         self._handles_lock = threading.Lock()
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -93,7 +99,7 @@ class Journal:
     def start(
         self,
         workflow: str,
-        input: Any = None,  # noqa: A002 - the recorded field is called input
+        input: Any = None,
         *,
         execution_id: UUID | str | None = None,
         idempotency_key: str | None = None,
@@ -182,13 +188,28 @@ class Journal:
                 handles = list(self._handles)
             for h in handles:
                 h._flush_if_older_than(LOG_FLUSH_SECONDS * 0.8)
+            self._untrack_flushed(handles)
+
+    def _untrack_flushed(self, handles: list[ExecutionHandle]) -> None:
+        # Under the lock that log() takes to re-track, so a line buffered meanwhile is kept.
+        with self._handles_lock:
+            for h in handles:
+                if not h._pending:
+                    self._handles.discard(h)
 
     def flush(self) -> None:
         """Commit every buffered log line now."""
         with self._handles_lock:
             handles = list(self._handles)
+        errors: list[JournalError] = []
         for h in handles:
-            h.flush()
+            try:
+                h.flush()
+            except JournalError as e:  # flush the others first, then report
+                errors.append(e)
+        self._untrack_flushed(handles)
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
         """Flush buffered log lines and release the database."""
@@ -259,7 +280,7 @@ class ExecutionHandle:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def step_started(
-        self, name: str, input: Any = None, *, attempt: int = 1, seq: int | None = None  # noqa: A002
+        self, name: str, input: Any = None, *, attempt: int = 1, seq: int | None = None
     ) -> int:
         """Record StepStarted (committed before it returns) and return the step's seq.
 
@@ -313,7 +334,9 @@ class ExecutionHandle:
                 duration=elapsed if duration is None else duration,
             )
 
-    def log(self, message: str, *, level: str = "info", seq: int | None = None, **fields: Any) -> None:
+    def log(
+        self, message: str, *, level: str = "info", seq: int | None = None, **fields: Any
+    ) -> None:
         """Buffer a log line; durable with the next lifecycle event or within one second."""
         with self._lock:
             self._ensure_fresh()
@@ -379,6 +402,11 @@ class ExecutionHandle:
             except BaseException:
                 self._batch = None
                 self._stale = True
+                # Log lines buffered before the block are not part of it: keep them.
+                try:
+                    self._commit([])
+                except JournalError as e:
+                    self._flush_error = e
                 raise
             batch, self._batch = self._batch, None
             self._commit(batch)
@@ -399,9 +427,13 @@ class ExecutionHandle:
                 execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
                 **fields,
             )
-            # The stored event holds out-of-line references; the state holds the values.
-            stored = encode_event(_unwrap(event, lambda w: w.ref))  # refuses bad values first
-            apply(self._state, _unwrap(event, lambda w: w.value))
+            if any(type(v) is _OutOfLineValue for v in fields.values()):
+                # The stored event holds out-of-line references; the state holds the values.
+                stored = encode_event(_unwrap(event, lambda w: w.ref))
+                event = _unwrap(event, lambda w: w.value)
+            else:
+                stored = encode_event(event)  # refuses unsupported values before any change
+            apply(self._state, event)
             if self._batch is not None:
                 self._batch.append(stored)
             else:

@@ -38,11 +38,11 @@ from journal.events import (
 )
 
 __all__ = [
-    "RUNNING",
-    "PAUSED",
+    "CANCELLED",
     "COMPLETED",
     "FAILED",
-    "CANCELLED",
+    "PAUSED",
+    "RUNNING",
     "TERMINAL_STATUSES",
     "CostTotals",
     "ExecutionState",

@@ -28,6 +28,11 @@ EXT_DATETIME = 3
 EXT_DATE = 4
 EXT_TUPLE = 5
 EXT_OBJECT = 6
+EXT_BIGINT = 7
+
+# msgpack's native integer range; Python ints beyond it travel as decimal text.
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
 
 _SCALARS = (str, int, float, bool, bytes, type(None))
 _encoder = msgspec.msgpack.Encoder()
@@ -47,6 +52,21 @@ def _resolve(topic: str) -> type:
     return obj
 
 
+_importable_cache: dict[type, bool] = {}
+
+
+def _importable(cls: type) -> bool:
+    """Whether ``cls`` can be found again by its topic (not local to a function, say)."""
+    known = _importable_cache.get(cls)
+    if known is None:
+        try:
+            known = _resolve(_topic(cls)) is cls
+        except (ImportError, AttributeError, TypeError):
+            known = False
+        _importable_cache[cls] = known
+    return known
+
+
 def to_wire(value: Any, path: str = "value") -> Any:
     """Turn ``value`` into msgpack-native data, wrapping typed values in extensions.
 
@@ -54,12 +74,14 @@ def to_wire(value: Any, path: str = "value") -> Any:
     would not read back equal and of the same type.
     """
     cls = type(value)
+    if cls is int and not _INT_MIN <= value <= _INT_MAX:
+        return msgspec.msgpack.Ext(EXT_BIGINT, str(value).encode())
     if cls in _SCALARS:
         return value
     if cls is dict:
         out = {}
         for k, v in value.items():
-            if type(k) not in (str, int):
+            if type(k) is not str and not (type(k) is int and _INT_MIN <= k <= _INT_MAX):
                 raise UnsupportedValue(f"{path} key {k!r}", k)
             out[k] = to_wire(v, f"{path}[{k!r}]")
         return out
@@ -76,6 +98,11 @@ def to_wire(value: Any, path: str = "value") -> Any:
         return msgspec.msgpack.Ext(EXT_DATETIME, value.isoformat().encode())
     if cls is date:
         return msgspec.msgpack.Ext(EXT_DATE, value.isoformat().encode())
+    if (isinstance(value, msgspec.Struct) or dataclasses.is_dataclass(value)) and not (
+        isinstance(value, type) or _importable(cls)
+    ):
+        # It would be written, then fail to decode: refuse it now.
+        raise UnsupportedValue(path, value)
     if isinstance(value, msgspec.Struct):
         fields = {
             f: to_wire(getattr(value, f), f"{path}.{f}") for f in value.__struct_fields__
@@ -103,6 +130,8 @@ def ext_hook(code: int, data: memoryview) -> Any:
         return date.fromisoformat(bytes(data).decode())
     if code == EXT_TUPLE:
         return tuple(_decoder.decode(data))
+    if code == EXT_BIGINT:
+        return int(bytes(data).decode())
     if code == EXT_OBJECT:
         topic, fields = _decoder.decode(data)
         return _resolve(topic)(**fields)
