@@ -118,7 +118,8 @@ class JournalSQLiteRecorder(SQLiteApplicationRecorder):
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
         """Keyset read of the notification log (the stock query names ``rowid``)."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if start is not None:
             clauses.append("notification_id >= ?" if inclusive_of_start else "notification_id > ?")
             params.append(start)

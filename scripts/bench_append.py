@@ -30,9 +30,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from journal import Journal  # noqa: E402
-from journal.encoding import encode_event  # noqa: E402
-from journal.events import StepStarted  # noqa: E402
+from journal import Journal
+from journal.encoding import encode_event
+from journal.events import StepStarted
 
 ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
