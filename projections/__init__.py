@@ -1,0 +1,35 @@
+"""Read models of the execution journal: status, last steps, step statistics and costs.
+
+``views = Projections(journal)``; ``views.catch_up()`` or ``views.follow()`` apply the log;
+``views.execution(id)``, ``views.executions(...)``, ``views.steps(id)``, ``views.costs(by=)``,
+``views.step_stats()`` and ``views.stuck(older_than=)`` read them. Views live in the
+journal's own database and can always be dropped and rebuilt from the log (:func:`rebuild`).
+"""
+
+from projections.api import STATUSES, Projections
+from projections.errors import ProjectionError
+from projections.rebuild import RebuildResult, rebuild
+from projections.views import (
+    COST_DIMENSIONS,
+    VIEWS,
+    CostSummary,
+    ExecutionSummary,
+    StepMarker,
+    StepStats,
+    StepSummary,
+)
+
+__all__ = [
+    "COST_DIMENSIONS",
+    "STATUSES",
+    "VIEWS",
+    "CostSummary",
+    "ExecutionSummary",
+    "ProjectionError",
+    "Projections",
+    "RebuildResult",
+    "StepMarker",
+    "StepStats",
+    "StepSummary",
+    "rebuild",
+]

@@ -1,0 +1,368 @@
+"""``Projections(journal)``: read models of the journal, kept up to date and queried here."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from journal import Journal
+from journal.encoding import as_uuid
+from journal.state import StepMarker
+from projections.backend import Backend, open_backend
+from projections.projector import EXECUTION_COLUMNS, STEP_COLUMNS, Projector
+from projections.views import (
+    COST_DIMENSIONS,
+    VIEWS,
+    CostSummary,
+    ExecutionSummary,
+    StepStats,
+    StepSummary,
+)
+
+__all__ = ["STATUSES", "Projections"]
+
+STATUSES = ("running", "paused", "completed", "failed", "cancelled")
+
+_EXEC_SELECT = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM proj_executions"
+_STEP_SELECT = f"SELECT {', '.join(STEP_COLUMNS)} FROM proj_steps"
+
+
+class Projections:
+    """Read models of ``journal`` (executions, steps, costs) in the journal's own database.
+
+    ``catch_up()`` applies what the log holds beyond the views' positions; ``follow()`` keeps
+    doing so until ``stop()``; the query methods read the views as last committed. Views of
+    a ``memory:`` journal live in an in-memory SQLite database. Thread-safe: one thread may
+    follow while others query. Closing does not close the journal.
+    """
+
+    def __init__(self, journal: Journal, *, page_size: int = 1000) -> None:
+        self.journal = journal
+        self.backend: Backend = open_backend(journal)
+        try:
+            self.projector = Projector(journal, self.backend, page_size=page_size)
+        except BaseException:
+            self.backend.close()
+            raise
+        self._stopping = threading.Event()
+        self._following = threading.Lock()  # one page-applier at a time
+        self._in_follow = threading.Lock()  # held for the whole of follow()
+
+    # -- keeping up ----------------------------------------------------------------------------
+
+    def catch_up(self, *, progress: Callable[[int, int], None] | None = None) -> int:
+        """Apply every event after the views' positions; returns how many were applied.
+
+        ``progress(events, position)`` is called after each committed page.
+        """
+        with self._following:
+            return self.projector.catch_up(progress=progress)
+
+    def follow(
+        self,
+        *,
+        stop: threading.Event | None = None,
+        poll_interval: float = 0.05,
+        on_update: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Keep applying new events until ``stop()`` is called (or ``stop`` is set).
+
+        On PostgreSQL the wait is a LISTEN on the journal's channel (woken by each append);
+        on SQLite the log's last id is polled every ``poll_interval`` seconds. Returns the
+        number of events applied. ``on_update(events, position)`` runs after each commit.
+        """
+
+        def stopped() -> bool:
+            return self._stopping.is_set() or (stop is not None and stop.is_set())
+
+        listen = getattr(self.backend, "listen", None)
+        with self._in_follow:
+            return self._follow(stopped, listen, poll_interval, on_update)
+
+    def _follow(
+        self,
+        stopped: Callable[[], bool],
+        listen: Callable[[], None] | None,
+        poll_interval: float,
+        on_update: Callable[[int, int], None] | None,
+    ) -> int:
+        applied = 0
+        try:
+            if listen is not None:
+                listen()  # before the first catch-up, so no append falls in between
+            while not stopped():
+                applied += self.catch_up(progress=on_update)
+                if stopped():
+                    break
+                if listen is not None:
+                    # Bounded so that stop() is noticed within a quarter second.
+                    self.backend.wait_for_append(0.25)
+                else:
+                    self._stopping.wait(poll_interval)
+        finally:
+            unlisten = getattr(self.backend, "unlisten", None)
+            if unlisten is not None:
+                unlisten()
+            self._stopping.clear()
+        return applied
+
+    def stop(self) -> None:
+        """Ask a running ``follow()`` to return after its current page."""
+        self._stopping.set()
+
+    def rebuild(
+        self,
+        *,
+        only: Iterable[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Drop ``only`` these views (default: all), rebuild them from position 0 and catch up.
+
+        Safe while writers append: it ends caught up with the log as it was at its last page,
+        and every page is committed with its position, so nothing is counted twice. Views
+        not named keep their rows and positions. Returns the events applied.
+        """
+        views = _views(only)
+        with self._following:
+            self.projector.drop_and_create(views)
+            return self.projector.catch_up(progress=progress)
+
+    def positions(self) -> dict[str, int]:
+        """Each view's committed position (the notification id of its last event)."""
+        return self.projector.load_positions()
+
+    def head(self) -> int:
+        """The notification id of the last event in the log."""
+        return self.backend.head()
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def execution(self, execution_id: UUID | str) -> ExecutionSummary | None:
+        """One execution as the view has it, or None if the view has not seen it."""
+        b = self.backend
+        rows = b.query(f"{_EXEC_SELECT} WHERE execution_id = ?", (b.uuid(as_uuid(execution_id)),))
+        return self._execution(rows[0]) if rows else None
+
+    def executions(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        since: datetime | None = None,
+        before: ExecutionSummary | None = None,
+        limit: int = 50,
+    ) -> list[ExecutionSummary]:
+        """Executions newest first (by start), optionally filtered; keyset-paginated.
+
+        For the next page pass the last execution of this one as ``before=``.
+        ``since`` keeps executions started at or after it.
+        """
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+        b = self.backend
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(b.ts(_utc(since)))
+        if before is not None:
+            where.append("(started_at, execution_id) < (?, ?)")
+            params += [b.ts(before.started_at), b.uuid(before.execution_id)]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = b.query(
+            f"{_EXEC_SELECT}{clause} ORDER BY started_at DESC, execution_id DESC LIMIT ?",
+            [*params, int(limit)],
+        )
+        return [self._execution(r) for r in rows]
+
+    def steps(self, execution_id: UUID | str) -> list[StepSummary]:
+        """The steps of one execution in seq order (empty if the view has not seen it)."""
+        b = self.backend
+        rows = b.query(
+            f"{_STEP_SELECT} WHERE execution_id = ? ORDER BY seq", (b.uuid(as_uuid(execution_id)),)
+        )
+        return [self._step(r) for r in rows]
+
+    def costs(self, by: str = "workflow") -> list[CostSummary]:
+        """Cost totals by ``workflow``, ``step`` (name), ``model`` or ``day`` (UTC), by key."""
+        if by not in COST_DIMENSIONS:
+            raise ValueError(
+                f"cannot group costs by {by!r}: use one of {', '.join(COST_DIMENSIONS)}"
+            )
+        b = self.backend
+        rows = b.query(
+            "SELECT key, usd, input_tokens, output_tokens, calls FROM proj_costs "
+            "WHERE dimension = ? ORDER BY key",
+            (by,),
+        )
+        return [
+            CostSummary(key=k, usd=b.to_dec(u), input_tokens=i, output_tokens=o, calls=c)
+            for k, u, i, o, c in rows
+        ]
+
+    def step_stats(self) -> list[StepStats]:
+        """Per step name: runs, failures, failure rate, retries, mean/p50/p95 duration."""
+        b = self.backend
+        finished = "status IN ('completed', 'failed')"
+        if b.sql_percentiles:
+            rows = b.query(
+                "SELECT name, "
+                f"count(*) FILTER (WHERE {finished}), "
+                "count(*) FILTER (WHERE status = 'completed'), "
+                "count(*) FILTER (WHERE status = 'failed'), "
+                "coalesce(sum(attempts - 1), 0), "
+                "count(*) FILTER (WHERE status IN ('running', 'retrying')), "
+                f"avg(duration) FILTER (WHERE {finished}), "
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY duration) "
+                f"FILTER (WHERE {finished}), "
+                "percentile_cont(0.95) WITHIN GROUP (ORDER BY duration) "
+                f"FILTER (WHERE {finished}) "
+                "FROM proj_steps GROUP BY name ORDER BY name"
+            )
+            return [
+                StepStats(
+                    name=n, runs=runs, completed=c, failures=f,
+                    failure_rate=f / runs if runs else 0.0, retries=int(r), running=running,
+                    mean_duration=_float(m), p50_duration=_float(p50), p95_duration=_float(p95),
+                )
+                for n, runs, c, f, r, running, m, p50, p95 in rows
+            ]
+        stats: list[StepStats] = []
+        counts = b.query(
+            "SELECT name, "
+            f"sum(CASE WHEN {finished} THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), "
+            "sum(attempts - 1), "
+            "sum(CASE WHEN status IN ('running', 'retrying') THEN 1 ELSE 0 END) "
+            "FROM proj_steps GROUP BY name ORDER BY name"
+        )
+        for n, runs, c, f, r, running in counts:
+            durations = [
+                d for (d,) in b.query(
+                    f"SELECT duration FROM proj_steps WHERE name = ? AND {finished} "
+                    "AND duration IS NOT NULL ORDER BY duration",
+                    (n,),
+                )
+            ]
+            stats.append(
+                StepStats(
+                    name=n, runs=runs, completed=c, failures=f,
+                    failure_rate=f / runs if runs else 0.0, retries=r, running=running,
+                    mean_duration=sum(durations) / len(durations) if durations else None,
+                    p50_duration=_percentile(durations, 0.5),
+                    p95_duration=_percentile(durations, 0.95),
+                )
+            )
+        return stats
+
+    def stuck(
+        self, *, older_than: timedelta, now: datetime | None = None, limit: int = 1000
+    ) -> list[ExecutionSummary]:
+        """Running executions whose last event is older than ``older_than``, oldest first.
+
+        Each carries ``last_started_step``: where it got to. Paused executions are waiting
+        for someone on purpose and are not listed.
+        """
+        b = self.backend
+        cutoff = _utc(now or datetime.now(UTC)) - older_than
+        rows = b.query(
+            f"{_EXEC_SELECT} WHERE status = 'running' AND updated_at < ? "
+            "ORDER BY updated_at LIMIT ?",
+            (b.ts(cutoff), int(limit)),
+        )
+        return [self._execution(r) for r in rows]
+
+    # -- rows to values -----------------------------------------------------------------------
+
+    def _execution(self, r: Sequence[Any]) -> ExecutionSummary:
+        b = self.backend
+        ts = b.to_ts
+        started_at, updated_at = ts(r[3]), ts(r[4])
+        assert started_at is not None and updated_at is not None
+        return ExecutionSummary(
+            execution_id=b.to_uuid(r[0]), workflow=r[1], status=r[2],
+            started_at=started_at, updated_at=updated_at, ended_at=ts(r[5]), duration=r[6],
+            last_started_step=_marker(r[7], r[8], ts(r[9])),
+            last_completed_step=_marker(r[10], r[11], ts(r[12])),
+            finalization_path=r[13], error_type=r[14], error_message=r[15],
+            error_step=r[16], error_step_seq=r[17], pause_reason=r[18], paused_at=ts(r[19]),
+            steps_completed=r[20], steps_failed=r[21], retries=r[22], event_count=r[23],
+            log_count=r[24], cost_usd=b.to_dec(r[25]), input_tokens=r[26], output_tokens=r[27],
+        )
+
+    def _step(self, r: Sequence[Any]) -> StepSummary:
+        b = self.backend
+        return StepSummary(
+            execution_id=b.to_uuid(r[0]), seq=r[1], name=r[2], status=r[3], attempts=r[4],
+            started_at=b.to_ts(r[5]), ended_at=b.to_ts(r[6]), duration=r[7],
+            cost_usd=b.to_dec(r[8]), input_tokens=r[9], output_tokens=r[10],
+            error_type=r[11], error_message=r[12],
+        )
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop following and release the views' connection (the journal stays open)."""
+        self.stop()
+        with self._in_follow, self._following:
+            self.backend.close()
+
+    def __enter__(self) -> Projections:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _views(only: Iterable[str] | None) -> list[str]:
+    if only is None:
+        return list(VIEWS)
+    if isinstance(only, str):
+        only = [only]
+    names = list(dict.fromkeys(only))
+    unknown = [n for n in names if n not in VIEWS]
+    if unknown or not names:
+        raise ValueError(f"unknown view {', '.join(unknown) or '(none)'}: use {', '.join(VIEWS)}")
+    return names
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError(f"{value!r} has no time zone: pass an aware datetime (UTC)")
+    return value.astimezone(UTC)
+
+
+def _marker(name: str | None, seq: int | None, at: datetime | None) -> StepMarker | None:
+    if name is None or seq is None or at is None:
+        return None
+    return StepMarker(name=name, seq=seq, at=at)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks, as PostgreSQL's percentile_cont."""
+    if not sorted_values:
+        return None
+    pos = q * (len(sorted_values) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)

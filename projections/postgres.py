@@ -1,0 +1,126 @@
+"""Views in the journal's PostgreSQL database and schema, followed through LISTEN/NOTIFY.
+
+The projector has its own psycopg connection (autocommit; writes in explicit transactions)
+with ``search_path`` set to the journal's schema, so the views sit beside the log and the
+shared SQL needs no qualification. The journal's append function runs ``NOTIFY`` on
+``recorder.channel_name`` in the appending transaction; :meth:`wait_for_append` blocks on a
+second, listening connection until one arrives (or the timeout passes, which is only a
+safety net: a notification received while the projector was busy is kept by the server
+socket and read at the next wait).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from journal.postgres import parse_postgres_url
+from journal.store import EVENTS_TABLE, Store
+from projections.backend import Backend
+
+__all__ = ["PostgresBackend"]
+
+
+class PostgresBackend(Backend):
+    """Views in the same PostgreSQL schema as the journal."""
+
+    types = {
+        "UUID": "uuid", "TS": "timestamptz", "DEC": "numeric", "BIGINT": "bigint",
+        "FLOAT": "double precision",
+    }
+    sql_percentiles = True
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        datastore: Any = getattr(store, "datastore", None)
+        self.schema: str = datastore.schema if datastore is not None else "public"
+        self.channel: str = getattr(store.recorder, "channel_name", "")
+        self._sql: dict[str, str] = {}
+        self._listener: psycopg.Connection[Any] | None = None
+        with self.translated():
+            self.conn = self._connect()
+        self._read_sql = (
+            f"SELECT notification_id, topic, state FROM {EVENTS_TABLE} "
+            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+        )
+
+    @staticmethod
+    def to_ts(value: Any) -> datetime | None:
+        # The server hands back its own time zone object; the journal's events use UTC.
+        return None if value is None else value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        p = parse_postgres_url(self.store.url)
+        conn = psycopg.connect(
+            host=p["host"], port=p["port"], user=p["user"], password=p["password"] or None,
+            dbname=p["dbname"], autocommit=True,
+            connect_timeout=int(float(p["options"].get("connect_timeout", 5))),
+        )
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        return conn
+
+    def _pg(self, statement: str) -> str:
+        converted = self._sql.get(statement)
+        if converted is None:
+            converted = self._sql[statement] = statement.replace("?", "%s")
+        return converted
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.lock, self.translated():
+            return self.conn.execute(self._pg(sql), params).fetchall()  # type: ignore[arg-type]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self.lock, self.translated():
+            return self.conn.execute(self._pg(sql), params).rowcount  # type: ignore[arg-type]
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.lock, self.translated(), self.conn.cursor() as cur:
+            cur.executemany(self._pg(sql), rows)  # type: ignore[arg-type]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock, self.translated(), self.conn.transaction():
+            yield
+
+    def read_page(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        with self.lock, self.translated(), self.conn.cursor(binary=True) as cur:
+            cur.execute(self._read_sql, (after, limit))  # type: ignore[arg-type]
+            return cur.fetchall()
+
+    def head(self) -> int:
+        with self.lock, self.translated():
+            row = self.conn.execute(f"SELECT MAX(notification_id) FROM {EVENTS_TABLE}").fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def listen(self) -> None:
+        """Start listening on the journal's channel (idempotent)."""
+        if self._listener is not None:
+            return
+        with self.translated():
+            listener = self._connect()
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        self._listener = listener
+
+    def unlisten(self) -> None:
+        """Stop listening and close the listening connection."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def wait_for_append(self, timeout: float) -> None:
+        if self._listener is None:
+            self.listen()
+        assert self._listener is not None
+        with self.translated():
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+
+    def close(self) -> None:
+        self.unlisten()
+        with self.lock:
+            self.conn.close()
