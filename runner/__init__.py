@@ -1,0 +1,51 @@
+"""An embeddable durable workflow runner: every step journaled, resume = replay.
+
+::
+
+    from journal import Journal
+    from runner import Runner, add_cost
+
+    runner = Runner(Journal.open())
+
+    @runner.workflow()
+    def review(ctx, doc_id: str) -> dict:
+        text = ctx.step("fetch", fetch_doc, doc_id)
+        decision = ctx.pause("human_review", payload={"chars": len(text)})
+        return {"approved": decision["approved"]}
+
+    run = runner.run(review, "doc-1")              # returns paused, committed
+    run = runner.resume(run.id, {"approved": True})
+
+What workflow code uses lives in ``runner.context``; what drives and replays it in
+``runner._engine`` and ``runner._runner``; the errors in ``runner.errors``.
+"""
+
+from runner._runner import Run, Runner
+from runner.context import AsyncContext, Context, Retry, StepInfo, add_cost, current_step
+from runner.errors import (
+    AlreadyResumed,
+    IncompatibleOutput,
+    NonDeterministicWorkflow,
+    OutsideStep,
+    RunnerError,
+    StepFailedError,
+    WorkflowNotFound,
+)
+
+__all__ = [
+    "AlreadyResumed",
+    "AsyncContext",
+    "Context",
+    "IncompatibleOutput",
+    "NonDeterministicWorkflow",
+    "OutsideStep",
+    "Retry",
+    "Run",
+    "Runner",
+    "RunnerError",
+    "StepFailedError",
+    "StepInfo",
+    "WorkflowNotFound",
+    "add_cost",
+    "current_step",
+]

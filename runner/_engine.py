@@ -1,0 +1,625 @@
+"""The engine that drives one execution: replays what the journal recorded, records the rest.
+
+Commit pattern (one durable commit per step on the happy path):
+
+* ``StepStarted`` is committed before the step's code runs; that append is also the claim
+  that fences a second runner (it gets ``ConcurrencyConflict`` and runs nothing).
+* A step's ``StepCompleted`` (and a final ``StepFailed``) is *held*, then committed in the
+  same transaction as whatever comes next: the next ``StepStarted``, a pause, the end of the
+  run. So it is durable before the next step starts and before ``run()`` returns. Log lines
+  written while something is held join it, in order. A background thread of the runner
+  commits anything held longer than ``HOLD_SECONDS`` (workflow code idling between steps).
+* A crash loses at most the held completion: that step is the one in flight, and re-runs.
+
+Replay walks the workflow from the top against an index of the stream built with the
+journal's own fold (``journal.state.fold``): the step at each seq, its outcome, the pauses
+and their answers. Calls are matched by seq (assigned in call order, synchronously, so
+``asyncio.gather`` is deterministic); the first unrecorded call runs live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import functools
+import inspect
+import threading
+import time
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from journal import (
+    ConcurrencyConflict,
+    ErrorInfo,
+    Event,
+    ExecutionHandle,
+    ExecutionPaused,
+    ExecutionResumed,
+    ExecutionState,
+    Journal,
+    JournalError,
+    LogRecorded,
+    StepFailed,
+    StepStarted,
+    UnsupportedValue,
+)
+from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED
+from journal.values import to_wire
+from runner.context import NO_RETRY, Retry, StepInfo
+from runner.errors import (
+    IncompatibleOutput,
+    NonDeterministicWorkflow,
+    RunnerError,
+    StepFailedError,
+)
+
+__all__ = ["Cancelled", "Engine", "Halt", "Suspended", "current_scope"]
+
+#: Held completions older than this are committed by the runner's background flusher.
+HOLD_SECONDS = 0.5
+
+
+class Halt(BaseException):
+    """Unwinds the workflow; a BaseException so ``except Exception`` in workflow code passes it."""
+
+
+class Suspended(Halt):
+    """The execution paused: the workflow stops here until resumed."""
+
+
+class Cancelled(Halt):
+    """Someone cancelled the execution while this runner was driving it."""
+
+
+@dataclasses.dataclass(slots=True)
+class StepScope:
+    """What code inside a running step can see through ``current_step()`` and ``add_cost()``."""
+
+    engine: Engine
+    info: StepInfo
+    costs: list[Any]
+
+
+_scope: contextvars.ContextVar[StepScope | None] = contextvars.ContextVar(
+    "runner_step", default=None
+)
+
+
+def current_scope() -> StepScope | None:
+    """The step running in this context, if any."""
+    return _scope.get()
+
+
+@dataclasses.dataclass(slots=True)
+class _RecordedStep:
+    name: str
+    status: str
+    attempts: int
+    failures: int
+    output: Any
+    error: ErrorInfo | None
+
+
+@dataclasses.dataclass(slots=True)
+class _RecordedPause:
+    reason: str
+    steps_before: int
+    answered: bool = False
+    value: Any = None
+
+
+class _ReplayIndex:
+    """What replay needs from the stream: steps by seq (from the fold), pauses in order."""
+
+    def __init__(self, state: ExecutionState, events: Sequence[Event]) -> None:
+        self.steps = {
+            seq: _RecordedStep(s.name, s.status, s.attempts, 0, s.output, s.error)
+            for seq, s in state.steps.items()
+        }
+        self.max_seq = max(self.steps, default=0)
+        self.pauses: list[_RecordedPause] = []
+        self.workflow_logs = 0
+        started = 0
+        for e in events:
+            if isinstance(e, StepStarted):
+                started = max(started, e.seq)
+            elif isinstance(e, StepFailed):
+                self.steps[e.seq].failures += 1
+            elif isinstance(e, LogRecorded):
+                if e.seq is None:
+                    self.workflow_logs += 1
+            elif isinstance(e, ExecutionPaused):
+                self.pauses.append(_RecordedPause(e.reason, started))
+            elif isinstance(e, ExecutionResumed):
+                self.pauses[-1].answered = True
+                self.pauses[-1].value = e.value
+
+
+class _Unset:
+    pass
+
+
+UNSET: Any = _Unset()
+_LIVE = object()
+
+
+def _unwrap(fn: Any) -> Any:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return fn
+
+
+@functools.lru_cache(maxsize=4096)
+def _return_type(fn: Callable[..., Any]) -> Any:
+    try:
+        hints = typing.get_type_hints(_unwrap(fn))
+    except Exception:  # unresolvable annotations: return the value as recorded
+        return None
+    return hints.get("return")
+
+
+@functools.lru_cache(maxsize=4096)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def _evidence(value: Any) -> Any:
+    """A value as the journal can keep it: itself if it encodes, else its (short) repr."""
+    try:
+        to_wire(value)
+    except (UnsupportedValue, TypeError, ValueError):
+        return f"<{type(value).__qualname__}> {value!r:.200}"
+    return value
+
+
+def step_input(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The step's arguments as evidence: by parameter name when the signature allows."""
+    if not args and not kwargs:
+        return None
+    sig = _signature(fn)
+    if sig is not None:
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError:
+            pass
+        else:
+            return {k: _evidence(v) for k, v in bound.arguments.items()}
+    return {
+        "args": [_evidence(a) for a in args],
+        "kwargs": {k: _evidence(v) for k, v in kwargs.items()},
+    }
+
+
+def _is_trivial(value: Any) -> bool:
+    return value is None or type(value) in (bool, int, float, str)
+
+
+class Engine:
+    """Drives one execution of one workflow function against its journal stream."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        handle: ExecutionHandle,
+        *,
+        workflow: str,
+        events: Sequence[Event] = (),
+        resume_value: Any = UNSET,
+        is_async: bool = False,
+    ) -> None:
+        self.journal = journal
+        self.handle = handle
+        self.id: UUID = handle.id
+        self.workflow = workflow
+        self.is_async = is_async
+        self.index = _ReplayIndex(handle.state, events)
+        self.resume_value = resume_value
+        self.halt: BaseException | None = None
+        self._lock = threading.RLock()
+        self._held: list[Callable[[], object]] = []
+        self._held_since = 0.0
+        self._seq = 0
+        self._pauses_called = 0
+        self._logs_called = 0
+        self._inflight = 0
+        self._idle: asyncio.Event | None = None
+
+    # -- replay bookkeeping ------------------------------------------------------------------
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while recorded calls remain ahead of the workflow."""
+        return self._seq < self.index.max_seq or self._pauses_called < len(self.index.pauses)
+
+    def _check(self) -> None:
+        if self.halt is not None:
+            raise self.halt
+
+    def _stop(self, error: BaseException) -> BaseException:
+        """Remember why the run stops, so workflow code that swallows it cannot go on."""
+        self.halt = error
+        return error
+
+    def _diverged(
+        self, seq: int, recorded: tuple[str, str] | None, called: tuple[str, str] | None
+    ) -> BaseException:
+        return self._stop(
+            NonDeterministicWorkflow(
+                execution_id=self.id, workflow=self.workflow, seq=seq,
+                recorded=None if recorded is None else recorded[1],
+                called=None if called is None else called[1],
+                recorded_kind=None if recorded is None else recorded[0],
+                called_kind=None if called is None else called[0],
+            )
+        )
+
+    def _next_pause_is_due(self) -> _RecordedPause | None:
+        """The recorded pause that came right after the steps called so far, if any."""
+        k = self._pauses_called
+        if k < len(self.index.pauses) and not self.is_async:
+            pause = self.index.pauses[k]
+            if pause.steps_before == self._seq:
+                return pause
+        return None
+
+    def _check_all_replayed(self) -> None:
+        """Before a live pause or the end: the workflow must have made every recorded call."""
+        if self.index.max_seq > self._seq:
+            seq = min(s for s in self.index.steps if s > self._seq)
+            raise self._diverged(seq, ("step", self.index.steps[seq].name), None)
+        if self._pauses_called < len(self.index.pauses):
+            pause = self.index.pauses[self._pauses_called]
+            raise self._diverged(self._seq + 1, ("pause", pause.reason), None)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _write(self, *calls: Callable[[], object]) -> None:
+        """Commit what is held plus ``calls`` in one transaction."""
+        with self._lock:
+            self._check()
+            todo = [*self._held, *calls]
+            self._held = []
+            if not todo:
+                return
+            try:
+                if len(todo) == 1:
+                    todo[0]()
+                else:
+                    with self.handle.atomic():
+                        for call in todo:
+                            call()
+            except ConcurrencyConflict as e:
+                raise self._conflict(e) from None
+            except JournalError as e:
+                raise self._stop(e) from None
+
+    def _conflict(self, error: ConcurrencyConflict) -> BaseException:
+        """Another writer got there first: stop quietly if it cancelled us, else fence."""
+        try:
+            state = self.journal.state(self.id)
+        except JournalError:
+            return self._stop(error)
+        if state.status == CANCELLED:
+            return self._stop(Cancelled())
+        return self._stop(error)
+
+    def _hold(self, call: Callable[[], object]) -> None:
+        with self._lock:
+            if not self._held:
+                self._held_since = time.monotonic()
+            self._held.append(call)
+
+    def flush(self) -> None:
+        """Commit anything held now."""
+        self._write()
+
+    def flush_if_older(self, seconds: float) -> None:
+        """Commit held records older than ``seconds`` (from the background flusher)."""
+        if not self._held or time.monotonic() - self._held_since < seconds:
+            return
+        if not self._lock.acquire(timeout=0.05):
+            return
+        try:
+            if self.halt is None and self._held:
+                self._write()
+        except BaseException:  # kept in self.halt, raised at the next call
+            pass
+        finally:
+            self._lock.release()
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def begin_step(self, name: str) -> tuple[int, _RecordedStep | None]:
+        """Assign the next seq (synchronously, in call order) and find its record."""
+        with self._lock:
+            self._check()
+            scope = _scope.get()
+            if scope is not None and scope.engine is self:
+                raise RunnerError(
+                    f"step {name!r} was called inside step {scope.info.name!r} of "
+                    f"execution {self.id}: steps cannot be nested; call it from the "
+                    "workflow function"
+                )
+            pause = self._next_pause_is_due()
+            seq = self._seq + 1
+            if pause is not None:
+                raise self._diverged(seq, ("pause", pause.reason), ("step", name))
+            self._seq = seq
+            rec = self.index.steps.get(seq)
+            if rec is not None and rec.name != name:
+                raise self._diverged(seq, ("step", rec.name), ("step", name))
+            return seq, rec
+
+    def replayed(self, seq: int, rec: _RecordedStep, fn: Callable[..., Any]) -> Any:
+        """The recorded outcome of a finished step, or ``_LIVE`` when it must run again."""
+        if rec.status == STEP_COMPLETED:
+            return self._convert(seq, rec, fn)
+        if rec.status == STEP_FAILED:
+            error = rec.error or ErrorInfo(type="Exception", message="")
+            raise StepFailedError(
+                execution_id=self.id, step=rec.name, seq=seq, attempts=rec.attempts,
+                error_type=error.type, error_message=error.message,
+            )
+        return _LIVE  # in flight when the last runner stopped, or between retries
+
+    def _convert(self, seq: int, rec: _RecordedStep, fn: Callable[..., Any]) -> Any:
+        annotation = _return_type(fn)
+        if annotation is None or annotation is Any:
+            return rec.output
+        try:
+            return msgspec.convert(rec.output, annotation, from_attributes=True)
+        except (msgspec.ValidationError, TypeError) as e:
+            raise self._stop(
+                IncompatibleOutput(
+                    execution_id=self.id, step=rec.name, seq=seq, annotation=annotation,
+                    cause=str(e),
+                )
+            ) from None
+
+    def first_attempt(self, rec: _RecordedStep | None) -> tuple[int, int]:
+        """(attempt number, failures so far) for the next try of a step."""
+        if rec is None:
+            return 1, 0
+        return rec.attempts + 1, rec.failures
+
+    def start_attempt(self, seq: int, name: str, attempt: int, input: Any) -> StepScope:
+        """Commit StepStarted (with anything held): after this, the step's code may run."""
+        self._write(
+            lambda: self.handle.step_started(name, input, attempt=attempt, seq=seq)
+        )
+        info = StepInfo(execution_id=self.id, name=name, seq=seq, attempt=attempt)
+        return StepScope(self, info, [])
+
+    def completed(self, scope: StepScope, output: Any, duration: float) -> None:
+        """Hold StepCompleted; it is committed with the next transition."""
+        if not _is_trivial(output):
+            to_wire(output, f"output of step {scope.info.name!r}")  # refuse now, not later
+        seq, costs = scope.info.seq, tuple(scope.costs)
+        self._hold(
+            lambda: self.handle.step_completed(seq, output, costs=costs, duration=duration)
+        )
+
+    def failed(
+        self, scope: StepScope, error: BaseException, duration: float, *, will_retry: bool
+    ) -> None:
+        """Record StepFailed: a retry's at once (visible during the backoff), a final one held."""
+        seq, costs = scope.info.seq, tuple(scope.costs)
+
+        def record() -> None:
+            self.handle.step_failed(
+                seq, error, will_retry=will_retry, costs=costs, duration=duration
+            )
+
+        if will_retry:
+            self._write(record)
+        else:
+            self._hold(record)
+
+    def step_failed_error(self, scope: StepScope, error: BaseException) -> StepFailedError:
+        """What the workflow sees when a step fails for good (the same on replay)."""
+        info = ErrorInfo.from_exception(error)
+        return StepFailedError(
+            execution_id=self.id, step=scope.info.name, seq=scope.info.seq,
+            attempts=scope.info.attempt, error_type=info.type, error_message=info.message,
+        )
+
+    def run_step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: Retry | None,
+    ) -> Any:
+        """A synchronous step: replayed, or run live with its retries."""
+        seq, rec = self.begin_step(name)
+        if rec is not None:
+            outcome = self.replayed(seq, rec, fn)
+            if outcome is not _LIVE:
+                return outcome
+        policy = retry or NO_RETRY
+        attempt, failures = self.first_attempt(rec)
+        captured = step_input(fn, args, kwargs)
+        while True:
+            scope = self.start_attempt(seq, name, attempt, captured)
+            token = _scope.set(scope)
+            t0 = time.perf_counter()
+            try:
+                output = fn(*args, **kwargs)
+            except Exception as e:
+                duration = time.perf_counter() - t0
+                failures += 1
+                will_retry = policy.should_retry(e, failures)
+                self.failed(scope, e, duration, will_retry=will_retry)
+                if not will_retry:
+                    raise self.step_failed_error(scope, e) from e
+                time.sleep(policy.delay(failures))
+                attempt += 1
+                continue
+            finally:
+                _scope.reset(token)
+            try:
+                self.completed(scope, output, time.perf_counter() - t0)
+            except UnsupportedValue as e:
+                self.failed(scope, e, time.perf_counter() - t0, will_retry=False)
+                raise self.step_failed_error(scope, e) from e
+            return output
+
+    def arun_step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: Retry | None,
+    ) -> typing.Coroutine[Any, Any, Any]:
+        """An async step: the seq is taken now; the coroutine replays it or runs it live."""
+        seq, rec = self.begin_step(name)
+        return self._arun_step(seq, rec, name, fn, args, kwargs, retry)
+
+    async def _arun_step(
+        self,
+        seq: int,
+        rec: _RecordedStep | None,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: Retry | None,
+    ) -> Any:
+        if rec is not None:
+            outcome = self.replayed(seq, rec, fn)
+            if outcome is not _LIVE:
+                return outcome
+        policy = retry or NO_RETRY
+        attempt, failures = self.first_attempt(rec)
+        captured = step_input(fn, args, kwargs)
+        is_coroutine = inspect.iscoroutinefunction(_unwrap(fn))
+        self._enter()
+        try:
+            while True:
+                scope = self.start_attempt(seq, name, attempt, captured)
+                token = _scope.set(scope)
+                t0 = time.perf_counter()
+                try:
+                    if is_coroutine:
+                        output = await fn(*args, **kwargs)
+                    else:
+                        output = await asyncio.to_thread(fn, *args, **kwargs)
+                        if inspect.isawaitable(output):
+                            output = await output
+                except Exception as e:
+                    duration = time.perf_counter() - t0
+                    failures += 1
+                    will_retry = policy.should_retry(e, failures)
+                    self.failed(scope, e, duration, will_retry=will_retry)
+                    if not will_retry:
+                        raise self.step_failed_error(scope, e) from e
+                    await asyncio.sleep(policy.delay(failures))
+                    attempt += 1
+                    continue
+                finally:
+                    _scope.reset(token)
+                try:
+                    self.completed(scope, output, time.perf_counter() - t0)
+                except UnsupportedValue as e:
+                    self.failed(scope, e, time.perf_counter() - t0, will_retry=False)
+                    raise self.step_failed_error(scope, e) from e
+                return output
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        self._inflight += 1
+        if self._idle is None:
+            self._idle = asyncio.Event()
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._inflight -= 1
+        if self._inflight == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until no live async step is running (before a pause or the end of the run)."""
+        while self._inflight and self._idle is not None:
+            await self._idle.wait()
+
+    # -- pauses, logs, the end ---------------------------------------------------------------
+
+    def pause(self, reason: str, payload: Any) -> Any:
+        """Replay a recorded pause (its answer), answer the open one, or pause live."""
+        with self._lock:
+            self._check()
+            k = self._pauses_called
+            if k < len(self.index.pauses):
+                rec = self.index.pauses[k]
+                if rec.reason != reason:
+                    raise self._diverged(self._seq + 1, ("pause", rec.reason), ("pause", reason))
+                if not self.is_async and rec.steps_before > self._seq:
+                    seq = self._seq + 1
+                    recorded = self.index.steps[seq].name if seq in self.index.steps else "?"
+                    raise self._diverged(seq, ("step", recorded), ("pause", reason))
+                self._pauses_called += 1
+                if rec.answered:
+                    return rec.value
+                if self.resume_value is UNSET:
+                    raise self._stop(Suspended())
+                value, self.resume_value = self.resume_value, UNSET
+                self._write(lambda: self.handle.resumed(value))
+                return value
+            self._check_all_replayed()
+            self._pauses_called += 1
+            self.journal.capture.captured(payload, "pause payload")  # refuse before writing
+            self._write(lambda: self.handle.paused(reason, payload))
+            raise self._stop(Suspended())
+
+    def log(self, message: str, level: str, fields: dict[str, Any]) -> None:
+        """A log line; workflow-level lines already in the journal are not written again."""
+        with self._lock:
+            self._check()
+            scope = _scope.get()
+            seq = scope.info.seq if scope is not None and scope.engine is self else None
+            if seq is None:
+                n = self._logs_called
+                self._logs_called += 1
+                if n < self.index.workflow_logs:
+                    return
+            fields = {k: _evidence(v) for k, v in fields.items()}
+
+            def record() -> None:
+                self.handle.log(message, level=level, seq=seq, **fields)
+
+            if self._held:
+                self._hold(record)
+                return
+            try:
+                record()
+            except JournalError as e:
+                raise self._stop(e) from None
+
+    def complete(self, output: Any) -> None:
+        """Commit ExecutionCompleted (with anything held)."""
+        with self._lock:
+            self._check()
+            self._check_all_replayed()
+            if not _is_trivial(output):
+                to_wire(output, "workflow output")
+            self._write(lambda: self.handle.completed(output))
+
+    def fail(self, error: BaseException) -> None:
+        """Commit ExecutionFailed (with anything held, e.g. the step failure that caused it)."""
+        self._write(lambda: self.handle.failed(error))
+
+    @property
+    def state(self) -> ExecutionState:
+        """The execution's state as this engine last wrote or read it."""
+        return self.handle.state

@@ -1,0 +1,522 @@
+"""The Runner: registers workflows by name, runs them, resumes them by replay, recovers them.
+
+``run()``/``resume()`` return at completion, pause, failure or cancellation with everything
+that happened committed. They raise only when the run could not go on and the journal says
+so: ``JournalUnavailable`` (database down: the execution stays ``running``, ``recover()``
+finishes it later), ``ConcurrencyConflict`` (another runner owns it) and
+``NonDeterministicWorkflow`` (the code no longer matches the record; nothing written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import logging
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+from journal import (
+    ConcurrencyConflict,
+    ErrorInfo,
+    ExecutionHandle,
+    ExecutionResumed,
+    ExecutionState,
+    InvalidTransition,
+    Journal,
+    JournalError,
+    JournalUnavailable,
+    apply,
+    fold,
+)
+from journal.encoding import as_uuid
+from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
+from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
+from runner.context import AsyncContext, Context
+from runner.errors import AlreadyResumed, RunnerError, WorkflowNotFound
+
+__all__ = ["Run", "Runner"]
+
+logger = logging.getLogger("runner")
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Run:
+    """Where an execution stands when ``run()``/``resume()``/``cancel()`` returns."""
+
+    id: UUID
+    workflow: str
+    status: str
+    output: Any = None
+    error: ErrorInfo | None = None
+    pause: PauseState | None = None
+
+    @classmethod
+    def of(cls, state: ExecutionState) -> Run:
+        """The run as an execution state describes it."""
+        return cls(
+            id=state.execution_id, workflow=state.workflow, status=state.status,
+            output=state.output, error=state.error, pause=state.pause,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Workflow:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+
+
+class Runner:
+    """Runs registered workflows on a journal; stateless between calls, safe to run many of.
+
+    ``Runner(journal)`` does not own the journal: close the journal yourself. ``close()``
+    (or ``with Runner(...)``) stops the runner's background flusher.
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._workflows: dict[str, _Workflow] = {}
+        self._names: dict[Callable[..., Any], str] = {}
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._engines_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
+
+    # -- registry ------------------------------------------------------------------------------
+
+    def workflow(self, name: str | None = None) -> Callable[[F], F]:
+        """Register a workflow under ``name`` (default: the function's name).
+
+        Resume and recovery find workflows by the name recorded in ExecutionStarted, so
+        every process that may resume an execution must register the same name.
+        """
+
+        def register(fn: F) -> F:
+            self.register(fn, name=name)
+            return fn
+
+        return register
+
+    def register(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
+        """Register ``fn`` (the non-decorator form of :meth:`workflow`)."""
+        key = name or fn.__name__
+        known = self._workflows.get(key)
+        if known is not None and known.fn is not fn and (
+            known.fn.__module__, known.fn.__qualname__
+        ) != (fn.__module__, fn.__qualname__):
+            raise ValueError(
+                f"workflow name {key!r} is already registered for "
+                f"{known.fn.__module__}.{known.fn.__qualname__}: pass another name="
+            )
+        self._workflows[key] = _Workflow(key, fn, inspect.iscoroutinefunction(fn))
+        self._names[fn] = key
+
+    def _lookup(self, workflow: Callable[..., Any] | str, eid: UUID | None = None) -> _Workflow:
+        name = workflow if isinstance(workflow, str) else self._names.get(workflow)
+        if name is None:
+            name = getattr(workflow, "__name__", repr(workflow))
+            raise WorkflowNotFound(name, execution_id=eid)
+        found = self._workflows.get(name)
+        if found is None:
+            raise WorkflowNotFound(name, execution_id=eid)
+        return found
+
+    @property
+    def workflows(self) -> list[str]:
+        """Names of the registered workflows."""
+        return sorted(self._workflows)
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        idempotency_key: str | None = None,
+        execution_id: UUID | str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """Start a new execution and drive it until it completes, pauses, fails or is cancelled.
+
+        With an ``idempotency_key`` already used, nothing runs: the existing execution's
+        :class:`Run` is returned as the journal has it.
+        """
+        wf = self._lookup(workflow)
+        if wf.is_async:
+            return _run_coroutine(self._astart(wf, args, kwargs, idempotency_key, execution_id))
+        handle, fresh = self._start(wf, args, kwargs, idempotency_key, execution_id)
+        if not fresh:
+            return Run.of(handle.state)
+        engine = Engine(self.journal, handle, workflow=wf.name)
+        return self._drive(engine, wf, args, kwargs)
+
+    async def arun(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        idempotency_key: str | None = None,
+        execution_id: UUID | str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """``run()`` for ``async def`` workflows (a synchronous one runs in a worker thread)."""
+        wf = self._lookup(workflow)
+        if not wf.is_async:
+            return await asyncio.to_thread(
+                self.run, wf.name, *args, idempotency_key=idempotency_key,
+                execution_id=execution_id, **kwargs,
+            )
+        return await self._astart(wf, args, kwargs, idempotency_key, execution_id)
+
+    async def _astart(
+        self,
+        wf: _Workflow,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None,
+        execution_id: UUID | str | None,
+    ) -> Run:
+        handle, fresh = self._start(wf, args, kwargs, idempotency_key, execution_id)
+        if not fresh:
+            return Run.of(handle.state)
+        engine = Engine(self.journal, handle, workflow=wf.name, is_async=True)
+        return await self._adrive(engine, wf, args, kwargs)
+
+    def _start(
+        self,
+        wf: _Workflow,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None,
+        execution_id: UUID | str | None,
+    ) -> tuple[ExecutionHandle, bool]:
+        recorded = _bind_input(wf, args, kwargs)
+        handle = self.journal.start(
+            wf.name, recorded, idempotency_key=idempotency_key, execution_id=execution_id
+        )
+        return handle, handle.state.position == 1 and handle.state.status == RUNNING
+
+    # -- resuming ------------------------------------------------------------------------------
+
+    def resume(self, execution_id: UUID | str, value: Any = None) -> Run:
+        """Answer the open pause with ``value`` and continue the execution by replay.
+
+        Raises ``InvalidTransition`` for an execution that has ended or never paused, and
+        :class:`AlreadyResumed` (a ``ConcurrencyConflict``) when the pause was answered
+        already, by another runner say; nothing is written in either case.
+        """
+        engine, wf = self._load(execution_id, value, for_resume=True)
+        if wf.is_async:
+            return _run_coroutine(self._adrive_loaded(engine, wf))
+        return self._drive_loaded(engine, wf)
+
+    async def aresume(self, execution_id: UUID | str, value: Any = None) -> Run:
+        """``resume()`` for ``async def`` workflows."""
+        engine, wf = self._load(execution_id, value, for_resume=True)
+        if not wf.is_async:
+            return await asyncio.to_thread(self._drive_loaded, engine, wf)
+        return await self._adrive_loaded(engine, wf)
+
+    def _load(
+        self, execution_id: UUID | str, value: Any, *, for_resume: bool
+    ) -> tuple[Engine, _Workflow]:
+        eid = as_uuid(execution_id)
+        events = self.journal.events(eid)
+        state = fold(eid, events)
+        if state.status in TERMINAL_STATUSES:
+            raise InvalidTransition(
+                eid, state.status, "ExecutionResumed",
+                f"the execution already {state.status}; nothing can follow",
+            )
+        if for_resume and state.status != PAUSED:
+            if any(isinstance(e, ExecutionResumed) for e in events):
+                raise AlreadyResumed(eid, state.position)
+            raise InvalidTransition(
+                eid, state.status, "ExecutionResumed",
+                "the execution is not paused; use recover() to continue an execution whose "
+                "runner died",
+            )
+        wf = self._lookup(state.workflow, eid)
+        handle = ExecutionHandle(self.journal, state)
+        engine = Engine(
+            self.journal, handle, workflow=wf.name, events=events,
+            resume_value=value if for_resume else UNSET, is_async=wf.is_async,
+        )
+        return engine, wf
+
+    def _drive_loaded(self, engine: Engine, wf: _Workflow) -> Run:
+        args, kwargs = _unbind_input(wf, engine.state.input)
+        return self._drive(engine, wf, args, kwargs)
+
+    async def _adrive_loaded(self, engine: Engine, wf: _Workflow) -> Run:
+        args, kwargs = _unbind_input(wf, engine.state.input)
+        return await self._adrive(engine, wf, args, kwargs)
+
+    # -- cancelling ----------------------------------------------------------------------------
+
+    def cancel(self, execution_id: UUID | str, *, reason: str = "") -> Run:
+        """Record ExecutionCancelled. A runner driving it stops at its next transition.
+
+        Raises ``InvalidTransition`` if the execution has already ended.
+        """
+        for _ in range(10):
+            handle = self.journal.execution(execution_id)
+            try:
+                handle.cancelled(reason)
+            except ConcurrencyConflict:
+                continue  # a runner appended meanwhile: cancel after what it wrote
+            return Run.of(handle.state)
+        raise ConcurrencyConflict(as_uuid(execution_id), self.journal.state(execution_id).position)
+
+    # -- recovering ----------------------------------------------------------------------------
+
+    def recover(self, *, stale_after: timedelta = timedelta(minutes=5)) -> list[Run]:
+        """Continue every ``running`` execution whose last event is older than ``stale_after``.
+
+        These are runs whose runner died (or lost its database). Each is replayed and its
+        in-flight step re-run as a new attempt; completed steps do not run again. An
+        execution another runner claims first (``ConcurrencyConflict``), or whose workflow
+        is not registered here, is skipped. Returns the recovered runs.
+        """
+        return [r for r in (self._recover_one(eid, stale_after) for eid in
+                            self.stale_executions(stale_after)) if r is not None]
+
+    async def arecover(self, *, stale_after: timedelta = timedelta(minutes=5)) -> list[Run]:
+        """``recover()`` from inside an event loop."""
+        runs = []
+        for eid in await asyncio.to_thread(self.stale_executions, stale_after):
+            loaded = self._load_stale(eid, stale_after)
+            if loaded is None:
+                continue
+            engine, wf = loaded
+            run = await self._guard(
+                eid, self._adrive_loaded(engine, wf) if wf.is_async
+                else asyncio.to_thread(self._drive_loaded, engine, wf)
+            )
+            if run is not None:
+                runs.append(run)
+        return runs
+
+    def _recover_one(self, eid: UUID, stale_after: timedelta) -> Run | None:
+        loaded = self._load_stale(eid, stale_after)
+        if loaded is None:
+            return None
+        engine, wf = loaded
+        if wf.is_async:
+            return _run_coroutine(self._guard(eid, self._adrive_loaded(engine, wf)))
+        try:
+            return self._drive_loaded(engine, wf)
+        except (ConcurrencyConflict, RunnerError) as e:
+            logger.warning("runner: did not recover execution %s: %s", eid, e)
+            return None
+
+    async def _guard(self, eid: UUID, coro: Awaitable[Run]) -> Run | None:
+        try:
+            run = await coro
+        except (ConcurrencyConflict, RunnerError) as e:
+            logger.warning("runner: did not recover execution %s: %s", eid, e)
+            return None
+        return run
+
+    def _load_stale(self, eid: UUID, stale_after: timedelta) -> tuple[Engine, _Workflow] | None:
+        """Load an execution for recovery, if it is (still) running and stale."""
+        try:
+            engine, wf = self._load(eid, UNSET, for_resume=False)
+        except WorkflowNotFound as e:
+            logger.warning("runner: cannot recover execution %s: %s", eid, e)
+            return None
+        except InvalidTransition:
+            return None  # ended meanwhile
+        state = engine.state
+        cutoff = datetime.now(UTC) - stale_after
+        if state.status != RUNNING or (state.updated_at is not None and state.updated_at > cutoff):
+            return None
+        return engine, wf
+
+    def stale_executions(self, older_than: timedelta) -> list[UUID]:
+        """Ids of ``running`` executions whose last event is older than ``older_than``.
+
+        Asked of the projections when the ``projections`` package is there (an indexed
+        query); otherwise found by folding the journal's notification log.
+        """
+        try:
+            from projections import Projections  # type: ignore[attr-defined]
+        except ImportError:
+            return self._scan_stale(older_than)
+        views = Projections(self.journal)
+        try:
+            views.catch_up()
+            return [as_uuid(s.execution_id) for s in views.stuck(older_than=older_than)]
+        except JournalUnavailable:
+            raise
+        except Exception as e:  # the log is the truth; views are a shortcut
+            logger.warning("runner: projections unusable (%s); scanning the journal", e)
+            return self._scan_stale(older_than)
+        finally:
+            close = getattr(views, "close", None)
+            if callable(close):
+                close()
+
+    def _scan_stale(self, older_than: timedelta) -> list[UUID]:
+        states: dict[UUID, ExecutionState] = {}
+        after = 0
+        while True:
+            page = self.journal.notifications(after=after, limit=1000)
+            if not page:
+                break
+            for nid, event in page:
+                after = nid
+                state = states.get(event.execution_id)
+                if state is None:
+                    state = states[event.execution_id] = ExecutionState(
+                        execution_id=event.execution_id
+                    )
+                try:
+                    apply(state, event)
+                except JournalError:
+                    continue
+        cutoff = datetime.now(UTC) - older_than
+        return [
+            eid for eid, s in states.items()
+            if s.status == RUNNING and s.updated_at is not None and s.updated_at <= cutoff
+        ]
+
+    # -- driving -------------------------------------------------------------------------------
+
+    def _drive(
+        self, engine: Engine, wf: _Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Run:
+        self._track(engine)
+        try:
+            try:
+                output = wf.fn(Context(engine), *args, **kwargs)
+            except BaseException as e:
+                return self._settle(engine, None, e)
+            return self._settle(engine, output, None)
+        finally:
+            self._untrack(engine)
+
+    async def _adrive(
+        self, engine: Engine, wf: _Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Run:
+        self._track(engine)
+        try:
+            try:
+                output = await wf.fn(AsyncContext(engine), *args, **kwargs)
+            except BaseException as e:
+                await engine.wait_idle()
+                return self._settle(engine, None, e)
+            await engine.wait_idle()
+            return self._settle(engine, output, None)
+        finally:
+            self._untrack(engine)
+
+    def _settle(self, engine: Engine, output: Any, error: BaseException | None) -> Run:
+        """Record how the workflow function ended, and say where the execution stands."""
+        try:
+            halt = engine.halt
+            if isinstance(halt, Suspended):
+                engine.halt = None
+                engine.flush()
+                return Run.of(engine.state)
+            if halt is not None:
+                raise halt
+            if error is not None:
+                if not isinstance(error, Exception):
+                    _flush_quietly(engine)
+                    raise error  # KeyboardInterrupt and the like: left running, recoverable
+                engine.fail(error)
+                return Run.of(engine.state)
+            try:
+                engine.complete(output)
+            except JournalError as e:
+                if engine.halt is not None or not isinstance(e, TypeError):
+                    raise
+                engine.fail(e)  # an output the journal cannot keep fails the execution
+            return Run.of(engine.state)
+        except Cancelled:
+            return Run.of(self.journal.state(engine.id))
+
+    # -- background flushing -------------------------------------------------------------------
+
+    def _track(self, engine: Engine) -> None:
+        with self._engines_lock:
+            self._engines.add(engine)
+            if self._flusher is None and not self._closed.is_set():
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name="runner-flusher", daemon=True
+                )
+                self._flusher.start()
+
+    def _untrack(self, engine: Engine) -> None:
+        with self._engines_lock:
+            self._engines.discard(engine)
+
+    def _flush_loop(self) -> None:
+        while not self._closed.wait(HOLD_SECONDS / 4):
+            with self._engines_lock:
+                engines = list(self._engines)
+            for engine in engines:
+                engine.flush_if_older(HOLD_SECONDS)
+
+    def close(self) -> None:
+        """Stop the background flusher (runs in progress still commit what they hold)."""
+        self._closed.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+            self._flusher = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _flush_quietly(engine: Engine) -> None:
+    try:
+        engine.flush()
+    except BaseException:  # the original exception is what the caller needs
+        logger.debug("runner: could not flush execution %s", engine.id, exc_info=True)
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run an async workflow from synchronous code (not from inside a running loop)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError(
+        "an async workflow was run from inside an event loop with a synchronous call: "
+        "use await runner.arun(...) / aresume(...) / arecover(...)"
+    )
+
+
+def _bind_input(wf: _Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The workflow's arguments by parameter name (what ExecutionStarted records)."""
+    sig = inspect.signature(wf.fn)
+    try:
+        bound = sig.bind(None, *args, **kwargs)
+    except TypeError as e:
+        raise TypeError(f"workflow {wf.name!r}: {e}") from None
+    arguments = dict(bound.arguments)
+    arguments.pop(next(iter(sig.parameters)))  # the context
+    return arguments
+
+
+def _unbind_input(wf: _Workflow, recorded: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments to call the workflow with again, from what ExecutionStarted recorded."""
+    sig = inspect.signature(wf.fn)
+    context = next(iter(sig.parameters))
+    bound = inspect.BoundArguments(sig, {context: None, **(recorded or {})})  # type: ignore[arg-type]
+    return bound.args[1:], bound.kwargs

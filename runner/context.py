@@ -1,0 +1,240 @@
+"""What workflow code calls: the context (step, pause, log), retries, costs, the current step.
+
+A workflow is a plain function whose first parameter is the context::
+
+    @runner.workflow()
+    def review(ctx: Context, doc_id: str) -> dict:
+        text = ctx.step("fetch", fetch_doc, doc_id)
+        decision = ctx.pause("human_review", payload={"chars": len(text)})
+        return {"approved": decision["approved"]}
+
+The context hands every call to the engine (``runner._engine``), which decides whether it is
+replayed from the journal or runs live. Workflow code must be deterministic between steps:
+anything that talks to the world, reads the clock or draws random numbers goes in a step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+from uuid import UUID
+
+from journal.events import Cost
+from runner.errors import OutsideStep
+
+if TYPE_CHECKING:
+    from runner._engine import Engine
+
+__all__ = ["AsyncContext", "Context", "Retry", "StepInfo", "add_cost", "current_step"]
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Retry:
+    """How often a step is tried and how long to wait between tries.
+
+    ``attempts`` counts tries in all (``Retry(attempts=3)``: the first and two retries). The
+    wait before retry ``n`` is ``backoff * multiplier ** (n - 1)`` seconds, capped at
+    ``max_backoff``. Only exceptions that are instances of ``retry_on`` are retried.
+    A try abandoned by a crash is not a failure: it does not use up an attempt.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.0
+    multiplier: float = 2.0
+    max_backoff: float = 60.0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"Retry(attempts={self.attempts}): attempts must be at least 1")
+        if self.backoff < 0 or self.multiplier < 1 or self.max_backoff < 0:
+            raise ValueError(f"{self!r}: backoffs must be >= 0 and multiplier >= 1")
+
+    def should_retry(self, error: BaseException, failures: int) -> bool:
+        """Whether another try follows the ``failures``-th failure, which raised ``error``."""
+        return failures < self.attempts and isinstance(error, self.retry_on)
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failure."""
+        return float(min(self.backoff * self.multiplier ** (failures - 1), self.max_backoff))
+
+
+NO_RETRY = Retry(attempts=1)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StepInfo:
+    """The step whose code is running: what ``current_step()`` returns."""
+
+    execution_id: UUID
+    name: str
+    seq: int
+    attempt: int
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts and recoveries of this step: pass it to external APIs."""
+        return f"{self.execution_id}:{self.seq}"
+
+
+def _scope_or_raise(what: str) -> Any:
+    from runner._engine import current_scope
+
+    scope = current_scope()
+    if scope is None:
+        raise OutsideStep(what)
+    return scope
+
+
+def add_cost(
+    *,
+    usd: Decimal | float | int | str = 0,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    model: str = "",
+) -> None:
+    """Attach a cost to the running step; recorded with its completion or its failure.
+
+    ``usd`` is kept as an exact Decimal (a float is converted through its shortest repr).
+    """
+    scope = _scope_or_raise("add_cost")
+    amount = usd if isinstance(usd, Decimal) else Decimal(str(usd))
+    scope.costs.append(
+        Cost(usd=amount, input_tokens=input_tokens, output_tokens=output_tokens, model=model)
+    )
+
+
+def current_step() -> StepInfo:
+    """The running step's name, seq, attempt and idempotency key; raises OutsideStep outside."""
+    scope = _scope_or_raise("current_step")
+    info: StepInfo = scope.info
+    return info
+
+
+class Context:
+    """Handed to a synchronous workflow as its first argument."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def execution_id(self) -> UUID:
+        """The id of this execution (also its stream id in the journal)."""
+        return self._engine.id
+
+    @property
+    def workflow(self) -> str:
+        """The registered name of the running workflow."""
+        return self._engine.workflow
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the workflow is re-running calls the journal has already recorded."""
+        return self._engine.is_replaying
+
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        retry: Retry | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` as step ``name``, or return its recorded outcome.
+
+        StepStarted is committed before ``fn`` runs. On replay a completed step returns its
+        recorded output (converted to ``fn``'s return annotation) without running; a step
+        that failed for good raises :class:`StepFailedError` again.
+        """
+        output: T = self._engine.run_step(name, fn, args, kwargs, retry)
+        return output
+
+    def pause(self, reason: str, *, payload: Any = None) -> Any:
+        """Pause the execution (e.g. ``"human_review"``); returns the value it is resumed with.
+
+        The pause is committed, and ``run()``/``resume()`` return with status ``paused``.
+        ``runner.resume(id, value)`` re-runs the workflow, and this call returns ``value``.
+        """
+        return self._engine.pause(reason, payload)
+
+    def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
+        """Record a log line (inside a step, tagged with its seq); not repeated on replay."""
+        self._engine.log(message, level, fields)
+
+
+class AsyncContext:
+    """Handed to an ``async def`` workflow: ``await ctx.step(...)``, ``await ctx.pause(...)``."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def execution_id(self) -> UUID:
+        """The id of this execution (also its stream id in the journal)."""
+        return self._engine.id
+
+    @property
+    def workflow(self) -> str:
+        """The registered name of the running workflow."""
+        return self._engine.workflow
+
+    @property
+    def is_replaying(self) -> bool:
+        """True while the workflow is re-running calls the journal has already recorded."""
+        return self._engine.is_replaying
+
+    @overload
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        retry: Retry | None = None,
+        **kwargs: Any,
+    ) -> Awaitable[T]: ...
+
+    @overload
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        retry: Retry | None = None,
+        **kwargs: Any,
+    ) -> Awaitable[T]: ...
+
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retry: Retry | None = None,
+        **kwargs: Any,
+    ) -> Awaitable[Any]:
+        """Run step ``name``: ``fn`` may be ``async def`` or plain (run in a worker thread).
+
+        The seq is assigned when ``step`` is called, not when it is awaited, so steps
+        started together with ``asyncio.gather`` get seqs in argument order, every time.
+        """
+        return self._engine.arun_step(name, fn, args, kwargs, retry)
+
+    async def pause(self, reason: str, *, payload: Any = None) -> Any:
+        """Pause once the steps in flight have finished; returns the resume value."""
+        await self._engine.wait_idle()
+        return self._engine.pause(reason, payload)
+
+    def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
+        """Record a log line (inside a step, tagged with its seq); not repeated on replay."""
+        self._engine.log(message, level, fields)

@@ -1,0 +1,171 @@
+"""Errors the runner raises, under the journal's one root.
+
+::
+
+    JournalError                      (journal.errors: the root of everything here)
+     ├── JournalUnavailable           the database failed a write: the run stopped, recover() later
+     ├── ConcurrencyConflict          another runner wrote first: this one stopped, ran no step code
+     │    └── AlreadyResumed          resume() of a pause another runner has already answered
+     ├── InvalidTransition            e.g. resume() of a cancelled execution; nothing written
+     └── RunnerError                  raised by the runner itself
+          ├── StepFailedError         a step failed for good (live, or as recorded on replay)
+          ├── NonDeterministicWorkflow  replay called something other than what was recorded
+          ├── IncompatibleOutput  a recorded output no longer fits the step's return annotation
+          ├── WorkflowNotFound        no workflow registered under the recorded name
+          └── OutsideStep             add_cost()/current_step() called outside a step
+
+Every error names the execution and what to do; the runner's own are raised before anything
+is written, except ``StepFailedError``, whose failure is in the journal by the time the
+workflow sees it.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from journal.errors import ConcurrencyConflict, JournalError
+
+__all__ = [
+    "AlreadyResumed",
+    "IncompatibleOutput",
+    "NonDeterministicWorkflow",
+    "OutsideStep",
+    "RunnerError",
+    "StepFailedError",
+    "WorkflowNotFound",
+]
+
+
+class RunnerError(JournalError):
+    """Root of the errors raised by the runner itself."""
+
+
+class StepFailedError(RunnerError):
+    """A step failed for good: its retries are exhausted (or it had none).
+
+    ``error_type`` and ``error_message`` are the original exception's qualified type name and
+    message; they are the same whether the failure happened just now or is being replayed
+    from the journal. On a live failure the original exception is also ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        *,
+        execution_id: UUID,
+        step: str,
+        seq: int,
+        attempts: int,
+        error_type: str,
+        error_message: str,
+    ) -> None:
+        self.execution_id = execution_id
+        self.step = step
+        self.seq = seq
+        self.attempts = attempts
+        self.error_type = error_type
+        self.error_message = error_message
+        super().__init__(
+            f"step {step!r} (seq {seq}) of execution {execution_id} failed after "
+            f"{attempts} attempt(s): {error_type}: {error_message}"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_step_failed, (self.__dict__.copy(),))
+
+
+def _rebuild_step_failed(facts: dict[str, object]) -> StepFailedError:
+    keys = ("execution_id", "step", "seq", "attempts", "error_type", "error_message")
+    return StepFailedError(**{k: facts[k] for k in keys})  # type: ignore[arg-type]
+
+
+class NonDeterministicWorkflow(RunnerError):
+    """Replay reached a call that differs from what the journal recorded; nothing was written.
+
+    ``recorded`` and ``called`` are the names of the two calls (a step's or a pause's name,
+    as ``recorded_kind``/``called_kind`` say); ``called`` is ``None`` when the workflow
+    returned (or paused for the first time) where the journal holds more calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        execution_id: UUID,
+        workflow: str,
+        seq: int,
+        recorded: str | None,
+        called: str | None,
+        recorded_kind: str | None = "step",
+        called_kind: str | None = "step",
+    ) -> None:
+        self.execution_id = execution_id
+        self.workflow = workflow
+        self.seq = seq
+        self.recorded = recorded
+        self.called = called
+        self.recorded_kind = recorded_kind
+        self.called_kind = called_kind
+        rec = "nothing" if recorded is None else f"{recorded_kind} {recorded!r}"
+        now = "nothing more (it returned)" if called is None else f"{called_kind} {called!r}"
+        super().__init__(
+            f"workflow {workflow!r}, execution {execution_id}: at seq {seq} the journal recorded "
+            f"{rec} but the workflow now calls {now}; nothing was written. The workflow code "
+            "changed since this execution started: finish it with the code it started with, "
+            "or cancel it and start a new execution."
+        )
+
+
+class IncompatibleOutput(RunnerError):
+    """A recorded step output does not convert to the step function's return annotation."""
+
+    def __init__(
+        self, *, execution_id: UUID, step: str, seq: int, annotation: object, cause: str
+    ) -> None:
+        self.execution_id = execution_id
+        self.step = step
+        self.seq = seq
+        self.annotation = annotation
+        super().__init__(
+            f"execution {execution_id}: the recorded output of step {step!r} (seq {seq}) does "
+            f"not convert to its return annotation {annotation!r}: {cause}. Nothing was "
+            "written. The step's return type changed since it ran: restore it to finish this "
+            "execution."
+        )
+
+
+class WorkflowNotFound(RunnerError, LookupError):
+    """No workflow is registered under this name in this runner."""
+
+    def __init__(self, name: str, *, execution_id: UUID | None = None) -> None:
+        self.name = name
+        self.execution_id = execution_id
+        where = f" (needed by execution {execution_id})" if execution_id else ""
+        super().__init__(
+            f"no workflow named {name!r} is registered{where}: import the module that "
+            "defines it with @runner.workflow() before running, resuming or recovering"
+        )
+
+
+class OutsideStep(RunnerError, RuntimeError):
+    """A step-only call (``add_cost``, ``current_step``) was made outside a running step."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"{what}() was called outside a step: call it from code that runs inside "
+            "ctx.step(...)"
+        )
+
+
+class AlreadyResumed(ConcurrencyConflict):
+    """The pause was answered by another runner (or an earlier resume); nothing was written."""
+
+    def __init__(self, execution_id: UUID, position: int) -> None:
+        super().__init__(execution_id, position)
+        self.args = (
+            f"execution {execution_id} is no longer paused: its pause was answered at or "
+            f"before position {position}, by another runner or an earlier resume(). "
+            "Nothing was written; use recover() if that runner died.",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
