@@ -1,28 +1,43 @@
 """PostgreSQL at scale: many processes on many machines share one log through psycopg 3.
 
-Built on eventsourcing's PostgreSQL recorder. Its insert path costs about 1 ms of protocol
-per event (pipeline, two sync points, three statements); here one append is one statement:
-a per-table plpgsql function that takes the table lock, notifies followers and inserts, called
-in autocommit with the rows passed as four binary arrays. The table lock is kept because it
-is what makes notification ids commit in order, so followers never skip a row that commits
-late. The function is named after the table, so two journals in one schema never share it
-(unlike eventsourcing's shared ``es_insert_events_uuid``).
+Built on eventsourcing's PostgreSQL recorder, with the write path rebuilt for concurrency
+(measured in scripts/bench_append.py):
+
+* An append is one statement in autocommit: a plain INSERT (``unnest`` of four binary arrays
+  for a batch). The stock recorder takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` and ``NOTIFY``
+  inside the writing transaction; both are held until COMMIT, so commits of concurrent
+  writers are serialized and PostgreSQL's group commit never happens. (``NOTIFY`` alone does
+  the same: PostgreSQL serializes the commits of notifying transactions.)
+* Without the lock, notification ids (a sequence) can commit out of order: id 7 may become
+  visible before id 6. Readers therefore never pass a gap that an in-flight writer may still
+  fill: :meth:`JournalPostgresRecorder.safe_notification_id` returns the highest id below
+  which every id is final, waiting, when it must, only for the transactions that held a
+  write lock on the table when the gap was seen (a transaction that took an id holds
+  ``RowExclusiveLock`` on the table from before it took the id until it ends). Gaps left by
+  rolled-back writers (a lost race is a rollback) are passed once those writers are gone.
+* Followers are woken by a ``NOTIFY`` sent just after the commit, from a background thread
+  that coalesces bursts; it is a hint, so followers also poll at a low rate as a backstop.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.sql import SQL, Identifier
 
 from journal.store import BLOBS_TABLE, EVENTS_TABLE, Store
 
-__all__ = ["PostgresStore", "parse_postgres_url"]
+__all__ = ["JournalPostgresRecorder", "PostgresStore", "parse_postgres_url"]
+
+#: How long a reader waits for in-flight writers before returning what is final so far.
+GAP_WAIT_SECONDS = 5.0
 
 
 def parse_postgres_url(url: str) -> dict[str, Any]:
@@ -43,7 +58,7 @@ def parse_postgres_url(url: str) -> dict[str, Any]:
 
 
 class JournalPostgresRecorder(PostgresApplicationRecorder):
-    """Appends through one plpgsql call per transaction (lock, notify, insert)."""
+    """Lock-free appends, gap-aware notification reads, NOTIFY after commit."""
 
     def __init__(self, datastore: PostgresDatastore, events_table_name: str = EVENTS_TABLE):
         super().__init__(datastore, events_table_name=events_table_name)
@@ -51,86 +66,189 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
         self.channel_name = f"{self.datastore.schema}_{self.events_table_name}"
         schema = Identifier(self.datastore.schema)
         table = Identifier(self.events_table_name)
-        function = Identifier(f"{self.events_table_name}_append")
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                "ids uuid[], versions bigint[], topics text[], states bytea[]) "
-                "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ "
-                "BEGIN "
-                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-                "  NOTIFY {channel}; "
-                "  RETURN QUERY INSERT INTO {schema}.{table} "
-                "    (originator_id, originator_version, topic, state) "
-                "    SELECT * FROM unnest(ids, versions, topics, states) "
-                "    RETURNING notification_id; "
-                "END; $BODY$"
-            ).format(
-                schema=schema, function=function, table=table,
-                channel=Identifier(self.channel_name),
-            )
-        )
-        function_one = Identifier(f"{self.events_table_name}_append_one")
-        self.sql_create_statements.append(
-            SQL(
-                "CREATE OR REPLACE FUNCTION {schema}.{function}("
-                "id uuid, version bigint, topic text, state bytea) "
-                "RETURNS bigint LANGUAGE plpgsql AS $BODY$ "
-                "DECLARE n bigint; "
-                "BEGIN "
-                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE; "
-                "  NOTIFY {channel}; "
-                "  INSERT INTO {schema}.{table} "
-                "    (originator_id, originator_version, topic, state) "
-                "    VALUES (id, version, topic, state) RETURNING notification_id INTO n; "
-                "  RETURN n; "
-                "END; $BODY$"
-            ).format(
-                schema=schema, function=function_one, table=table,
-                channel=Identifier(self.channel_name),
-            )
-        )
+        self.qualified_table = f"{self.datastore.schema}.{self.events_table_name}"
         self.sql_create_statements.append(
             SQL(
                 "CREATE TABLE IF NOT EXISTS {schema}.{blobs} "
                 "(sha256 text PRIMARY KEY, data bytea NOT NULL)"
             ).format(schema=schema, blobs=Identifier(BLOBS_TABLE))
         )
-        self.append_statement = SQL(
-            "SELECT * FROM {schema}.{function}(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[])"
-        ).format(schema=schema, function=function)
-        # One event (the common case): scalar parameters dump several times faster than arrays.
         self.append_one_statement = SQL(
-            "SELECT {schema}.{function}(%s, %s, %s, %b) AS n"
-        ).format(schema=schema, function=function_one)
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %b) RETURNING notification_id"
+        ).format(schema=schema, table=table)
+        self.append_many_statement = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema=schema, table=table)
+        self.select_ids_statement = SQL(
+            "SELECT notification_id FROM {schema}.{table} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s"
+        ).format(schema=schema, table=table)
+        self.notify_statement = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+        self._writers_statement = (
+            "SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks "
+            "WHERE locktype = 'relation' AND relation = %s::regclass "
+            "AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()"
+        )
+        self._still_writing_statement = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
+            "AND relation = %s::regclass AND virtualtransaction = ANY(%s)"
+        )
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._notifier: threading.Thread | None = None
+        self._notifier_lock = threading.Lock()
+
+    # -- writing -----------------------------------------------------------------------------
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        if len(stored_events) == 1:
-            s = stored_events[0]
-            with self.datastore.get_connection() as conn:
-                row = conn.execute(
+        with self.datastore.get_connection() as conn:
+            if len(stored_events) == 1:
+                s = stored_events[0]
+                rows = conn.execute(
                     self.append_one_statement,
                     (s.originator_id, s.originator_version, s.topic, s.state),
                     prepare=True,
-                ).fetchone()
-                return [row["n"]] if row else []
-        params = (
-            [s.originator_id for s in stored_events],
-            [s.originator_version for s in stored_events],
-            [s.topic for s in stored_events],
-            [s.state for s in stored_events],
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    self.append_many_statement,
+                    (
+                        [s.originator_id for s in stored_events],
+                        [s.originator_version for s in stored_events],
+                        [s.topic for s in stored_events],
+                        [s.state for s in stored_events],
+                    ),
+                    prepare=True,
+                ).fetchall()
+        self._wake_followers()
+        return [r["notification_id"] for r in rows]
+
+    def _wake_followers(self) -> None:
+        if self._notifier is None:
+            with self._notifier_lock:
+                if self._notifier is None:
+                    self._notifier = threading.Thread(
+                        target=self._notify_loop, name="journal-notify", daemon=True
+                    )
+                    self._notifier.start()
+        self._wake.set()
+
+    def _notify_loop(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait(timeout=1.0)
+            if self._closing.is_set():
+                return
+            if not self._wake.is_set():
+                continue
+            self._wake.clear()
+            try:
+                with self.datastore.get_connection() as conn:
+                    conn.execute(self.notify_statement)
+            except Exception:  # a missed hint: followers' backstop poll picks the event up
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        """Stop the notifier thread."""
+        self._closing.set()
+        self._wake.set()
+        if self._notifier is not None:
+            self._notifier.join(timeout=5)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def safe_notification_id(self, after: int, limit: int = 1000) -> int:
+        """The highest id ``n >= after`` such that every id in ``(after, n]`` is final.
+
+        Final means committed (visible) or never to appear (rolled back or deleted). Reads
+        ahead at most ``limit`` ids.
+        """
+        final_below = after + 1  # ids below this are known final
+        deadline = time.monotonic() + GAP_WAIT_SECONDS
+        with self.datastore.get_connection() as conn:
+            while True:
+                ids = [
+                    r["notification_id"]
+                    for r in conn.execute(
+                        self.select_ids_statement, (after, limit), prepare=True
+                    ).fetchall()
+                ]
+                expected, last_final = after + 1, after
+                blocked_at: int | None = None
+                writers: list[str] | None = None
+                for i in ids:
+                    if i != expected and i > final_below:
+                        # A gap: final unless a writer that was in flight may still fill it.
+                        if writers is None:
+                            writers = self._writers(conn)
+                        if writers:
+                            blocked_at = i
+                            break
+                    last_final, expected = i, i + 1
+                if blocked_at is None or last_final > after:
+                    return last_final
+                if not self._wait_for(conn, writers or [], deadline):
+                    return after
+                final_below = blocked_at
+
+    def _writers(self, conn: Any) -> list[str]:
+        """Transactions (other than ours) holding a write lock on the events table now."""
+        row = conn.execute(self._writers_statement, (self.qualified_table,)).fetchone()
+        return list(row["coalesce"]) if row else []
+
+    def _wait_for(self, conn: Any, writers: list[str], deadline: float) -> bool:
+        """Wait until none of ``writers`` holds its lock; False if the deadline passed."""
+        while writers:
+            row = conn.execute(
+                self._still_writing_statement, (self.qualified_table, writers)
+            ).fetchone()
+            if not row or not row["count"]:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return True
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        """eventsourcing's read of the notification log, never past a gap that may fill."""
+        after = 0 if start is None else (start - 1 if inclusive_of_start else start)
+        safe = self.safe_notification_id(after, max(limit, 1))
+        if safe <= after:
+            return []
+        stop = safe if stop is None else min(stop, safe)
+        notifications: Sequence[Notification] = super().select_notifications(
+            start, limit, stop, topics, inclusive_of_start=inclusive_of_start
         )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.append_statement, params, prepare=True)
-            return [row[f"{self.events_table_name}_append"] for row in curs.fetchall()]
+        return notifications
+
+    def max_notification_id(self) -> int | None:
+        """The highest id up to which the log is final (what a follower can safely read)."""
+        with self.datastore.get_connection() as conn:
+            row = conn.execute(self.max_notification_id_statement).fetchone()
+            highest = row["max"] if row else None
+            # Writers in flight now may hold ids below it; once they end, all below is final.
+            self._wait_for(conn, self._writers(conn), time.monotonic() + GAP_WAIT_SECONDS)
+        return int(highest) if highest is not None else None
 
 
 class PostgresStore(Store):
     """A journal in one PostgreSQL database, shared by any number of processes."""
+
+    recorder: JournalPostgresRecorder
 
     def __init__(self, url: str, *, pool_size: int = 4, max_overflow: int = 12) -> None:
         self.url = url
@@ -189,4 +307,5 @@ class PostgresStore(Store):
             return cur.rowcount
 
     def close(self) -> None:
+        self.recorder.close()
         self.datastore.close()
