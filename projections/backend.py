@@ -166,6 +166,11 @@ class Backend(ABC):
         return value
 
     @staticmethod
+    def text(value: str | None) -> str | None:
+        """Free text (names, messages) as this backend can store it."""
+        return value
+
+    @staticmethod
     def to_uuid(value: Any) -> UUID:
         """Read back a stored UUID."""
         return value if isinstance(value, UUID) else UUID(value)

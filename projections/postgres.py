@@ -50,6 +50,11 @@ class PostgresBackend(Backend):
         )
 
     @staticmethod
+    def text(value: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL; an exception message can.
+        return value.replace("\x00", "\ufffd") if value and "\x00" in value else value
+
+    @staticmethod
     def to_ts(value: Any) -> datetime | None:
         # The server hands back its own time zone object; the journal's events use UTC.
         return None if value is None else value.astimezone(UTC)  # type: ignore[no-any-return]

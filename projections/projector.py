@@ -108,7 +108,6 @@ def decode(nid: int, topic: str, data: bytes) -> Event:
 def execution_row(s: ExecutionState, b: Backend) -> tuple[Any, ...]:
     """The ``proj_executions`` row of a state, in :data:`EXECUTION_COLUMNS` order."""
     completed = failed = retries = 0
-    usd = Decimal(0)
     failed_steps = []
     for st in s.steps.values():
         retries += st.attempts - 1
@@ -144,13 +143,14 @@ def execution_row(s: ExecutionState, b: Backend) -> tuple[Any, ...]:
         else None
     )
     usd = s.cost.usd
+    t = b.text
     return (
-        b.uuid(s.execution_id), s.workflow, s.status, b.ts(s.started_at), b.ts(s.updated_at),
+        b.uuid(s.execution_id), t(s.workflow), s.status, b.ts(s.started_at), b.ts(s.updated_at),
         b.ts(s.ended_at), duration,
-        ls.name if ls else None, ls.seq if ls else None, b.ts(ls.at) if ls else None,
-        lc.name if lc else None, lc.seq if lc else None, b.ts(lc.at) if lc else None,
-        path, error_type, error_message, error_step, error_seq,
-        pause.reason if pause else None, b.ts(pause.at) if pause else None,
+        t(ls.name) if ls else None, ls.seq if ls else None, b.ts(ls.at) if ls else None,
+        t(lc.name) if lc else None, lc.seq if lc else None, b.ts(lc.at) if lc else None,
+        path, t(error_type), t(error_message), t(error_step), error_seq,
+        t(pause.reason) if pause else None, b.ts(pause.at) if pause else None,
         completed, failed, retries, s.position, s.log_count,
         b.dec(usd), s.cost.input_tokens, s.cost.output_tokens,
     )
@@ -166,10 +166,11 @@ def step_row(s: ExecutionState, seq: int, b: Backend) -> tuple[Any, ...]:
         tin += c.input_tokens
         tout += c.output_tokens
     err = st.error
+    t = b.text
     return (
-        b.uuid(s.execution_id), seq, st.name, st.status, st.attempts, b.ts(st.started_at),
+        b.uuid(s.execution_id), seq, t(st.name), st.status, st.attempts, b.ts(st.started_at),
         b.ts(st.ended_at), st.duration, b.dec(usd), tin, tout,
-        err.type if err else None, err.message if err else None,
+        t(err.type) if err else None, t(err.message) if err else None,
     )
 
 
@@ -293,7 +294,7 @@ class Projector:
                 if nid > p_steps:
                     steps[(eid, event.seq)] = state
                 if nid > p_costs and not isinstance(event, StepStarted) and event.costs:
-                    _add_costs(deltas, state, event)
+                    _add_costs(deltas, state, event, b.text)
         last = rows[-1][0]
         self._commit(last, touched, steps, deltas)
         for eid, state in touched.items():
@@ -381,12 +382,14 @@ class Projector:
 
 
 def _add_costs(
-    deltas: dict[CostKey, list[Any]], state: ExecutionState, event: StepCompleted | StepFailed
+    deltas: dict[CostKey, list[Any]], state: ExecutionState, event: StepCompleted | StepFailed,
+    text: Callable[[str | None], str | None],
 ) -> None:
-    step = state.steps[event.seq].name
+    step = text(state.steps[event.seq].name) or ""
+    workflow = text(state.workflow) or ""
     day = event.timestamp.astimezone(UTC).date().isoformat()
     for c in event.costs:
-        for key in (("workflow", state.workflow), ("step", step), ("model", c.model),
+        for key in (("workflow", workflow), ("step", step), ("model", text(c.model) or ""),
                     ("day", day)):
             d = deltas.get(key)
             if d is None:
