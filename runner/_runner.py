@@ -349,22 +349,18 @@ class Runner:
         query); otherwise found by folding the journal's notification log.
         """
         try:
-            from projections import Projections  # type: ignore[attr-defined]
+            from projections import Projections
         except ImportError:
             return self._scan_stale(older_than)
-        views = Projections(self.journal)
         try:
-            views.catch_up()
-            return [as_uuid(s.execution_id) for s in views.stuck(older_than=older_than)]
+            with Projections(self.journal) as views:
+                views.catch_up()
+                return [s.execution_id for s in views.stuck(older_than=older_than)]
         except JournalUnavailable:
             raise
-        except Exception as e:  # the log is the truth; views are a shortcut
+        except Exception as e:  # the log is the truth; the views are only a shortcut to it
             logger.warning("runner: projections unusable (%s); scanning the journal", e)
             return self._scan_stale(older_than)
-        finally:
-            close = getattr(views, "close", None)
-            if callable(close):
-                close()
 
     def _scan_stale(self, older_than: timedelta) -> list[UUID]:
         states: dict[UUID, ExecutionState] = {}

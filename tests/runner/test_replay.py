@@ -1,0 +1,252 @@
+"""Resume = replay: recorded outcomes come back, equal and of the same type, without running."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from journal import (
+    ExecutionCancelled,
+    ExecutionPaused,
+    InvalidTransition,
+    Journal,
+    LogRecorded,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+)
+from runner import (
+    AlreadyResumed,
+    Context,
+    NonDeterministicWorkflow,
+    OutsideStep,
+    Runner,
+    add_cost,
+    current_step,
+)
+from tests.runner import workflows
+from tests.runner.workflows import effects, make_runner, noop
+
+
+def reopen(journal: Journal) -> tuple[Journal, Runner]:
+    """A second journal and runner on the same database: what a new process would have."""
+    j = Journal.open(journal.url)
+    return j, make_runner(j)
+
+
+def test_typed_outputs_replay_equal_and_same_type(runner: Runner, journal: Journal,
+                                                 counter: Path) -> None:
+    first = runner.run(workflows.typed, "doc-1")
+    assert first.status == "paused"
+    assert first.pause is not None and first.pause.reason == "human_review"
+    ran = effects(counter)
+    assert ran == ["fetch", "findings", "summarise", "summaries", "pair"]
+
+    j2, r2 = reopen(journal)
+    with j2, r2:
+        done = r2.resume(first.id, {"approved": True})
+    assert done.status == "completed"
+    assert done.output["answer"] == {"approved": True}
+    assert done.output["types"] == [
+        "Doc", "list", "Finding", "Summary", "Decimal", "Summary", "tuple"
+    ]
+    assert all(done.output["equal"])
+    assert effects(counter) == ran  # nothing ran again
+
+    state = journal.state(first.id)
+    assert state.cost.usd == Decimal("0.0021")
+    assert state.steps[2].costs[0].model == "sim-1"
+    logs = [e.message for e in journal.events(first.id) if isinstance(e, LogRecorded)]
+    assert logs == ["analysed", "answered"]  # replay does not write "analysed" again
+
+
+def test_one_commit_per_step_completion_rides_with_next_start(runner: Runner,
+                                                             journal: Journal) -> None:
+    run = runner.run(workflows.steps_then_pause)
+    kinds = [type(e).__name__ for e in journal.events(run.id)]
+    assert kinds == [
+        "ExecutionStarted", "StepStarted", "StepCompleted", "StepStarted", "StepCompleted",
+        "ExecutionPaused",
+    ]
+    done = runner.resume(run.id)
+    assert done.status == "completed" and done.output == "done"
+    assert journal.state(run.id).steps[3].name == "c"
+
+
+def test_failed_step_replays_as_step_failed_error(runner: Runner, journal: Journal,
+                                                 counter: Path) -> None:
+    run = runner.run(workflows.failing, True)
+    assert run.status == "paused"
+    failed = [e for e in journal.events(run.id) if isinstance(e, StepFailed)]
+    assert len(failed) == 1 and not failed[0].will_retry
+    assert failed[0].error.type == "ValueError" and failed[0].costs[0].usd == Decimal("0.01")
+
+    j2, r2 = reopen(journal)
+    with j2, r2:
+        done = r2.resume(run.id, "ok")
+    assert done.status == "completed"
+    assert done.output["caught"] == {"type": "ValueError", "message": "bad input", "seq": 1}
+    assert effects(counter) == ["boom"]
+
+
+def test_uncaught_step_failure_fails_the_execution(runner: Runner, journal: Journal,
+                                                   counter: Path) -> None:
+    run = runner.run(workflows.failing, False)
+    assert run.status == "failed"
+    assert run.error is not None and run.error.type == "runner.errors.StepFailedError"
+    assert "ValueError: bad input" in run.error.message
+    kinds = [type(e).__name__ for e in journal.events(run.id)]
+    assert kinds[-2:] == ["StepFailed", "ExecutionFailed"]
+
+
+def test_retries_journal_every_attempt(runner: Runner, journal: Journal,
+                                       counter: Path) -> None:
+    run = runner.run(workflows.retrying, "k1", 2, 3)
+    assert run.status == "completed"
+    assert run.output == "flaky:1:3"
+    events = journal.events(run.id)
+    started = [e.attempt for e in events if isinstance(e, StepStarted)]
+    failed = [(e.attempt, e.will_retry) for e in events if isinstance(e, StepFailed)]
+    assert started == [1, 2, 3]
+    assert failed == [(1, True), (2, True)]
+    assert [e.attempt for e in events if isinstance(e, StepCompleted)] == [3]
+    assert journal.state(run.id).cost.usd == Decimal("0.003")  # failed calls cost too
+
+
+def test_exhausted_retries_fail_the_step_and_execution(runner: Runner, journal: Journal,
+                                                       counter: Path) -> None:
+    run = runner.run(workflows.retrying, "k2", 5, 2)
+    assert run.status == "failed"
+    events = journal.events(run.id)
+    failed = [(e.attempt, e.will_retry) for e in events if isinstance(e, StepFailed)]
+    assert failed == [(1, True), (2, False)]
+    assert run.error is not None and "ConnectionError" in run.error.message
+    assert effects(counter) == ["flaky", "flaky"]
+
+
+def test_pauses_replay_their_answers(runner: Runner, journal: Journal, counter: Path) -> None:
+    run = runner.run(workflows.two_pauses)
+    assert run.status == "paused" and run.pause is not None and run.pause.reason == "first"
+    run = runner.resume(run.id, 1)
+    assert run.status == "paused" and run.pause is not None
+    assert run.pause.reason == "second" and run.pause.payload == {"a": 1}
+    assert runner.resume(run.id, 2).status == "completed"
+    with pytest.raises(InvalidTransition, match="completed"):
+        runner.resume(run.id, 3)
+    done = journal.state(run.id)
+    assert done.status == "completed" and done.output == [1, 2]
+    assert effects(counter) == ["fetch"]
+
+
+def test_cancel_while_paused(runner: Runner, journal: Journal) -> None:
+    run = runner.run(workflows.steps_then_pause)
+    cancelled = runner.cancel(run.id, reason="reviewer left")
+    assert cancelled.status == "cancelled"
+    position = journal.state(run.id).position
+    with pytest.raises(InvalidTransition, match="cancelled"):
+        runner.resume(run.id, "late")
+    with pytest.raises(InvalidTransition):
+        runner.cancel(run.id)
+    events = journal.events(run.id)
+    assert isinstance(events[-1], ExecutionCancelled) and events[-1].reason == "reviewer left"
+    assert journal.state(run.id).position == position
+
+
+def test_cancel_while_running_stops_at_next_transition(journal: Journal) -> None:
+    runner = Runner(journal)
+
+    def cancel_me() -> str:
+        Runner(journal).cancel(current_step().execution_id, reason="from another runner")
+        return "ran anyway"
+
+    @runner.workflow()
+    def victim(ctx: Context) -> str:
+        ctx.step("cancel_me", cancel_me)
+        ctx.step("never", noop)
+        return "unreachable"
+
+    with runner:
+        run = runner.run(victim)
+    assert run.status == "cancelled"
+    names = [e.name for e in journal.events(run.id) if isinstance(e, StepStarted)]
+    assert names == ["cancel_me"]
+
+
+def test_non_determinism_names_seq_recorded_and_called(journal: Journal) -> None:
+    v1 = Runner(journal)
+
+    @v1.workflow(name="evolving")
+    def old(ctx: Context) -> str:
+        ctx.step("a", noop)
+        ctx.step("b", noop)
+        ctx.pause("wait")
+        return "old"
+
+    run = v1.run(old)
+    position = journal.state(run.id).position
+
+    v2 = Runner(journal)
+
+    @v2.workflow(name="evolving")
+    def new(ctx: Context) -> str:
+        ctx.step("a", noop)
+        ctx.step("c", noop)
+        ctx.pause("wait")
+        return "new"
+
+    with pytest.raises(NonDeterministicWorkflow) as info:
+        v2.resume(run.id, "x")
+    assert (info.value.seq, info.value.recorded, info.value.called) == (2, "b", "c")
+    assert "seq 2" in str(info.value) and "'b'" in str(info.value) and "'c'" in str(info.value)
+    assert journal.state(run.id).position == position  # nothing written
+
+    v3 = Runner(journal)
+
+    @v3.workflow(name="evolving")
+    def shorter(ctx: Context) -> str:
+        ctx.step("a", noop)
+        ctx.pause("wait")
+        return "shorter"
+
+    with pytest.raises(NonDeterministicWorkflow) as info:
+        v3.resume(run.id, "x")
+    assert (info.value.seq, info.value.recorded, info.value.recorded_kind) == (2, "b", "step")
+    assert info.value.called_kind == "pause"
+    assert journal.state(run.id).position == position
+
+    done = v1.resume(run.id, "x")  # the original code still finishes it
+    assert done.status == "completed" and done.output == "old"
+
+
+def test_step_only_calls_outside_a_step() -> None:
+    with pytest.raises(OutsideStep, match="add_cost"):
+        add_cost(usd=1)
+    with pytest.raises(OutsideStep, match="current_step"):
+        current_step()
+
+
+def test_idempotency_key_runs_once(runner: Runner, counter: Path) -> None:
+    first = runner.run(workflows.typed, "doc-9", idempotency_key="doc-9")
+    again = runner.run(workflows.typed, "doc-9", idempotency_key="doc-9")
+    assert again.id == first.id and again.status == "paused"
+    assert effects(counter).count("fetch") == 1
+
+
+def test_pause_is_the_last_event_and_carries_payload(runner: Runner, journal: Journal,
+                                                    counter: Path) -> None:
+    run = runner.run(workflows.typed, "doc-2")
+    last = journal.events(run.id)[-1]
+    assert isinstance(last, ExecutionPaused) and last.payload == {"findings": 4}
+
+
+def test_resume_of_a_pause_answered_elsewhere(runner: Runner, journal: Journal,
+                                             counter: Path) -> None:
+    run = runner.run(workflows.two_pauses)
+    journal.execution(run.id).resumed("answered by someone else")  # its runner then died
+    with pytest.raises(AlreadyResumed, match="no longer paused"):
+        runner.resume(run.id, "mine")
+    never_paused = journal.start("steps_then_pause", {})
+    with pytest.raises(InvalidTransition, match="not paused"):
+        runner.resume(never_paused.id, "x")
