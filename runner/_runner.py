@@ -29,7 +29,6 @@ from journal import (
     InvalidTransition,
     Journal,
     JournalError,
-    JournalUnavailable,
     apply,
     fold,
 )
@@ -356,9 +355,9 @@ class Runner:
             with Projections(self.journal) as views:
                 views.catch_up()
                 return [s.execution_id for s in views.stuck(older_than=older_than)]
-        except JournalUnavailable:
-            raise
-        except Exception as e:  # the log is the truth; the views are only a shortcut to it
+        except Exception as e:
+            # The log is the truth and the views only a shortcut to it: fall back to the log
+            # (which raises JournalUnavailable itself if the database is really down).
             logger.warning("runner: projections unusable (%s); scanning the journal", e)
             return self._scan_stale(older_than)
 

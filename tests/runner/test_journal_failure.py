@@ -1,0 +1,106 @@
+"""The database goes away mid-run: the run stops with JournalUnavailable, no step code runs
+without its StepStarted committed, and recover() finishes the run once the database is back.
+
+On PostgreSQL the outage is real (connections refused and killed); on SQLite the store's
+writes fail with the error a full or broken disk gives.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from journal import Journal, JournalUnavailable
+from journal.postgres import parse_postgres_url
+from runner import Context, Runner
+from tests.conftest import _admin_conninfo
+from tests.runner.workflows import effect, effects
+
+
+@contextmanager
+def outage(journal: Journal) -> Iterator[Callable[[], None]]:
+    """Yields a function that takes the database away; it comes back when the block ends."""
+    if journal.url.startswith("sqlite"):
+        store: Any = journal.store
+        real = store._append
+
+        def fail(stored: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        def down() -> None:
+            store._append = fail
+
+        try:
+            yield down
+        finally:
+            store._append = real
+        return
+    dbname = parse_postgres_url(journal.url)["dbname"]
+
+    def down_pg() -> None:
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,),
+            )
+
+    try:
+        yield down_pg
+    finally:
+        with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS true')
+
+
+def build(journal: Journal, path: Path, take_down: Callable[[], None] | None) -> Runner:
+    runner = Runner(journal)
+
+    def first() -> str:
+        effect(path, "first")
+        if take_down is not None:
+            take_down()
+        return "one"
+
+    def later(name: str) -> str:
+        effect(path, name)
+        return name
+
+    @runner.workflow(name="outage")
+    def wf(ctx: Context) -> list[str]:
+        return [ctx.step("first", first), ctx.step("second", later, "second"),
+                ctx.step("third", later, "third")]
+
+    return runner
+
+
+def test_journal_failure_stops_the_run_and_recover_finishes_it(
+    journal_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "effects.txt"
+    journal = Journal.open(journal_url)
+    try:
+        with outage(journal) as down, build(journal, path, down) as runner:
+            with pytest.raises(JournalUnavailable):
+                runner.run("outage")
+            # second's StepStarted could not be committed, so its code never ran
+            assert effects(path) == ["first"]
+    finally:
+        try:
+            journal.close()
+        except JournalUnavailable:
+            pass
+
+    with Journal.open(journal_url) as again, build(again, path, None) as runner:
+        [eid] = [r.id for r in runner.recover(stale_after=timedelta(0))]
+        state = again.state(eid)
+    assert state.status == "completed" and state.output == ["one", "second", "third"]
+    # "first" was in flight (its completion rode with the commit that failed): it ran again
+    assert effects(path) == ["first", "first", "second", "third"]
+    assert state.steps[1].attempts == 2
