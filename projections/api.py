@@ -119,8 +119,12 @@ class Projections:
         *,
         only: Iterable[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        page_size: int = 5000,
     ) -> int:
         """Drop ``only`` these views (default: all), rebuild them from position 0 and catch up.
+
+        Rebuild pages are larger than following ones (``page_size`` events per transaction):
+        an execution touched many times within one page is written once.
 
         Safe while writers append: it ends caught up with the log as it was at its last page,
         and every page is committed with its position, so nothing is counted twice. Views
@@ -129,7 +133,11 @@ class Projections:
         views = _views(only)
         with self._following:
             self.projector.drop_and_create(views)
-            return self.projector.catch_up(progress=progress)
+            following, self.projector.page_size = self.projector.page_size, page_size
+            try:
+                return self.projector.catch_up(progress=progress)
+            finally:
+                self.projector.page_size = following
 
     def positions(self) -> dict[str, int]:
         """Each view's committed position (the notification id of its last event)."""

@@ -22,7 +22,7 @@ from journal import Journal
 from journal.errors import JournalError, JournalUnavailable
 from journal.store import Store
 
-__all__ = ["SCHEMA", "Backend", "open_backend"]
+__all__ = ["SCHEMA", "Backend", "Upsert", "open_backend"]
 
 TRACKING_TABLE = "proj_tracking"
 
@@ -86,6 +86,21 @@ TRACKING_DDL = (
 )
 
 
+class Upsert:
+    """Insert-or-replace rows of one table, keyed by ``key``."""
+
+    def __init__(
+        self, table: str, columns: tuple[str, ...], types: tuple[str, ...], key: tuple[str, ...]
+    ) -> None:
+        self.table, self.columns, self.types, self.key = table, columns, types, key
+        self.updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        self.sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {self.updates}"
+        )
+
+
 class Backend(ABC):
     """One connection to the journal's database, for reading the log and writing views.
 
@@ -116,6 +131,10 @@ class Backend(ABC):
     @abstractmethod
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement per row."""
+
+    def upsert(self, upsert: Upsert, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows``, replacing those whose key exists (within a transaction)."""
+        self.executemany(upsert.sql, rows)
 
     @abstractmethod
     @contextmanager

@@ -48,7 +48,7 @@ from journal.state import (
     fold,
 )
 from journal.values import ext_hook
-from projections.backend import SCHEMA, TRACKING_DDL, TRACKING_TABLE, Backend
+from projections.backend import SCHEMA, TRACKING_DDL, TRACKING_TABLE, Backend, Upsert
 from projections.errors import ProjectionError
 from projections.views import VIEWS
 
@@ -68,18 +68,22 @@ STEP_COLUMNS = (
 )
 COST_COLUMNS = ("dimension", "key", "usd", "input_tokens", "output_tokens", "calls")
 
+# Column type tokens (as in the DDL), for backends that upsert whole typed arrays at once.
+EXECUTION_TYPES = (
+    "UUID", "TEXT", "TEXT", "TS", "TS", "TS", "FLOAT", "TEXT", "INTEGER", "TS", "TEXT",
+    "INTEGER", "TS", "TEXT", "TEXT", "TEXT", "TEXT", "INTEGER", "TEXT", "TS", "INTEGER",
+    "INTEGER", "INTEGER", "INTEGER", "INTEGER", "DEC", "BIGINT", "BIGINT",
+)
+STEP_TYPES = (
+    "UUID", "INTEGER", "TEXT", "TEXT", "INTEGER", "TS", "TS", "FLOAT", "DEC", "BIGINT",
+    "BIGINT", "TEXT", "TEXT",
+)
+COST_TYPES = ("TEXT", "TEXT", "DEC", "BIGINT", "BIGINT", "BIGINT")
 
-def _upsert(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
-    return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
-    )
 
-
-UPSERT_EXECUTION = _upsert("proj_executions", EXECUTION_COLUMNS, ("execution_id",))
-UPSERT_STEP = _upsert("proj_steps", STEP_COLUMNS, ("execution_id", "seq"))
-UPSERT_COST = _upsert("proj_costs", COST_COLUMNS, ("dimension", "key"))
+UPSERT_EXECUTION = Upsert("proj_executions", EXECUTION_COLUMNS, EXECUTION_TYPES, ("execution_id",))
+UPSERT_STEP = Upsert("proj_steps", STEP_COLUMNS, STEP_TYPES, ("execution_id", "seq"))
+UPSERT_COST = Upsert("proj_costs", COST_COLUMNS, COST_TYPES, ("dimension", "key"))
 
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     topic_of(cls): msgspec.msgpack.Decoder(cls, ext_hook=ext_hook) for cls in EVENT_TYPES
@@ -354,11 +358,11 @@ class Projector:
                 if n != 1:
                     raise _Conflict(view)
             if touched and "executions" in advancing:
-                b.executemany(UPSERT_EXECUTION, [execution_row(s, b) for s in touched.values()])
+                b.upsert(UPSERT_EXECUTION, [execution_row(s, b) for s in touched.values()])
             if steps and "steps" in advancing:
-                b.executemany(UPSERT_STEP, [step_row(s, seq, b) for (_, seq), s in steps.items()])
+                b.upsert(UPSERT_STEP, [step_row(s, seq, b) for (_, seq), s in steps.items()])
             if new_totals:
-                b.executemany(
+                b.upsert(
                     UPSERT_COST,
                     [(d, k, b.dec(v[0]), v[1], v[2], v[3]) for (d, k), v in new_totals.items()],
                 )

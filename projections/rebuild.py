@@ -41,7 +41,7 @@ def rebuild(
     url: str | None = None,
     *,
     only: Iterable[str] | None = None,
-    page_size: int = 1000,
+    page_size: int = 5000,
     show_progress: bool = True,
     console: Console | None = None,
 ) -> RebuildResult:
@@ -54,11 +54,11 @@ def rebuild(
     """
     views = tuple(_views(only))
     console = console or Console(stderr=True)
-    with Journal.open(url) as journal, Projections(journal, page_size=page_size) as projections:
+    with Journal.open(url) as journal, Projections(journal) as projections:
         head = projections.head()
         start = time.perf_counter()
         if not show_progress:
-            events = projections.rebuild(only=views)
+            events = projections.rebuild(only=views, page_size=page_size)
         else:
             with Progress(
                 TextColumn(f"rebuilding {', '.join(views)}"), BarColumn(),
@@ -73,7 +73,7 @@ def rebuild(
                         head = position
                     bar.update(task, completed=position, total=max(head, position, 1))
 
-                events = projections.rebuild(only=views, progress=progress)
+                events = projections.rebuild(only=views, progress=progress, page_size=page_size)
                 position = min(projections.positions()[v] for v in views)
                 bar.update(task, completed=position, total=max(position, 1))
         seconds = time.perf_counter() - start

@@ -21,13 +21,12 @@ from projections.backend import Backend
 
 __all__ = ["MemoryBackend", "SQLiteBackend"]
 
-_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
-
 
 class SQLiteBackend(Backend):
     """Views in the same SQLite file as the journal, on a connection of their own."""
 
-    types = {"UUID": "TEXT", "TS": "TEXT", "DEC": "TEXT", "BIGINT": "INTEGER", "FLOAT": "REAL"}
+    types = {"UUID": "TEXT", "TS": "TEXT", "DEC": "TEXT", "BIGINT": "INTEGER", "FLOAT": "REAL",
+             "INTEGER": "INTEGER", "TEXT": "TEXT"}
 
     def __init__(self, store: Store) -> None:
         super().__init__(store)
@@ -86,9 +85,10 @@ class SQLiteBackend(Backend):
     def ts(value: datetime | None) -> Any:
         if value is None:
             return None
-        if value.utcoffset():
+        if value.tzinfo is not UTC and value.utcoffset():
             value = value.astimezone(UTC)
-        return value.strftime(_TS_FORMAT)
+        # Fixed width (always microseconds, always +00:00), so text order is time order.
+        return value.isoformat(timespec="microseconds")
 
     @staticmethod
     def dec(value: Decimal) -> Any:

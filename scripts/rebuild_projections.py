@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=VIEWS, metavar="NAME",
         help=f"rebuild only this view (repeatable; one of {', '.join(VIEWS)})",
     )
-    parser.add_argument("--page-size", type=int, default=1000, help="events per transaction")
+    parser.add_argument("--page-size", type=int, default=5000, help="events per transaction")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
     rebuild(args.url, only=args.only, page_size=args.page_size, show_progress=not args.quiet)

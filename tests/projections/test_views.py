@@ -223,7 +223,7 @@ def test_rebuild_while_writers_append_ends_caught_up(journal: Journal) -> None:
     t.start()
     try:
         with Projections(journal, page_size=5) as v:
-            v.rebuild()
+            v.rebuild(page_size=5)
     finally:
         stop.set()
         t.join()

@@ -1,0 +1,285 @@
+"""Benchmark the projections on SQLite and PostgreSQL; prints medians and ratios.
+
+    python scripts/bench_projections.py [--events 200000] [--executions-rows 1000000]
+                                        [--pg-url postgresql://postgres@127.0.0.1:5432/test]
+
+1. Fills a journal with ``--events`` events (executions of 10 events, interleaved 500 at a
+   time, appended in raw batches), then measures a full rebuild in events/s beside a raw
+   keyset SELECT of the same rows in the same run (median of ``--repeat`` runs each).
+2. On PostgreSQL: lag from an append returning to its page being committed by a
+   ``follow()``-ing projector (LISTEN/NOTIFY), median and p99.
+3. ``executions(...)`` query time with ``--executions-rows`` rows in the view (rows inserted
+   directly), for the common filters and a deep keyset page.
+
+It creates its own PostgreSQL database and drops it afterwards, and its SQLite files in a
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from journal import Journal
+from journal.encoding import encode_event
+from journal.events import (
+    Cost,
+    Event,
+    ExecutionCompleted,
+    ExecutionStarted,
+    StepCompleted,
+    StepStarted,
+)
+from journal.postgres import parse_postgres_url
+from projections import Projections
+from projections.backend import open_backend
+
+STEPS = ("fetch", "parse", "summarize", "write")
+MODELS = ("gpt-4o", "claude", "small")
+
+
+def lifecycle(eid: uuid.UUID, t0: datetime, i: int) -> list[Event]:
+    """A 10-event execution: start, four steps with costs, completed."""
+    ts = [t0 + timedelta(milliseconds=k) for k in range(10)]
+    events: list[Event] = [
+        ExecutionStarted(execution_id=eid, position=1, timestamp=ts[0], workflow=f"wf{i % 7}",
+                         input={"i": i}),
+    ]
+    pos = 2
+    for seq, name in enumerate(STEPS, start=1):
+        events.append(StepStarted(execution_id=eid, position=pos, timestamp=ts[pos - 1],
+                                  name=name, seq=seq, input={"seq": seq}))
+        pos += 1
+        events.append(StepCompleted(
+            execution_id=eid, position=pos, timestamp=ts[pos - 1], seq=seq,
+            output={"ok": True, "n": i}, duration=0.01 * seq,
+            costs=(Cost(usd=Decimal("0.000123") * seq, input_tokens=100, output_tokens=20,
+                        model=MODELS[(i + seq) % 3]),),
+        ))
+        pos += 1
+    events.append(ExecutionCompleted(execution_id=eid, position=pos, timestamp=ts[pos - 1],
+                                     output={"done": i}))
+    return events
+
+
+def fill(journal: Journal, n_events: int, *, interleave: int = 500) -> int:
+    """Append ``n_events`` (rounded up to whole executions), interleaved, in raw batches."""
+    n_exec = -(-n_events // 10)
+    base = datetime.now(UTC) - timedelta(days=1)
+    done = 0
+    while done < n_exec:
+        block = [
+            lifecycle(uuid.uuid4(), base + timedelta(seconds=done + k), done + k)
+            for k in range(min(interleave, n_exec - done))
+        ]
+        for position in range(10):  # event k of every execution of the block, in turn
+            journal.store.append([encode_event(ev[position]) for ev in block])
+        done += len(block)
+    return n_exec * 10
+
+
+def raw_scan(journal: Journal, page: int = 1000) -> int:
+    """Keyset-read every (id, topic, state) row, as the projector's reads do, but bare."""
+    backend = open_backend(journal)
+    try:
+        after, n = 0, 0
+        while True:
+            rows = backend.read_page(after, page)
+            if not rows:
+                return n
+            n += len(rows)
+            after = rows[-1][0]
+    finally:
+        backend.close()
+
+
+def timed(fn: Callable[[], int]) -> float:
+    """Run ``fn`` and return its count per second."""
+    start = time.perf_counter()
+    n = fn()
+    return n / (time.perf_counter() - start)
+
+
+def bench_rebuild(name: str, url: str, n_events: int, repeat: int) -> dict[str, float]:
+    with Journal.open(url) as journal:
+        t = time.perf_counter()
+        total = fill(journal, n_events)
+        print(f"[{name}] filled {total:,} events in {time.perf_counter() - t:.1f} s")
+        raws, rebuilds = [], []
+        with Projections(journal) as views:
+            for _ in range(repeat):
+                raws.append(timed(lambda: raw_scan(journal)))
+                rebuilds.append(timed(views.rebuild))
+            assert views.catch_up() == 0
+            assert len(views.executions(limit=10)) == 10
+        raw, reb = statistics.median(raws), statistics.median(rebuilds)
+        print(f"[{name}] raw keyset SELECT: {raw:,.0f} events/s (median of {repeat})")
+        print(f"[{name}] rebuild:           {reb:,.0f} events/s (median of {repeat}); "
+              f"ratio {reb / raw:.2f} of raw")
+        return {"raw": raw, "rebuild": reb}
+
+
+def bench_follow_lag(url: str, n: int = 1000) -> tuple[float, float]:
+    """Lag (ms) from an append returning to the follower committing its page."""
+    with Journal.open(url) as journal, Projections(journal) as views:
+        views.catch_up()
+        committed: list[tuple[float, int]] = []
+        lock = threading.Lock()
+
+        def on_update(_: int, position: int) -> None:
+            with lock:
+                committed.append((time.perf_counter(), position))
+
+        t = threading.Thread(target=lambda: views.follow(on_update=on_update))
+        t.start()
+        time.sleep(0.3)
+        appended: list[tuple[float, int]] = []
+        try:
+            for i in range(n):
+                run = journal.start("lag", i)
+                appended.append((time.perf_counter(), run.id.int))
+                time.sleep(0.002)
+            time.sleep(0.5)
+        finally:
+            views.stop()
+            t.join()
+        # Each start is one event; ids are consecutive after the head at the start.
+        head = views.head()
+        first = head - n + 1
+        lags = []
+        for k, (t_app, _) in enumerate(appended):
+            nid = first + k
+            t_done = next(tc for tc, pos in committed if pos >= nid)
+            lags.append(max(0.0, t_done - t_app) * 1000)
+        lags.sort()
+        return statistics.median(lags), lags[int(0.99 * (len(lags) - 1))]
+
+
+def fill_execution_rows(views: Projections, n: int) -> None:
+    """Insert ``n`` synthetic rows straight into the executions view."""
+    b = views.backend
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    statuses = ("completed", "completed", "completed", "failed", "running", "paused",
+                "cancelled")
+    if b.sql_percentiles:  # PostgreSQL: generate the rows in the server
+        b.execute(
+            "INSERT INTO proj_executions SELECT gen_random_uuid(), 'wf' || (g % 20), "
+            "(ARRAY['completed','completed','completed','failed','running','paused',"
+            "'cancelled'])[1 + g % 7], ?::timestamptz + g * interval '1 second', "
+            "?::timestamptz + g * interval '1 second' + interval '5 seconds', NULL, NULL, "
+            "'fetch', 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+            "1, 0, 0, 4, 0, 0.001, 10, 20 FROM generate_series(1, ?) g",
+            (base, base, n),
+        )
+        b.execute("ANALYZE proj_executions")
+        return
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for g in range(n):
+            at = b.ts(base + timedelta(seconds=g))
+            yield (str(uuid.uuid4()), f"wf{g % 20}", statuses[g % 7], at, at, None, None,
+                   "fetch", 1, at, None, None, None, None, None, None, None, None, None, None,
+                   1, 0, 0, 4, 0, "0.001", 10, 20)
+
+    with b.transaction():
+        b.executemany(
+            f"INSERT INTO proj_executions VALUES ({', '.join('?' * 28)})", list(rows())
+        )
+    b.execute("ANALYZE")
+
+
+def bench_queries(name: str, url: str, n_rows: int) -> None:
+    with Journal.open(url) as journal, Projections(journal) as views:
+        t = time.perf_counter()
+        fill_execution_rows(views, n_rows)
+        print(f"[{name}] inserted {n_rows:,} execution rows in {time.perf_counter() - t:.1f} s")
+        deep = views.executions(limit=1)[0]
+        hour_ago = deep.started_at - timedelta(hours=1)
+        for _ in range(3):  # 3 pages deep
+            deep = views.executions(limit=50, before=deep)[-1]
+        cases: dict[str, Callable[[], Any]] = {
+            "newest 50": lambda: views.executions(),
+            "status=failed": lambda: views.executions(status="failed"),
+            "workflow=wf3": lambda: views.executions(workflow="wf3"),
+            "workflow+status": lambda: views.executions(workflow="wf3", status="running"),
+            "since (last hour)": lambda: views.executions(since=hour_ago),
+            "next page (before=)": lambda: views.executions(before=deep),
+            "status+before": lambda: views.executions(status="completed", before=deep),
+            "stuck(older_than=1h)": lambda: views.stuck(older_than=timedelta(hours=1), limit=50),
+        }
+        for label, fn in cases.items():
+            fn()
+            times = []
+            for _ in range(15):
+                t = time.perf_counter()
+                rows = fn()
+                times.append((time.perf_counter() - t) * 1000)
+            assert len(rows) > 0, label
+            print(f"[{name}] executions {label:22s} median {statistics.median(times):6.2f} ms, "
+                  f"max {max(times):6.2f} ms ({len(rows)} rows)")
+
+
+@contextmanager
+def pg_database(admin_url: str) -> Iterator[str]:
+    p = parse_postgres_url(admin_url)
+    conninfo = dict(host=p["host"], port=p["port"], user=p["user"], dbname=p["dbname"],
+                    password=p["password"] or None)
+    name = f"bench_projections_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(**conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(**conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--executions-rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--lag-appends", type=int, default=1000)
+    parser.add_argument("--pg-url", default=os.environ.get(
+        "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["sqlite", "postgres", "queries", "lag"])
+    args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        if "sqlite" not in args.skip:
+            url = f"sqlite:///{tmp}/bench.db"
+            results["sqlite"] = bench_rebuild("sqlite", url, args.events, args.repeat)
+            if "queries" not in args.skip:
+                bench_queries("sqlite", f"sqlite:///{tmp}/rows.db", args.executions_rows)
+        if "postgres" not in args.skip:
+            with pg_database(args.pg_url) as db:
+                results["postgres"] = bench_rebuild(
+                    "postgres", f"{db}?schema=bench", args.events, args.repeat
+                )
+                if "lag" not in args.skip:
+                    med, p99 = bench_follow_lag(f"{db}?schema=lag", args.lag_appends)
+                    print(f"[postgres] follow lag over {args.lag_appends} appends: "
+                          f"median {med:.2f} ms, p99 {p99:.2f} ms")
+                if "queries" not in args.skip:
+                    bench_queries("postgres", f"{db}?schema=rows", args.executions_rows)
+    print("summary (events/s, rebuild / raw keyset SELECT):")
+    for name, r in results.items():
+        print(f"  {name:8s} raw {r['raw']:>10,.0f}  rebuild {r['rebuild']:>9,.0f}  "
+              f"ratio {r['rebuild'] / r['raw']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
