@@ -1,0 +1,1 @@
+"""Golden event streams: bytes written by an old version that every later one must decode."""

@@ -1,0 +1,125 @@
+"""Write v1_stream.msgpack: a few streams covering every event type, as the code encodes them.
+
+Run ONCE per storage-format version (``python -m tests.journal.golden.make_golden``) and
+commit the output. Never regenerate an existing file: test_golden.py checks that the bytes
+an old version wrote still decode to :func:`golden_streams`, and regenerating would hide
+exactly the incompatibility it is there to catch. For a new format, write v2_stream.msgpack.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from uuid import UUID
+
+import msgspec
+
+from journal.encoding import encode_event
+from journal.events import (
+    Cost,
+    ErrorInfo,
+    Event,
+    ExecutionCancelled,
+    ExecutionCompleted,
+    ExecutionFailed,
+    ExecutionPaused,
+    ExecutionResumed,
+    ExecutionStarted,
+    LogRecorded,
+    OutOfLine,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+    Truncated,
+)
+from tests.journal.golden.values import GoldenPoint, GoldenTag
+
+PATH = Path(__file__).with_name("v1_stream.msgpack")
+T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+EVERY_VALUE = {
+    "str": "héllo",
+    "int": -7,
+    "big": 2**70,
+    "float": 1.5,
+    "bool": True,
+    "none": None,
+    "list": [1, "two"],
+    "tuple": (1, (2, 3)),
+    "dict": {"k": {"n": 1}, 3: "int key"},
+    "decimal": Decimal("12.3400"),
+    "datetime": datetime(2024, 2, 29, 23, 59, 59, 1, tzinfo=timezone(timedelta(hours=-5))),
+    "date": date(2024, 2, 29),
+    "uuid": UUID("12345678-1234-5678-1234-567812345678"),
+    "bytes": b"\x00\x01\xfe",
+    "struct": GoldenTag(name="tag", value=[Decimal("1.0")]),
+    "dataclass": GoldenPoint(x=1, y=2),
+}
+
+
+def _stream(eid: UUID, *events: tuple[type[Event], dict[str, object]]) -> list[Event]:
+    return [
+        cls(execution_id=eid, position=i, timestamp=T0 + timedelta(seconds=i), **fields)
+        for i, (cls, fields) in enumerate(events, start=1)
+    ]
+
+
+def golden_streams() -> dict[str, list[Event]]:
+    """The events the golden file holds, built with today's constructors."""
+    error = ErrorInfo(type="ValueError", message="bad input", traceback="Traceback ...")
+    costs = (
+        Cost(usd=Decimal("0.0123"), input_tokens=100, output_tokens=20, model="small"),
+        Cost(usd=Decimal("1"), input_tokens=1, output_tokens=2, model="large"),
+    )
+    return {
+        "completed": _stream(
+            UUID("00000000-0000-4000-8000-000000000001"),
+            (ExecutionStarted, {"workflow": "golden", "input": EVERY_VALUE,
+                                "idempotency_key": "golden-1"}),
+            (StepStarted, {"name": "fetch", "seq": 1, "attempt": 1, "input": {"url": "x"}}),
+            (LogRecorded, {"level": "info", "message": "fetching", "seq": 1,
+                           "fields": {"n": 1, "when": date(2025, 1, 1)}}),
+            (StepFailed, {"seq": 1, "attempt": 1, "error": error, "will_retry": True,
+                          "costs": costs[:1], "duration": 0.25}),
+            (StepStarted, {"name": "fetch", "seq": 1, "attempt": 2,
+                           "input": Truncated(size=70000, sha256="ab" * 32, preview="{'url")}),
+            (StepCompleted, {"seq": 1, "attempt": 2, "output": EVERY_VALUE, "costs": costs,
+                             "duration": 1.5}),
+            (StepStarted, {"name": "render", "seq": 2}),
+            (StepCompleted, {"seq": 2, "output": OutOfLine(size=300000, sha256="cd" * 32)}),
+            (LogRecorded, {"level": "warning", "message": "no seq"}),
+            (ExecutionPaused, {"reason": "human_review", "payload": {"draft": "text"}}),
+            (ExecutionResumed, {"value": {"approved": True}}),
+            (ExecutionCompleted, {"output": ("done", Decimal("1.5"))}),
+        ),
+        "failed": _stream(
+            UUID("00000000-0000-4000-8000-000000000002"),
+            (ExecutionStarted, {"workflow": "golden"}),
+            (StepStarted, {"name": "only", "seq": 1}),
+            (StepFailed, {"seq": 1, "attempt": 1, "error": error}),
+            (ExecutionFailed, {"error": error}),
+        ),
+        "cancelled": _stream(
+            UUID("00000000-0000-4000-8000-000000000003"),
+            (ExecutionStarted, {"workflow": "golden", "input": None}),
+            (ExecutionPaused, {"reason": "approval"}),
+            (ExecutionCancelled, {"reason": "operator said no"}),
+        ),
+    }
+
+
+def encode_streams() -> bytes:
+    """The golden file's bytes: {name: [[topic, state bytes], ...]} as msgpack."""
+    streams = {
+        name: [(s.topic, s.state) for s in map(encode_event, events)]
+        for name, events in golden_streams().items()
+    }
+    return msgspec.msgpack.encode(streams)
+
+
+if __name__ == "__main__":
+    if PATH.exists():
+        raise SystemExit(f"{PATH} exists: golden files are never regenerated (see docstring)")
+    PATH.write_bytes(encode_streams())
+    print(f"wrote {PATH}")

@@ -1,0 +1,56 @@
+"""The public surface of ``journal`` is locked: changing it is a deliberate, reviewed act."""
+
+from __future__ import annotations
+
+import journal
+
+EXPECTED = [
+    "Capture",
+    "ConcurrencyConflict",
+    "Cost",
+    "DecodingError",
+    "ErrorInfo",
+    "Event",
+    "ExecutionCancelled",
+    "ExecutionCompleted",
+    "ExecutionFailed",
+    "ExecutionHandle",
+    "ExecutionNotFound",
+    "ExecutionPaused",
+    "ExecutionResumed",
+    "ExecutionStarted",
+    "ExecutionState",
+    "InvalidTransition",
+    "Journal",
+    "JournalError",
+    "JournalUnavailable",
+    "LogRecorded",
+    "OutOfLine",
+    "StepCompleted",
+    "StepFailed",
+    "StepMarker",
+    "StepStarted",
+    "StepState",
+    "Truncated",
+    "UnsupportedValue",
+    "apply",
+    "fold",
+]
+
+
+def test_journal_exports_are_locked() -> None:
+    assert journal.__all__ == EXPECTED
+
+
+def test_every_export_exists_and_is_documented() -> None:
+    for name in journal.__all__:
+        member = getattr(journal, name)
+        assert member.__doc__, f"journal.{name} has no docstring"
+
+
+def test_errors_share_one_root() -> None:
+    errors = [getattr(journal, n) for n in journal.__all__ if n.endswith(("Error", "Conflict",
+              "NotFound", "Transition", "Unavailable", "Value"))]
+    assert len(errors) == 7
+    assert all(issubclass(e, journal.JournalError) for e in errors)
+    assert issubclass(journal.UnsupportedValue, TypeError)
