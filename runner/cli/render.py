@@ -1,0 +1,228 @@
+"""Rich rendering of what the commands found: tables, the timeline, one-line events.
+
+Only presentation lives here; the data comes from the other modules of ``runner.cli`` and
+from the projections. Colours follow status: green completed, red failed, yellow paused,
+cyan running, dim cancelled (Rich drops them when the output is not a terminal).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from journal.events import Event
+from projections import CostSummary, ExecutionSummary, StepStats
+from runner.cli.jsonout import preview
+from runner.cli.timeline import Timeline, describe, event_label
+from runner.cli.timeparse import format_age, format_seconds
+
+__all__ = [
+    "console",
+    "costs_table",
+    "event_line",
+    "executions_table",
+    "short_id",
+    "stats_table",
+    "stuck_table",
+    "timeline_view",
+    "usd",
+]
+
+STATUS_STYLE = {
+    "completed": "green", "failed": "red", "paused": "yellow", "running": "cyan",
+    "cancelled": "dim", "retrying": "yellow",
+}
+LEVEL_STYLE = {"error": "red", "warning": "yellow", "debug": "dim"}
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console on the current stdout/stderr; wide when piped, so lines are not cut."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty():
+        width = int(os.environ.get("COLUMNS") or 200)
+    return Console(stderr=stderr, width=width, highlight=False, soft_wrap=False)
+
+
+def usd(value: Decimal | None) -> str:
+    """Money as ``$0.0042`` (exact, no float rounding, no exponent)."""
+    if value is None:
+        return ""
+    if value == 0:
+        return "$0"
+    return f"${value.normalize():f}"
+
+
+def _status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def short_id(value: object) -> str:
+    """The first 8 characters of an id: what people type back (a unique prefix)."""
+    return str(value)[:8]
+
+
+def executions_table(rows: list[ExecutionSummary], *, now: datetime | None = None) -> Table:
+    """``journal ls``: id, workflow, status, started, duration, last step, cost."""
+    now = now or datetime.now(UTC)
+    table = Table(box=None, pad_edge=False)
+    for col in ("id", "workflow", "status", "started", "duration", "last step", "cost"):
+        table.add_column(col, justify="right" if col in ("duration", "cost") else "left",
+                         no_wrap=True)
+    for r in rows:
+        duration = r.duration if r.duration is not None else (
+            now - r.started_at).total_seconds()
+        last = r.last_started_step
+        step = f"{last.name} #{last.seq}" if last else "-"
+        if r.status == "failed" and r.error_step:
+            step = f"{r.error_step} #{r.error_step_seq} ✗"
+        elif r.status == "paused" and r.pause_reason:
+            step = f"{step} ⏸ {r.pause_reason}"
+        table.add_row(
+            short_id(r.execution_id), r.workflow, _status(r.status),
+            r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            format_seconds(duration) + ("" if r.ended_at else "…"), step, usd(r.cost_usd),
+        )
+    return table
+
+
+def stuck_table(rows: list[ExecutionSummary], *, now: datetime | None = None) -> Table:
+    """``journal stuck``: where each quiet running execution got to, and since when."""
+    table = Table(box=None, pad_edge=False)
+    for col in ("id", "workflow", "last event", "last started step", "last completed", "started"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        ls, lc = r.last_started_step, r.last_completed_step
+        table.add_row(
+            short_id(r.execution_id), r.workflow, format_age(r.updated_at, now=now),
+            f"{ls.name} #{ls.seq} ({format_age(ls.at, now=now)})" if ls else "-",
+            f"{lc.name} #{lc.seq}" if lc else "-",
+            r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    return table
+
+
+def costs_table(rows: list[CostSummary], by: str) -> Table:
+    """``journal costs``: totals per key, and a total line."""
+    table = Table(box=None, pad_edge=False, show_footer=True)
+    total = sum((r.usd for r in rows), Decimal(0))
+    table.add_column(by, footer="total", no_wrap=True)
+    table.add_column("usd", justify="right", footer=usd(total))
+    table.add_column("input tokens", justify="right",
+                     footer=f"{sum(r.input_tokens for r in rows):,}")
+    table.add_column("output tokens", justify="right",
+                     footer=f"{sum(r.output_tokens for r in rows):,}")
+    table.add_column("calls", justify="right", footer=f"{sum(r.calls for r in rows):,}")
+    for r in rows:
+        table.add_row(r.key or "(none)", usd(r.usd), f"{r.input_tokens:,}",
+                      f"{r.output_tokens:,}", f"{r.calls:,}")
+    return table
+
+
+def stats_table(rows: list[StepStats]) -> Table:
+    """``journal stats``: per step name, runs, failure rate and durations."""
+    table = Table(box=None, pad_edge=False)
+    for col in ("step", "runs", "failed", "failure rate", "retries", "running",
+                "mean", "p50", "p95"):
+        table.add_column(col, justify="left" if col == "step" else "right", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r.name, str(r.runs), str(r.failures), f"{r.failure_rate:.1%}", str(r.retries),
+            str(r.running), format_seconds(r.mean_duration), format_seconds(r.p50_duration),
+            format_seconds(r.p95_duration),
+        )
+    return table
+
+
+def _summary_lines(s: dict[str, Any]) -> list[Text]:
+    lines = [Text.assemble(
+        ("execution ", "bold"), (s["execution_id"], "bold"), "  ", (s["workflow"], "bold"),
+        "  ", _status(s["status"]),
+    )]
+    started = s["started_at"]
+    when = started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if started else "-"
+    if s["status"] in ("running", "paused"):
+        lines.append(Text(
+            f"started {when}, running for {format_seconds(s.get('running_for'))}, "
+            f"last event {format_seconds(s.get('since_last_event'))} ago"
+        ))
+    else:
+        lines.append(Text(f"started {when}, took {format_seconds(s['duration'])}"))
+    cost = s["cost"]
+    lines.append(Text(
+        f"{s['events']} events, {s['log_lines']} log lines, cost {usd(cost['usd'])} "
+        f"({cost['input_tokens']:,} in / {cost['output_tokens']:,} out tokens)"
+    ))
+    if s["last_started_step"] is not None:
+        ls, lc = s["last_started_step"], s["last_completed_step"]
+        lines.append(Text(
+            f"last started step {ls.name} #{ls.seq}, last completed "
+            + (f"{lc.name} #{lc.seq}" if lc else "none")
+        ))
+    if s["pause"] is not None:
+        p = s["pause"]
+        lines.append(Text.assemble(
+            ("paused: ", "yellow"), p["reason"], f" since {format_age(p['at'])}, payload ",
+            preview(p["payload"], 120),
+        ))
+    if s["error"] is not None:
+        lines.append(Text(f"error: {s['error'].type}: {s['error'].message}", style="red"))
+    if s["status"] == "completed":
+        lines.append(Text(f"output: {preview(s['output'], 120)}"))
+    return lines
+
+
+def timeline_view(out: Console, timeline: Timeline) -> None:
+    """``journal show``: the summary, the steps and the event timeline."""
+    for line in _summary_lines(timeline.summary):
+        out.print(line)
+    if timeline.steps:
+        out.print()
+        steps = Table(box=None, pad_edge=False, title="steps", title_justify="left")
+        for col in ("seq", "step", "status", "attempts", "duration", "cost", "error"):
+            steps.add_column(col, justify="right" if col in ("seq", "attempts", "duration",
+                                                             "cost") else "left")
+        for st in timeline.steps:
+            steps.add_row(str(st.seq), st.name, _status(st.status), str(st.attempts),
+                          format_seconds(st.duration), usd(st.cost_usd), st.error or "")
+        out.print(steps)
+    out.print()
+    table = Table(box=None, pad_edge=False, title="timeline", title_justify="left")
+    for col in ("#", "offset", "event", "step", "try", "took", "cost", "detail"):
+        table.add_column(col, justify="right" if col in ("#", "offset", "try", "took", "cost")
+                         else "left", no_wrap=col != "detail")
+    for e in timeline.entries:
+        kind = Text(e.event if e.level is None else f"log {e.level}",
+                    style=LEVEL_STYLE.get(e.level or "", ""))
+        if "failed" in e.event:
+            kind.stylize("red")
+        step = f"{e.step} #{e.seq}" if e.step else ("" if e.seq is None else f"#{e.seq}")
+        table.add_row(
+            str(e.position), f"+{e.offset:.3f}s", kind, step,
+            "" if e.attempt is None else str(e.attempt),
+            "" if e.duration is None else format_seconds(e.duration),
+            usd(e.cost_usd), e.detail,
+        )
+    out.print(table)
+
+
+def event_line(nid: int, event: Event, step_names: dict[int, str]) -> Text:
+    """``journal tail``: one line per event."""
+    entry = describe(event, step_names)
+    at = event.timestamp.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+    step = f" {entry.step} #{entry.seq}" if entry.step else ""
+    attempt = f" try {entry.attempt}" if entry.attempt and entry.attempt > 1 else ""
+    kind = event_label(event) if entry.level is None else f"log {entry.level}"
+    style = "red" if "failed" in kind else LEVEL_STYLE.get(entry.level or "", "")
+    return Text.assemble(
+        f"{at} {short_id(event.execution_id)} #{event.position:<3} ", (kind, style),
+        step, attempt, f"  {entry.detail}" if entry.detail else "",
+    )
+
