@@ -149,7 +149,11 @@ class Backend(ABC):
         except JournalError:
             raise
         except Exception as e:
-            if type(e).__module__.startswith(("psycopg", "sqlite3", "psycopg_pool")):
+            # Only "the database did not answer" errors; a bad statement is a bug, not an outage.
+            names = {c.__name__ for c in type(e).__mro__}
+            if type(e).__module__.startswith(("psycopg", "sqlite3", "psycopg_pool")) and (
+                names & {"OperationalError", "InterfaceError", "PoolTimeout"}
+            ):
                 raise JournalUnavailable(self.store.url, e) from e
             raise
 

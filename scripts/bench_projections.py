@@ -175,9 +175,9 @@ def fill_execution_rows(views: Projections, n: int) -> None:
                 "cancelled")
     if b.sql_percentiles:  # PostgreSQL: generate the rows in the server
         b.execute(
-            "INSERT INTO proj_executions SELECT gen_random_uuid(), 'wf' || (g % 20), "
+            "INSERT INTO proj_executions SELECT gen_random_uuid(), 'wf' || mod(g, 20), "
             "(ARRAY['completed','completed','completed','failed','running','paused',"
-            "'cancelled'])[1 + g % 7], ?::timestamptz + g * interval '1 second', "
+            "'cancelled'])[1 + mod(g, 7)], ?::timestamptz + g * interval '1 second', "
             "?::timestamptz + g * interval '1 second' + interval '5 seconds', NULL, NULL, "
             "'fetch', 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
             "1, 0, 0, 4, 0, 0.001, 10, 20 FROM generate_series(1, ?) g",
@@ -255,20 +255,22 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get(
         "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["sqlite", "postgres", "queries", "lag"])
+                        choices=["sqlite", "postgres", "rebuild", "queries", "lag"])
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if "sqlite" not in args.skip:
             url = f"sqlite:///{tmp}/bench.db"
-            results["sqlite"] = bench_rebuild("sqlite", url, args.events, args.repeat)
+            if "rebuild" not in args.skip:
+                results["sqlite"] = bench_rebuild("sqlite", url, args.events, args.repeat)
             if "queries" not in args.skip:
                 bench_queries("sqlite", f"sqlite:///{tmp}/rows.db", args.executions_rows)
         if "postgres" not in args.skip:
             with pg_database(args.pg_url) as db:
-                results["postgres"] = bench_rebuild(
-                    "postgres", f"{db}?schema=bench", args.events, args.repeat
-                )
+                if "rebuild" not in args.skip:
+                    results["postgres"] = bench_rebuild(
+                        "postgres", f"{db}?schema=bench", args.events, args.repeat
+                    )
                 if "lag" not in args.skip:
                     med, p99 = bench_follow_lag(f"{db}?schema=lag", args.lag_appends)
                     print(f"[postgres] follow lag over {args.lag_appends} appends: "
