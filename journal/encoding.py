@@ -17,7 +17,7 @@ from journal.errors import DecodingError
 from journal.events import EVENT_TYPES, Event
 from journal.values import ext_hook, to_wire
 
-__all__ = ["decode_event", "encode_event", "topic_of"]
+__all__ = ["as_uuid", "decode_event", "decode_payload", "encode_event", "topic_of"]
 
 _TOPICS: dict[type[Event], str] = {
     cls: f"{cls.__module__}:{cls.__qualname__}" for cls in EVENT_TYPES
@@ -59,16 +59,23 @@ def encode_event(event: Event) -> StoredEvent:
     )
 
 
+def decode_payload(topic: str, data: bytes | memoryview) -> Event:
+    """Decode an event's stored bytes with its topic's own decoder (for bulk readers).
+
+    Raises KeyError for an unknown topic, or msgspec/ValueError/TypeError for bad bytes.
+    """
+    event: Event = _DECODERS[topic].decode(data)
+    return event
+
+
 def decode_event(stored: StoredEvent) -> Event:
     """Decode a StoredEvent back to its typed event."""
     try:
-        decoder = _DECODERS[stored.topic]
-        event: Event = decoder.decode(stored.state)
+        return decode_payload(stored.topic, stored.state)
     except (KeyError, msgspec.DecodeError, ValueError, TypeError, ImportError) as e:
         raise DecodingError(
             stored.originator_id, stored.originator_version, stored.topic, e
         ) from e
-    return event
 
 
 def as_uuid(value: UUID | str) -> UUID:

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from journal.postgres import parse_postgres_url
+from journal.postgres import JournalPostgresRecorder, parse_postgres_url
 from journal.store import EVENTS_TABLE, Store
 from projections.backend import Backend, Upsert
 
@@ -39,14 +39,16 @@ class PostgresBackend(Backend):
         super().__init__(store)
         datastore: Any = getattr(store, "datastore", None)
         self.schema: str = datastore.schema if datastore is not None else "public"
-        self.channel: str = getattr(store.recorder, "channel_name", "")
+        self.recorder: JournalPostgresRecorder = store.recorder  # type: ignore[assignment]
+        self.channel: str = self.recorder.channel_name
         self._sql: dict[str, str] = {}
         self._listener: psycopg.Connection[Any] | None = None
         with self.translated():
             self.conn = self._connect()
         self._read_sql = (
             f"SELECT notification_id, topic, state FROM {EVENTS_TABLE} "
-            "WHERE notification_id > %s ORDER BY notification_id LIMIT %s"
+            "WHERE notification_id > %s AND notification_id <= %s "
+            "ORDER BY notification_id LIMIT %s"
         )
 
     @staticmethod
@@ -108,14 +110,19 @@ class PostgresBackend(Backend):
             yield
 
     def read_page(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        # Appends take no table lock, so ids can commit out of order: never read past a gap
+        # that an in-flight writer may still fill (see journal.postgres).
+        with self.translated():
+            safe = self.recorder.safe_notification_id(after, limit)
+        if safe <= after:
+            return []
         with self.lock, self.translated(), self.conn.cursor(binary=True) as cur:
-            cur.execute(self._read_sql, (after, limit))  # type: ignore[arg-type]
+            cur.execute(self._read_sql, (after, safe, limit))  # type: ignore[arg-type]
             return cur.fetchall()
 
     def head(self) -> int:
-        with self.lock, self.translated():
-            row = self.conn.execute(f"SELECT MAX(notification_id) FROM {EVENTS_TABLE}").fetchone()
-        return int(row[0] or 0) if row else 0
+        with self.translated():
+            return self.recorder.max_notification_id() or 0
 
     def listen(self) -> None:
         """Start listening on the journal's channel (idempotent)."""

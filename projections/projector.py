@@ -34,9 +34,9 @@ from uuid import UUID
 import msgspec
 
 from journal import Journal
-from journal.encoding import decode_event, topic_of
+from journal.encoding import decode_event, decode_payload
 from journal.errors import DecodingError, InvalidTransition
-from journal.events import EVENT_TYPES, Event, StepCompleted, StepFailed, StepStarted
+from journal.events import Event, StepCompleted, StepFailed, StepStarted
 from journal.state import (
     FAILED,
     PAUSED,
@@ -47,7 +47,6 @@ from journal.state import (
     apply,
     fold,
 )
-from journal.values import ext_hook
 from projections.backend import SCHEMA, TRACKING_DDL, TRACKING_TABLE, Backend, Upsert
 from projections.errors import ProjectionError
 from projections.views import VIEWS
@@ -85,10 +84,6 @@ UPSERT_EXECUTION = Upsert("proj_executions", EXECUTION_COLUMNS, EXECUTION_TYPES,
 UPSERT_STEP = Upsert("proj_steps", STEP_COLUMNS, STEP_TYPES, ("execution_id", "seq"))
 UPSERT_COST = Upsert("proj_costs", COST_COLUMNS, COST_TYPES, ("dimension", "key"))
 
-_DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
-    topic_of(cls): msgspec.msgpack.Decoder(cls, ext_hook=ext_hook) for cls in EVENT_TYPES
-}
-
 CostKey = tuple[str, str]
 
 
@@ -99,7 +94,7 @@ class _Conflict(Exception):
 def decode(nid: int, topic: str, data: bytes) -> Event:
     """Decode one notification with its event type's own decoder."""
     try:
-        event: Event = _DECODERS[topic].decode(data)
+        event: Event = decode_payload(topic, data)
     except (KeyError, msgspec.DecodeError, ValueError, TypeError) as e:
         raise ProjectionError(
             f"notification {nid}: cannot decode {topic}: {e}; the projections cannot "
