@@ -64,5 +64,5 @@ def dumps(value: Any, *, indent: int | None = 2) -> str:
 
 def preview(value: Any, width: int = 80) -> str:
     """A one-line, at most ``width`` characters, JSON rendering of ``value`` for tables."""
-    text = json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ": "))
+    text = json.dumps(to_jsonable(value), ensure_ascii=False, separators=(", ", ": "))
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

@@ -157,7 +157,7 @@ def _summary_lines(s: dict[str, Any]) -> list[Text]:
         lines.append(Text(f"started {when}, took {format_seconds(s['duration'])}"))
     cost = s["cost"]
     lines.append(Text(
-        f"{s['events']} events, {s['log_lines']} log lines, cost {usd(cost['usd'])} "
+        f"{s['events']} events, {s['log_lines']} log line(s), cost {usd(cost['usd'])} "
         f"({cost['input_tokens']:,} in / {cost['output_tokens']:,} out tokens)"
     ))
     if s["last_started_step"] is not None:

@@ -83,7 +83,7 @@ def _usd(costs: tuple[Cost, ...]) -> Decimal:
 def event_label(event: Event) -> str:
     """A short lower-case name for the event kind (``step completed``)."""
     name = type(event).__name__
-    words = []
+    words: list[str] = []
     for ch in name:
         if ch.isupper() and words:
             words.append(" ")

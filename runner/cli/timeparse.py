@@ -45,11 +45,15 @@ def parse_since(text: str, *, now: datetime | None = None, option: str = "--sinc
 
 
 def format_seconds(seconds: float | None) -> str:
-    """``0.42s``, ``12.3s``, ``3m05s``, ``2h10m``, ``3d04h``; ``-`` for unknown."""
+    """Seconds for people: ``4.2ms``, ``420ms``, ``4.20s``, ``3m05s``, ``2h10m``, ``3d04h``."""
     if seconds is None:
         return "-"
     if seconds < 0:
         seconds = 0.0
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 10:
         return f"{seconds:.2f}s"
     if seconds < 60:

@@ -1,0 +1,517 @@
+"""The ``journal`` command: thin Typer wrappers over the library functions of ``runner.cli``.
+
+Each command opens the journal named by ``--url`` (or ``$JOURNAL_URL``, else the embedded
+SQLite file), calls one or two library functions, and prints a Rich table or, with
+``--json``, plain JSON. Every failure a user can cause (unknown id, ambiguous prefix, bad
+argument, unreachable database) ends with exit code 1 (2 for usage errors) and one line
+on stderr that says why, with any password masked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, NoReturn
+from urllib.parse import unquote, urlsplit
+
+import typer
+from typer.core import TyperGroup
+
+from journal import Journal
+from journal.errors import JournalError, mask_url
+from journal.events import StepStarted
+from journal.store import DEFAULT_URL
+from projections import Projections
+from projections import rebuild as rebuild_views
+from runner._runner import Run, Runner
+from runner.cli import render
+from runner.cli.apps import AppError, describe_mismatch, load_runner
+from runner.cli.jsonout import dumps, preview
+from runner.cli.lookup import resolve_id
+from runner.cli.queries import costs_since, follow
+from runner.cli.retention import export_execution, import_archive, iter_executions, prune
+from runner.cli.timeline import build_timeline
+from runner.cli.timeparse import parse_duration, parse_since
+
+__all__ = ["app", "main"]
+
+
+def _click_class(name: str) -> type[Exception]:
+    """A Click exception class as this Typer uses it (recent Typers vendor their own Click)."""
+    found: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == name
+    )
+    return found
+
+
+_UsageError = _click_class("UsageError")
+_ClickException = _click_class("ClickException")
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors as one line on stderr (Typer's default draws a multi-line box)."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code: Any
+        try:
+            code = super().main(
+                args=args, prog_name=prog_name, complete_var=complete_var,
+                standalone_mode=False, **extra,
+            )
+        except _UsageError as e:
+            ctx: Any = getattr(e, "ctx", None)
+            format_message = getattr(e, "format_message", None)
+            message = format_message() if format_message is not None else str(e)
+            if type(e).__name__ == "NoArgsIsHelpError":
+                # Its message is the help; Rich help is printed while it is built (message "").
+                if message:
+                    typer.echo(message)
+                code = 0
+            else:
+                where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                typer.echo(f"error: {_one_line(message)}{where}", err=True)
+                code = getattr(e, "exit_code", 2)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    name="journal",
+    help="Inspect, follow, resume, cancel, export and prune workflow executions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Url = Annotated[
+    str,
+    typer.Option("--url", envvar="JOURNAL_URL", show_envvar=True,
+                 help="Journal database: sqlite:///path.db or postgresql://user@host/db."),
+]
+# Literal choices give help and validation; the tests check they match projections'.
+StatusName = Literal["running", "paused", "completed", "failed", "cancelled"]
+CostDimension = Literal["workflow", "step", "model", "day"]
+
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def _scrub(message: str, url: str | None) -> str:
+    """Remove the URL's password (raw and percent-decoded) from a driver's message."""
+    if not url:
+        return message
+    message = message.replace(url, mask_url(url))
+    with contextlib.suppress(ValueError):
+        password = urlsplit(url).password
+        if password:
+            for secret in {password, unquote(password)}:
+                message = message.replace(secret, "***")
+    return message
+
+
+def _fail(message: str, url: str | None = None, *, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {_one_line(_scrub(message, url))}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _reported(url: str | None) -> Iterator[None]:
+    """Turn the errors a user can cause into one line on stderr and a non-zero exit."""
+    try:
+        yield
+    except (typer.Exit, _ClickException):
+        raise
+    except (JournalError, ValueError, LookupError, OSError, AppError) as e:
+        _fail(str(e) or type(e).__name__, url)
+
+
+@contextlib.contextmanager
+def _session(url: str) -> Iterator[tuple[Journal, Projections]]:
+    """The journal and its views, closed (log lines flushed) when the command ends."""
+    with _reported(url), Journal.open(url) as journal, Projections(journal) as views:
+        yield journal, views
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(dumps(value))
+
+
+def _run_line(run: Run) -> str:
+    line = f"execution {run.id} ({run.workflow}): {run.status}"
+    if run.status == "paused" and run.pause is not None:
+        line += f", waiting for {run.pause.reason} payload={preview(run.pause.payload, 80)}"
+    elif run.status == "completed":
+        line += f", output={preview(run.output, 80)}"
+    elif run.error is not None:
+        line += f", {run.error.type}: {run.error.message}"
+    return line
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@app.command("ls")
+def ls_command(
+    url: Url = DEFAULT_URL,
+    status: Annotated[StatusName | None, typer.Option(
+        help="Only executions in this status.")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only executions started since: a duration (2h, 7d) or an ISO date/time.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: Json = False,
+) -> None:
+    """List executions, newest first: id, workflow, status, started, duration, last step, cost."""
+    with _session(url) as (_, views):
+        when = parse_since(since) if since else None
+        views.catch_up()
+        rows = views.executions(status=status, workflow=workflow, since=when, limit=limit)
+    if as_json:
+        _echo_json(rows)
+    elif not rows:
+        typer.echo("no executions")
+    else:
+        render.console().print(render.executions_table(rows))
+
+
+@app.command("show")
+def show_command(
+    execution: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of one.")],
+    url: Url = DEFAULT_URL,
+    as_json: Json = False,
+) -> None:
+    """Show one execution's timeline: steps, attempts, errors, logs, pause, costs."""
+    with _session(url) as (journal, views):
+        eid = resolve_id(journal, views, execution)
+        timeline = build_timeline(eid, journal.events(eid))
+    if as_json:
+        _echo_json({"summary": timeline.summary, "steps": timeline.steps,
+                    "timeline": timeline.entries})
+    else:
+        render.timeline_view(render.console(), timeline)
+
+
+@app.command("tail")
+def tail_command(
+    execution: Annotated[str | None, typer.Argument(
+        help="Follow only this execution (id or unique prefix); default: all.")] = None,
+    url: Url = DEFAULT_URL,
+    as_json: Json = False,
+    max_events: Annotated[int | None, typer.Option(hidden=True)] = None,
+    timeout: Annotated[float | None, typer.Option(hidden=True)] = None,
+) -> None:
+    """Follow new events live until Ctrl-C (one execution: its history first, until it ends)."""
+    out = render.console()
+    with _session(url) as (journal, views):
+        eid = resolve_id(journal, views, execution) if execution else None
+        what = f"execution {eid}" if eid else f"all executions of {mask_url(journal.url)}"
+        typer.echo(f"following {what} (Ctrl-C to stop)", err=True)
+        names: dict[tuple[Any, int], str] = {}
+        shown = 0
+        try:
+            for nid, event in follow(journal, execution_id=eid, history=eid is not None,
+                                     timeout=timeout):
+                if isinstance(event, StepStarted):
+                    names[(event.execution_id, event.seq)] = event.name
+                if as_json:
+                    typer.echo(json.dumps({"notification_id": nid or None,
+                                           "type": type(event).__name__,
+                                           **json.loads(dumps(event, indent=None))}))
+                else:
+                    own = {seq: n for (x, seq), n in names.items() if x == event.execution_id}
+                    out.print(render.event_line(nid, event, own))
+                shown += 1
+                if max_events is not None and shown >= max_events:
+                    break
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command("stuck")
+def stuck_command(
+    url: Url = DEFAULT_URL,
+    older_than: Annotated[str, typer.Option(
+        help="Quiet for at least this long (30s, 5m, 2h).")] = "5m",
+    as_json: Json = False,
+) -> None:
+    """Running executions with no event for a while, and the step each last started."""
+    with _session(url) as (_, views):
+        quiet = parse_duration(older_than, option="--older-than")
+        views.catch_up()
+        rows = views.stuck(older_than=quiet)
+    if as_json:
+        _echo_json(rows)
+    elif not rows:
+        typer.echo(f"no running execution has been quiet for {older_than}")
+    else:
+        render.console().print(render.stuck_table(rows))
+
+
+@app.command("costs")
+def costs_command(
+    url: Url = DEFAULT_URL,
+    by: Annotated[CostDimension, typer.Option(
+        help="Group by workflow, step, model or UTC day.")] = "workflow",
+    since: Annotated[str | None, typer.Option(
+        help="Only costs recorded since: a duration (24h, 7d) or an ISO date/time.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Cost totals (usd, tokens, calls) grouped by workflow, step, model or day."""
+    with _session(url) as (journal, views):
+        when = parse_since(since) if since else None
+        if when is None:
+            views.catch_up()
+            rows = views.costs(by)
+        else:
+            rows = costs_since(journal, views, by=by, since=when)
+    if as_json:
+        _echo_json(rows)
+    elif not rows:
+        typer.echo("no costs recorded")
+    else:
+        render.console().print(render.costs_table(rows, by))
+
+
+@app.command("stats")
+def stats_command(url: Url = DEFAULT_URL, as_json: Json = False) -> None:
+    """Step statistics: runs, failure rate, retries, p50/p95 duration per step name."""
+    with _session(url) as (_, views):
+        views.catch_up()
+        rows = views.step_stats()
+    if as_json:
+        _echo_json(rows)
+    elif not rows:
+        typer.echo("no steps recorded")
+    else:
+        render.console().print(render.stats_table(rows))
+
+
+# -- acting --------------------------------------------------------------------------------------
+
+AppSpec = Annotated[str, typer.Option(
+    "--app", help="The service's Runner, as module:attribute (e.g. myservice.jobs:runner).")]
+
+
+@contextlib.contextmanager
+def _app_runner(spec: str, url: str) -> Iterator[Runner]:
+    with _reported(url):
+        runner = load_runner(spec, url=url)
+        try:
+            warning = describe_mismatch(runner, url)
+            if warning:
+                typer.echo(f"warning: {warning}", err=True)
+            yield runner
+        finally:
+            # The CLI process ends here: flush the app's log lines and release its database.
+            runner.close()
+            runner.journal.close()
+
+
+@app.command("resume")
+def resume_command(
+    execution: Annotated[str, typer.Argument(help="Paused execution id, or a unique prefix.")],
+    app_spec: AppSpec,
+    url: Url = DEFAULT_URL,
+    value: Annotated[str | None, typer.Option(
+        help='The answer to the pause, as JSON (e.g. \'{"approved": true}\').')] = None,
+    as_json: Json = False,
+) -> None:
+    """Answer a paused execution and continue it through the service's Runner."""
+    try:
+        answer = json.loads(value) if value is not None else None
+    except ValueError as e:
+        _fail(f"invalid --value: not JSON ({e})")
+    with _app_runner(app_spec, url) as runner:
+        with Projections(runner.journal) as views:
+            eid = resolve_id(runner.journal, views, execution)
+        run = runner.resume(eid, answer)
+    _echo_json(run) if as_json else typer.echo(_run_line(run))
+
+
+@app.command("recover")
+def recover_command(
+    app_spec: AppSpec,
+    url: Url = DEFAULT_URL,
+    stale_after: Annotated[str, typer.Option(
+        help="Recover running executions quiet for this long (their runner died).")] = "5m",
+    as_json: Json = False,
+) -> None:
+    """Continue running executions whose runner died, through the service's Runner."""
+    with _reported(url):
+        stale = parse_duration(stale_after, option="--stale-after")
+    with _app_runner(app_spec, url) as runner:
+        runs = runner.recover(stale_after=stale)
+    if as_json:
+        _echo_json(runs)
+        return
+    for run in runs:
+        typer.echo(_run_line(run))
+    typer.echo(f"recovered {len(runs)} execution(s)" if runs else "nothing to recover")
+
+
+@app.command("cancel")
+def cancel_command(
+    execution: Annotated[str, typer.Argument(help="Execution id, or a unique prefix.")],
+    url: Url = DEFAULT_URL,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the journal).")] = "",
+) -> None:
+    """Cancel an execution; a runner driving it stops at its next transition."""
+    with _session(url) as (journal, views):
+        eid = resolve_id(journal, views, execution)
+        with Runner(journal) as runner:
+            run = runner.cancel(eid, reason=reason)
+    typer.echo(_run_line(run) + (f" ({reason})" if reason else ""))
+
+
+# -- export, retention ---------------------------------------------------------------------------
+
+
+@app.command("export")
+def export_command(
+    out: Annotated[Path, typer.Option("--out", file_okay=False,
+                                      help="Directory for the <id>.json files.")],
+    execution: Annotated[str | None, typer.Argument(
+        help="Execution id or unique prefix (or use --all / --status).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Export every execution.")] = False,
+    status: Annotated[StatusName | None, typer.Option(
+        help="Export executions in this status.")] = None,
+    url: Url = DEFAULT_URL,
+    as_json: Json = False,
+) -> None:
+    """Write one JSON file per execution (events and summary), atomically.
+
+    Re-running overwrites nothing silently: the same content is skipped, changed content
+    is replaced and reported.
+    """
+    if sum((execution is not None, all_, status is not None)) != 1:
+        raise _UsageError("give exactly one of ID, --all or --status")
+    outcomes = []
+    with _session(url) as (journal, views):
+        if execution is not None:
+            ids = [resolve_id(journal, views, execution)]
+        else:
+            ids = [r.execution_id for r in iter_executions(views, status=status)]
+        for eid in ids:
+            outcome = export_execution(journal, eid, out)
+            outcomes.append(outcome)
+            if not outcome.has_output:
+                typer.echo(f"warning: execution {eid} has no output (status {outcome.status})",
+                           err=True)
+            if not as_json and outcome.action != "unchanged":
+                typer.echo(f"{outcome.action:<9} {outcome.path}"
+                           + (" (content changed)" if outcome.action == "replaced" else ""))
+    if as_json:
+        _echo_json(outcomes)
+        return
+    counts = {a: sum(o.action == a for o in outcomes) for a in ("written", "replaced", "unchanged")}
+    typer.echo(f"exported {len(outcomes)} execution(s) to {out}: {counts['written']} written, "
+               f"{counts['replaced']} replaced, {counts['unchanged']} unchanged")
+
+
+@app.command("prune")
+def prune_command(
+    older_than: Annotated[str, typer.Option(
+        help="Delete executions that ended before this: a duration (30d) or ISO date/time.")],
+    archive: Annotated[Path | None, typer.Option(
+        file_okay=False, help="Archive each execution here (JSON, like export) first.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would go.")] = False,
+    url: Url = DEFAULT_URL,
+    as_json: Json = False,
+) -> None:
+    """Delete executions that ended before a cutoff (never running or paused ones).
+
+    Their streams and view rows go; with --archive each is first written (like export)
+    and read back.
+    """
+    with _session(url) as (journal, views):
+        cutoff = parse_since(older_than, option="--older-than")
+        verb = "would prune" if dry_run else "pruned"
+
+        def report(p: Any) -> None:
+            if not as_json:
+                where = f" -> {p.archive}" if p.archive else ""
+                typer.echo(f"{verb} {p.execution_id} {p.workflow} {p.status} "
+                           f"ended {p.ended_at:%Y-%m-%d %H:%M:%S} ({p.events} events){where}")
+
+        result = prune(journal, views, before=cutoff, archive_dir=archive, dry_run=dry_run,
+                       on_pruned=report)
+    if as_json:
+        _echo_json(result)
+        return
+    typer.echo(f"{verb} {len(result.pruned)} execution(s) that ended before "
+               f"{result.cutoff:%Y-%m-%d %H:%M:%S} UTC"
+               + ("" if dry_run else f" ({result.events_removed} events)")
+               + ("; costs view rebuilt" if result.costs_rebuilt else ""))
+
+
+@app.command("import")
+def import_command(
+    files: Annotated[list[Path], typer.Argument(
+        exists=True, dir_okay=False, help="Export/archive files to put back.")],
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Put archived executions back into the journal (from export or prune --archive)."""
+    with _session(url) as (journal, _):
+        for path in files:
+            outcome = import_archive(journal, path)
+            if outcome.action == "imported":
+                typer.echo(f"imported {outcome.execution_id} ({outcome.events} events)")
+            else:
+                typer.echo(f"skipped {outcome.execution_id}: already in the journal")
+
+
+@app.command("rebuild")
+def rebuild_command(
+    url: Url = DEFAULT_URL,
+    only: Annotated[list[str] | None, typer.Option(
+        help="Rebuild only this view (repeatable): executions, steps or costs.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Drop and rebuild the projections from the log, with a progress bar."""
+    with _reported(url):
+        result = rebuild_views(url, only=only or None, show_progress=not as_json,
+                               console=render.console(stderr=True))
+    if as_json:
+        _echo_json({**json.loads(dumps(result)), "events_per_second": result.events_per_second})
+
+
+@app.command("demo")
+def demo_command(
+    url: Url = DEFAULT_URL,
+    doc: Annotated[str, typer.Option(help="Document id to review.")] = "contract-7",
+) -> None:
+    """Run the runner's demo (a document review: steps, retry, pause, resume) on the journal."""
+    from runner.demo import main as demo_main
+
+    with _reported(url):
+        code = demo_main(["--url", url, "--doc", doc])
+    if code:
+        raise typer.Exit(code)
+
+
+def main() -> None:
+    """Entry point of the ``journal`` console script and ``python -m journal``."""
+    app()
+
+
