@@ -154,16 +154,29 @@ def _unwrap(fn: Any) -> Any:
     return fn
 
 
-@functools.lru_cache(maxsize=4096)
+def _cached(compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Memoise per step function; functions that cannot be hashed are computed each time."""
+    cached = functools.lru_cache(maxsize=4096)(compute)
+
+    def lookup(fn: Any) -> Any:
+        try:
+            return cached(fn)
+        except TypeError:  # e.g. a bound method of an unhashable object
+            return compute(fn)
+
+    return lookup
+
+
+@_cached
 def _return_type(fn: Callable[..., Any]) -> Any:
     try:
         hints = typing.get_type_hints(_unwrap(fn))
-    except Exception:  # unresolvable annotations: return the value as recorded
+    except Exception:  # unresolvable annotations: the value is returned as recorded
         return None
     return hints.get("return")
 
 
-@functools.lru_cache(maxsize=4096)
+@_cached
 def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
     try:
         return inspect.signature(fn)
@@ -372,7 +385,7 @@ class Engine:
 
     def _convert(self, seq: int, rec: _RecordedStep, fn: Callable[..., Any]) -> Any:
         annotation = _return_type(fn)
-        if annotation is None or annotation is Any:
+        if annotation is None or annotation is Any or annotation is type(None):
             return rec.output
         try:
             return msgspec.convert(rec.output, annotation, from_attributes=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -250,3 +252,49 @@ def test_resume_of_a_pause_answered_elsewhere(runner: Runner, journal: Journal,
     never_paused = journal.start("steps_then_pause", {})
     with pytest.raises(InvalidTransition, match="not paused"):
         runner.resume(never_paused.id, "x")
+
+
+def test_a_held_completion_is_committed_while_the_workflow_idles(journal: Journal) -> None:
+    runner = Runner(journal)
+    seen: list[list[str]] = []
+
+    def look_from_elsewhere() -> None:  # workflow code between steps, taking its time
+        time.sleep(1.0)
+        with Journal.open(journal.url) as other:
+            seen.append([type(e).__name__ for e in other.events(current_id[0])])
+
+    current_id: list[object] = []
+
+    @runner.workflow()
+    def idler(ctx: Context) -> None:
+        current_id.append(ctx.execution_id)
+        ctx.step("quick", noop)
+        ctx.log("idling")
+        look_from_elsewhere()
+        ctx.step("next", noop)
+
+    with runner:
+        assert runner.run(idler).status == "completed"
+    assert seen == [["ExecutionStarted", "StepStarted", "StepCompleted", "LogRecorded"]]
+
+
+@dataclasses.dataclass
+class Unhashable:  # eq=True without frozen: instances (and their bound methods) can't be hashed
+    value: int
+
+    def get(self) -> int:
+        return self.value
+
+
+def test_steps_may_be_bound_methods_of_unhashable_objects(journal: Journal) -> None:
+    runner = Runner(journal)
+
+    @runner.workflow()
+    def methodical(ctx: Context) -> int:
+        first: int = ctx.step("get", Unhashable(41).get)
+        ctx.pause("wait")
+        return first + 1
+
+    with runner:
+        run = runner.run(methodical)
+        assert runner.resume(run.id).output == 42
