@@ -261,16 +261,22 @@ class PostgresStore(Store):
             max_overflow=max_overflow,
             schema=options.get("schema", ""),
         )
-        with self.translated():
-            if self.datastore.schema != "public":
-                with self.datastore.get_connection() as conn:
+        with self.translated(), self.datastore.get_connection() as conn:
+            # Processes opening a new journal at once would race on its DDL ("tuple
+            # concurrently updated"): one creates the schema, the others wait, then find it.
+            lock = f"journal schema {self.datastore.schema}"
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock,))
+            try:
+                if self.datastore.schema != "public":
                     conn.execute(
                         SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                             Identifier(self.datastore.schema)
                         )
                     )
-            self.recorder = JournalPostgresRecorder(self.datastore)
-            self.recorder.create_table()
+                self.recorder = JournalPostgresRecorder(self.datastore)
+                self.recorder.create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
 
     def _append(self, stored: Sequence[StoredEvent]) -> None:
         self.recorder.insert_events(stored)

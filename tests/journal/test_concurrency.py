@@ -36,6 +36,13 @@ WRITER = textwrap.dedent(
 )
 
 
+def _stderr(writers: list[subprocess.Popen[str]]) -> list[str]:
+    for w in writers:
+        if w.poll() is None:
+            w.kill()
+    return [w.communicate(timeout=30)[1][-2000:] for w in writers]
+
+
 @pytest.mark.slow
 def test_two_processes_race_for_one_position(journal_url: str, tmp_path: Path) -> None:
     with Journal.open(journal_url) as journal:
@@ -55,7 +62,8 @@ def test_two_processes_race_for_one_position(journal_url: str, tmp_path: Path) -
     try:
         for round_ in range(ROUNDS):
             ready = [w.stdout.readline().split() for w in writers]  # type: ignore[union-attr]
-            assert ready == [["ready", str(round_ + 1)]] * 2, ready
+            if ready != [["ready", str(round_ + 1)]] * 2:
+                pytest.fail(f"writers not ready: {ready}; stderr: {_stderr(writers)}")
             for w in writers:
                 w.stdin.write("go\n")  # type: ignore[union-attr]
                 w.stdin.flush()  # type: ignore[union-attr]
@@ -68,7 +76,7 @@ def test_two_processes_race_for_one_position(journal_url: str, tmp_path: Path) -
         for w in writers:
             if w.poll() is None:
                 w.kill()
-                w.communicate()
+            w.communicate()  # closes the pipes
 
     with Journal.open(journal_url) as journal:
         events = journal.events(eid)
