@@ -20,6 +20,7 @@ PostgreSQL: a database of its own is created and dropped on the server named by
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sqlite3
@@ -98,6 +99,7 @@ class Ours:
 
     def run(self, n: int) -> float:
         """Seconds for one workflow run of ``n`` steps (a fresh execution)."""
+        gc.collect()
         t = time.perf_counter()
         run = self.runner.run("bench", n)
         elapsed = time.perf_counter() - t
@@ -107,6 +109,7 @@ class Ours:
     def journal_only(self, n: int) -> float:
         """Seconds for the runner's commit pattern through the journal API alone: start, then
         per step one atomic() commit of the previous completion with the next start."""
+        gc.collect()
         t = time.perf_counter()
         handle = self.journal.start("bench", {"n": n})
         seq = handle.step_started("step")
@@ -131,10 +134,13 @@ def replay(url: str, steps: int, repeat: int) -> dict[str, float]:
     with Journal.open(url) as journal, _bench_runner(journal) as runner:
         for _ in range(repeat):
             run = runner.run("bench_then_pause", steps)
+            gc.collect()
             t = time.perf_counter()
             state = journal.state(run.id)
             reads.append(time.perf_counter() - t)
             events = state.position
+            del state
+            gc.collect()
             t = time.perf_counter()
             done = runner.resume(run.id, None)
             resumes.append(time.perf_counter() - t)
@@ -381,7 +387,8 @@ def bench_backend(title: str, url: str, floor: SQLiteFloor | PostgresFloor, n: i
     line("plain calls (baseline)", base / n * 1e6)
     line("floor: raw INSERT + commit per step", floor_us, floor_us)
     line("journal API alone, same commits", us_per_step(times["journal"], n), floor_us)
-    line("runner: per-step overhead", runner_us, floor_us)
+    line("runner: per-step overhead", runner_us, floor_us,
+         f"(runner's own share: {runner_us - us_per_step(times['journal'], n):+.1f} µs)")
     for kind, other_url in others.items():
         label = {"dbos": "DBOS @DBOS.step", "langgraph": "LangGraph node"}[kind]
         if other_url is None:
@@ -415,6 +422,13 @@ def main() -> None:
     have = {kind: installed(kind) for kind in ("dbos", "langgraph")}
     print(f"bench_runner: {n} trivial steps, median of {repeat} runs; "
           + ", ".join(f"{k} {'installed' if v else 'not installed'}" for k, v in have.items()))
+    ours = Ours("memory:")
+    cpu = {"journal": [ours.journal_only(n) for _ in range(repeat)],
+           "runner": [ours.run(n) for _ in range(repeat)]}
+    ours.close()
+    print("\nmemory: (no I/O: the CPU cost of the code alone)")
+    line("journal API alone, same calls", us_per_step(cpu["journal"], n))
+    line("runner (workflow, replay bookkeeping, journal)", us_per_step(cpu["runner"], n))
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "sqlite"):
             for sync in ("FULL", "NORMAL"):
