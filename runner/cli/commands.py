@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -502,12 +503,17 @@ def demo_command(
     doc: Annotated[str, typer.Option(help="Document id to review.")] = "contract-7",
 ) -> None:
     """Run the runner's demo (a document review: steps, retry, pause, resume) on the journal."""
-    from runner.demo import main as demo_main
-
+    # As its own process (`python -m runner.demo`), as documented: the demo keeps module
+    # state (its output stream) that must not outlive one run inside a longer-lived process.
     with _reported(url):
-        code = demo_main(["--url", url, "--doc", doc])
-    if code:
-        raise typer.Exit(code)
+        done = subprocess.run(
+            [sys.executable, "-m", "runner.demo", "--url", url, "--doc", doc],
+            capture_output=True, text=True, check=False,
+        )
+    typer.echo(_scrub(done.stdout, url), nl=False)
+    if done.returncode:
+        lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+        _fail(f"the demo failed (exit {done.returncode}): {lines[-1] if lines else ''}", url)
 
 
 def main() -> None:
