@@ -17,13 +17,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
 
 import typer
 from typer.core import TyperGroup
 
 from journal import Journal
 from journal.errors import JournalError, mask_url
-from journal.events import StepStarted
+from journal.events import TERMINAL_EVENTS, StepStarted
 from journal.store import DEFAULT_URL
 from projections import Projections
 from projections import rebuild as rebuild_views
@@ -228,20 +229,23 @@ def tail_command(
         eid = resolve_id(journal, views, execution) if execution else None
         what = f"execution {eid}" if eid else f"all executions of {mask_url(journal.url)}"
         typer.echo(f"following {what} (Ctrl-C to stop)", err=True)
-        names: dict[tuple[Any, int], str] = {}
+        # Step names by execution, to label completions; dropped when an execution ends.
+        names: dict[UUID, dict[int, str]] = {}
         shown = 0
         try:
             for nid, event in follow(journal, execution_id=eid, history=eid is not None,
                                      timeout=timeout):
+                own = names.setdefault(event.execution_id, {})
                 if isinstance(event, StepStarted):
-                    names[(event.execution_id, event.seq)] = event.name
+                    own[event.seq] = event.name
                 if as_json:
                     typer.echo(json.dumps({"notification_id": nid or None,
                                            "type": type(event).__name__,
                                            **json.loads(dumps(event, indent=None))}))
                 else:
-                    own = {seq: n for (x, seq), n in names.items() if x == event.execution_id}
                     out.print(render.event_line(nid, event, own))
+                if isinstance(event, TERMINAL_EVENTS):
+                    names.pop(event.execution_id, None)
                 shown += 1
                 if max_events is not None and shown >= max_events:
                     break
@@ -347,7 +351,10 @@ def resume_command(
         with Projections(runner.journal) as views:
             eid = resolve_id(runner.journal, views, execution)
         run = runner.resume(eid, answer)
-    _echo_json(run) if as_json else typer.echo(_run_line(run))
+    if as_json:
+        _echo_json(run)
+    else:
+        typer.echo(_run_line(run))
 
 
 @app.command("recover")
