@@ -15,6 +15,22 @@ PostgreSQL: a database of its own is created and dropped on the server named by
 ``$JOURNAL_BENCH_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``).
 
     python scripts/bench_runner.py [--steps 1000] [--repeat 5] [--only sqlite|postgres]
+
+Measured here (2 cores, shared disk whose fsync latency drifts 2-5x between runs; medians of 5
+runs of 1,000 steps, floor and runner interleaved run by run), µs per step:
+
+    backend                 floor   journal alone   runner (ratio)   DBOS    LangGraph
+    SQLite FULL               323             500      507 (1.57x)   2334         3639
+    SQLite NORMAL              41             106      101 (2.48x)      -            -
+    PostgreSQL            163-294         445-607  539-602 (2.0-3.3x)  1956-2651  5167-5280
+    memory (CPU only)           -              16       20
+
+The runner commits once per step (the completion rides with the next StepStarted), so its
+own share over the journal's commit is within noise (about 4 µs of CPU per step); the gap to
+the floor is the journal's append path. Resume (replay) of a 1,000-step execution: 12-19 ms;
+of a 10,000-event execution: 57-62 ms, of which reading and folding the stream is 44-58 ms.
+Stored: 226-230 bytes of event per step at 100 and at 1,000 steps (SQLite file growth
+369-414 B/step); DBOS 250-331 B/step; LangGraph 9 KB/step at 100 steps, 73 KB at 1,000.
 """
 
 from __future__ import annotations
