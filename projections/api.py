@@ -135,7 +135,9 @@ class Projections:
             self.projector.drop_and_create(views)
             following, self.projector.page_size = self.projector.page_size, page_size
             try:
-                return self.projector.catch_up(progress=progress)
+                applied = self.projector.catch_up(progress=progress)
+                # A second pass takes what writers appended during the first.
+                return applied + self.projector.catch_up(progress=progress)
             finally:
                 self.projector.page_size = following
 

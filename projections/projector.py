@@ -367,16 +367,23 @@ class Projector:
             totals.update(new_totals)
 
     def catch_up(self, *, progress: Callable[[int, int], None] | None = None) -> int:
-        """Apply pages until the views reach the end of the log; returns the events applied."""
+        """Apply pages until the views reach the end of the log as it was when called.
+
+        The target is fixed at the start so that catching up ends even while writers append
+        faster than pages are applied; ``follow()`` takes it from there. Returns the events
+        applied.
+        """
+        target = self.backend.head()
         total = 0
         while True:
             n = self.step()
             if n < 0:
                 continue  # conflict: positions reloaded, go again
             total += n
+            position = min(self.positions.values())
             if progress is not None and n:
-                progress(n, min(self.positions.values()))
-            if n < self.page_size:
+                progress(n, position)
+            if n < self.page_size or position >= target:
                 return total
 
 
