@@ -22,12 +22,14 @@ from uuid import UUID, uuid4, uuid5
 from eventsourcing.persistence import StoredEvent
 
 from journal.capture import Capture
-from journal.encoding import as_uuid, decode_event, encode_event
+from journal.encoding import as_uuid, decode_event, decode_payload, encode_event
 from journal.errors import (
     ConcurrencyConflict,
+    DecodingError,
     ExecutionNotFound,
     InvalidTransition,
     JournalError,
+    mask_url,
 )
 from journal.events import (
     Cost,
@@ -146,7 +148,15 @@ class Journal:
     def events(self, execution_id: UUID | str, *, after: int = 0) -> list[Event]:
         """The execution's events in order (after position ``after``), values read whole."""
         eid = as_uuid(execution_id)
-        events = [self._resolve(decode_event(s)) for s in self.store.read(eid, after=after)]
+        events = []
+        for position, topic, data in self.store.read_stream(eid, after=after):
+            try:
+                event = decode_payload(topic, data)
+            except Exception as e:
+                raise DecodingError(eid, position, topic, e) from e
+            if type(event).payload_fields:
+                event = self._resolve(event)
+            events.append(event)
         if not events and after == 0:
             raise ExecutionNotFound(eid)
         return events
@@ -339,6 +349,7 @@ class ExecutionHandle:
     ) -> None:
         """Buffer a log line; durable with the next lifecycle event or within one second."""
         with self._lock:
+            self._check_open()
             self._ensure_fresh()
             captured = self.journal.capture.captured(fields, "log fields") if fields else {}
             if not isinstance(captured, dict):
@@ -422,6 +433,7 @@ class ExecutionHandle:
 
     def _record(self, cls: type[Event], **fields: Any) -> None:
         with self._lock:
+            self._check_open()
             self._ensure_fresh()
             event = cls(
                 execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
@@ -467,6 +479,13 @@ class ExecutionHandle:
         if self._flush_error is not None:
             e, self._flush_error = self._flush_error, None
             raise e
+
+    def _check_open(self) -> None:
+        if self.journal._closed.is_set():
+            raise JournalError(
+                f"journal {mask_url(self.journal.url)} is closed; execution {self.id} can "
+                "record nothing more through it (open the journal again)"
+            )
 
     def _ensure_fresh(self) -> None:
         self._raise_flush_error()

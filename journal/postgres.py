@@ -28,10 +28,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
+from journal.errors import JournalUnavailable
 from journal.store import BLOBS_TABLE, EVENTS_TABLE, Store
 
 __all__ = ["JournalPostgresRecorder", "PostgresStore", "parse_postgres_url"]
@@ -261,6 +264,20 @@ class PostgresStore(Store):
             max_overflow=max_overflow,
             schema=options.get("schema", ""),
         )
+        self._read_stream_sql = SQL(
+            "SELECT originator_version, topic, state FROM {} "
+            "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
+        ).format(self._table(EVENTS_TABLE))
+        try:
+            # One direct connection first: the pool would report only its own timeout, and
+            # the user needs the driver's reason (refused, unknown database, bad password).
+            psycopg.connect(
+                host=params["host"], port=params["port"], user=params["user"],
+                password=params["password"] or None, dbname=params["dbname"],
+                connect_timeout=max(1, int(float(options.get("connect_timeout", 5)))),
+            ).close()
+        except psycopg.Error as e:
+            raise JournalUnavailable(url, str(e).strip()) from e
         with self.translated(), self.datastore.get_connection() as conn:
             # Processes opening a new journal at once would race on its DDL ("tuple
             # concurrently updated"): one creates the schema, the others wait, then find it.
@@ -280,6 +297,18 @@ class PostgresStore(Store):
 
     def _append(self, stored: Sequence[StoredEvent]) -> None:
         self.recorder.insert_events(stored)
+
+    def read_stream(
+        self, execution_id: UUID, *, after: int = 0
+    ) -> Sequence[tuple[int, str, bytes]]:
+        with (
+            self.translated(execution_id),
+            self.datastore.get_connection() as conn,
+            conn.cursor(binary=True, row_factory=tuple_row) as cur,
+        ):
+            cur.execute(self._read_stream_sql, (execution_id, after), prepare=True)
+            rows: list[tuple[int, str, bytes]] = cur.fetchall()
+            return rows
 
     def _table(self, name: str) -> Any:
         return SQL("{}.{}").format(Identifier(self.datastore.schema), Identifier(name))

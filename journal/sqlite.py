@@ -167,11 +167,23 @@ class SQLiteStore(Store):
         pool.synchronous = synchronous
         self.datastore.pool = pool
         self.recorder = JournalSQLiteRecorder(self.datastore)
+        self._read_stream_sql = (
+            f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
+            "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
+        )
         with self.translated():
             self.recorder.create_table()
 
     def _append(self, stored: Sequence[StoredEvent]) -> None:
         self.recorder.insert_events(stored)
+
+    def read_stream(
+        self, execution_id: UUID, *, after: int = 0
+    ) -> Sequence[tuple[int, str, bytes]]:
+        with self.translated(execution_id), self.datastore.transaction(commit=False) as c:
+            c.execute(self._read_stream_sql, (execution_id.hex, after))
+            rows: list[tuple[int, str, bytes]] = c.fetchall()
+            return rows
 
     def put_blob(self, digest: str, data: bytes) -> None:
         with self.translated(), self.datastore.transaction(commit=True) as c:

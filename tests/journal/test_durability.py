@@ -147,3 +147,17 @@ def test_atomic_conflict_writes_nothing(journal_url: str) -> None:
             run.log("mine too")
         assert _kinds(journal, run.id) == ["ExecutionStarted", "StepStarted"]
         assert run.state.steps[1].name == "rival"  # reloaded from the log
+
+
+def test_recording_after_close_is_refused_not_lost(journal_url: str) -> None:
+    from journal import JournalError
+
+    journal = Journal.open(journal_url)
+    run = journal.start("w")
+    journal.close()
+    with pytest.raises(JournalError, match="is closed"):
+        run.log("after close")
+    with pytest.raises(JournalError, match="is closed"):
+        run.step_started("late")
+    with Journal.open(journal_url) as again:
+        assert [type(e).__name__ for e in again.events(run.id)] == ["ExecutionStarted"]
