@@ -204,10 +204,9 @@ class SQLiteStore(Store):
         removed = 0
         with self.translated(), self.datastore.transaction(commit=True) as c:
             for eid in execution_ids:
-                c.execute(
-                    f"DELETE FROM {EVENTS_TABLE} WHERE originator_id = ?", (eid.hex,)
-                )
-                removed += c.rowcount  # type: ignore[attr-defined]
+                c.execute(f"DELETE FROM {EVENTS_TABLE} WHERE originator_id = ?", (eid.hex,))
+                c.execute("SELECT changes()")
+                removed += int(c.fetchone()[0])
         return removed
 
     def connect(self) -> sqlite3.Connection:

@@ -295,6 +295,51 @@ class Projections:
 
     # -- rows to values -----------------------------------------------------------------------
 
+    def find(self, prefix: str, *, limit: int = 10) -> list[UUID]:
+        """Ids of executions whose id starts with ``prefix`` (text form; dashes optional)."""
+        raw = prefix.strip().lower()
+        pattern = raw if "-" in raw else _dashed(raw)
+        b = self.backend
+        rows = b.query(
+            "SELECT execution_id FROM proj_executions WHERE CAST(execution_id AS TEXT) LIKE ? "
+            "ORDER BY execution_id LIMIT ?",
+            (pattern + "%", limit),
+        )
+        return [b.to_uuid(r[0]) for r in rows]
+
+    def ended_before(self, cutoff: datetime) -> list[UUID]:
+        """Executions that completed, failed or were cancelled before ``cutoff``, oldest first."""
+        b = self.backend
+        rows = b.query(
+            "SELECT execution_id FROM proj_executions "
+            "WHERE status IN ('completed', 'failed', 'cancelled') AND ended_at < ? "
+            "ORDER BY ended_at, execution_id",
+            (b.ts(cutoff.astimezone(UTC)),),
+        )
+        return [b.to_uuid(r[0]) for r in rows]
+
+    def updated_since(self, since: datetime) -> list[UUID]:
+        """Executions with an event at or after ``since``."""
+        b = self.backend
+        rows = b.query(
+            "SELECT execution_id FROM proj_executions WHERE updated_at >= ?",
+            (b.ts(since.astimezone(UTC)),),
+        )
+        return [b.to_uuid(r[0]) for r in rows]
+
+    def forget(self, execution_ids: Iterable[UUID]) -> None:
+        """Remove executions' rows from the executions and steps views (after retention).
+
+        The costs view holds sums, not rows: rebuild it (``rebuild(only=["costs"])``) when a
+        forgotten execution had costs.
+        """
+        b = self.backend
+        with b.transaction():
+            for eid in execution_ids:
+                key = (b.uuid(eid),)
+                b.execute("DELETE FROM proj_steps WHERE execution_id = ?", key)
+                b.execute("DELETE FROM proj_executions WHERE execution_id = ?", key)
+
     def _execution(self, r: Sequence[Any]) -> ExecutionSummary:
         b = self.backend
         ts = b.to_ts
@@ -376,3 +421,13 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     lo = int(pos)
     hi = min(lo + 1, len(sorted_values) - 1)
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _dashed(hex_prefix: str) -> str:
+    """Insert the dashes of the UUID text form into a dash-less prefix."""
+    out = []
+    for i, ch in enumerate(hex_prefix[:32]):
+        if i in (8, 12, 16, 20):
+            out.append("-")
+        out.append(ch)
+    return "".join(out)

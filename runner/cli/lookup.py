@@ -67,28 +67,9 @@ def resolve_id(journal: Journal, views: Projections, text: str) -> UUID:
             raise UnknownExecution(text) from None
         return whole
     views.catch_up()
-    b = views.backend
-    # Both backends render a UUID as lower-case 8-4-4-4-12 text; LIKE on that text matches
-    # prefixes typed with or without the dashes of the first group(s).
-    pattern = raw if "-" in raw else _dashed(raw)
-    rows = b.query(
-        "SELECT execution_id FROM proj_executions WHERE CAST(execution_id AS TEXT) LIKE ? "
-        "ORDER BY execution_id LIMIT ?",
-        (pattern + "%", _SHOW + 1),
-    )
-    matches = [b.to_uuid(r[0]) for r in rows]
+    matches = views.find(raw, limit=_SHOW + 1)
     if not matches:
         raise UnknownExecution(text)
     if len(matches) > 1:
         raise AmbiguousPrefix(text, matches)
     return matches[0]
-
-
-def _dashed(hex_prefix: str) -> str:
-    """Insert the dashes of the UUID text form into a dash-less prefix."""
-    out = []
-    for i, ch in enumerate(hex_prefix[:32]):
-        if i in (8, 12, 16, 20):
-            out.append("-")
-        out.append(ch)
-    return "".join(out)

@@ -40,16 +40,12 @@ def costs_since(
     if by not in COST_DIMENSIONS:
         raise ValueError(f"cannot group costs by {by!r}: use one of {', '.join(COST_DIMENSIONS)}")
     views.catch_up()
-    b = views.backend
     since = since.astimezone(UTC)
-    rows = b.query(
-        "SELECT execution_id FROM proj_executions WHERE updated_at >= ?", (b.ts(since),)
-    )
     totals: dict[str, list[Decimal | int]] = {}
-    for (raw,) in rows:
+    for eid in views.updated_since(since):
         names: dict[int, str] = {}
         workflow = ""
-        for event in journal.events(b.to_uuid(raw)):
+        for event in journal.events(eid):
             if isinstance(event, StepStarted):
                 names[event.seq] = event.name
             elif isinstance(event, ExecutionStarted):

@@ -222,43 +222,6 @@ def iter_executions(
 # -- prune -----------------------------------------------------------------------------------------
 
 
-def _candidates(views: Projections, cutoff: datetime) -> list[UUID]:
-    b = views.backend
-    terminal = ", ".join(f"'{s}'" for s in sorted(TERMINAL_STATUSES))
-    rows = b.query(
-        f"SELECT execution_id FROM proj_executions WHERE status IN ({terminal}) "
-        "AND ended_at < ? ORDER BY ended_at, execution_id",
-        (b.ts(cutoff),),
-    )
-    return [b.to_uuid(r[0]) for r in rows]
-
-
-def _delete_view_rows(views: Projections, execution_id: UUID) -> None:
-    b = views.backend
-    key = (b.uuid(execution_id),)
-    with b.transaction():
-        b.execute("DELETE FROM proj_steps WHERE execution_id = ?", key)
-        b.execute("DELETE FROM proj_executions WHERE execution_id = ?", key)
-
-
-def _delete_stream(journal: Journal, views: Projections, eid: UUID) -> int:
-    """``journal.store.delete_streams([eid])``, with a stopgap for the SQLite store.
-
-    Stopgap: ``journal.sqlite.SQLiteStore.delete_streams`` reads ``rowcount`` off
-    eventsourcing's cursor wrapper, which has none, so it raises AttributeError after its
-    transaction rolled back (nothing deleted). Until that is fixed, the same DELETE runs
-    on the views' own connection to the same file. Remove once the store is fixed.
-    """
-    try:
-        return journal.store.delete_streams([eid])
-    except AttributeError:
-        if type(journal.store).__name__ != "SQLiteStore":
-            raise
-    b = views.backend
-    with b.transaction():
-        return b.execute("DELETE FROM journal_events WHERE originator_id = ?", (eid.hex,))
-
-
 def _has_costs(events: list[Event]) -> bool:
     return any(isinstance(e, StepCompleted | StepFailed) and e.costs for e in events)
 
@@ -293,12 +256,12 @@ def prune(
     pruned: list[Pruned] = []
     removed = 0
     costs_changed = False
-    for eid in _candidates(views, cutoff):
+    for eid in views.ended_before(cutoff):
         try:
             events = journal.events(eid)
         except ExecutionNotFound:
             if not dry_run:  # view rows left by an interrupted prune: the stream is gone
-                _delete_view_rows(views, eid)
+                views.forget([eid])
             continue
         state = fold(eid, events)
         if not _ended_before(state, cutoff):
@@ -315,8 +278,8 @@ def prune(
             ended_at=state.ended_at, events=len(events), archive=archive,
         )
         if not dry_run:
-            removed += _delete_stream(journal, views, eid)
-            _delete_view_rows(views, eid)
+            removed += journal.store.delete_streams([eid])
+            views.forget([eid])
             costs_changed = costs_changed or _has_costs(events)
         pruned.append(item)
         if on_pruned is not None:

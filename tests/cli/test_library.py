@@ -17,9 +17,9 @@ import pytest
 
 from journal.events import Cost, StepCompleted
 from projections import COST_DIMENSIONS, STATUSES
+from projections.api import _dashed
 from runner.cli import commands as app_module
 from runner.cli.jsonout import dumps, preview, to_jsonable
-from runner.cli.lookup import _dashed
 from runner.cli.render import usd
 from runner.cli.retention import ArchiveError, read_archive, write_atomic
 from runner.cli.timeparse import format_seconds, parse_duration, parse_since
