@@ -159,6 +159,9 @@ class Backend(ABC):
 
     # -- the journal's log -------------------------------------------------------------------
 
+    def lock_ddl(self) -> None:  # noqa: B027 - a no-op where one writer is the rule (SQLite)
+        """Inside a transaction: make concurrent schema changes by other processes wait."""
+
     @abstractmethod
     def read_page(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         """Notifications after id ``after`` in id order: (notification id, topic, state)."""

@@ -109,6 +109,11 @@ class PostgresBackend(Backend):
         with self.lock, self.translated(), self.conn.transaction():
             yield
 
+    def lock_ddl(self) -> None:
+        # Concurrent CREATE TABLE IF NOT EXISTS of one table fails in PostgreSQL
+        # (duplicate pg_type): projectors opening a fresh schema at once take turns.
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"projections {self.schema}",))
+
     def read_page(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         # Appends take no table lock, so ids can commit out of order: never read past a gap
         # that an in-flight writer may still fill (see journal.postgres).

@@ -198,6 +198,7 @@ class Projector:
         """Create the tables of ``views`` (and the tracking table) if missing."""
         b = self.backend
         with b.transaction():
+            b.lock_ddl()
             b.execute(b.ddl(TRACKING_DDL))
             for view in views:
                 for statement in SCHEMA[view][1]:
@@ -213,6 +214,7 @@ class Projector:
         b = self.backend
         views = list(views)
         with b.transaction():
+            b.lock_ddl()
             for view in views:
                 for table in SCHEMA[view][0]:
                     b.execute(f"DROP TABLE IF EXISTS {table}")

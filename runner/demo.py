@@ -194,7 +194,7 @@ def _describe(event: Event, names: dict[int, str]) -> str:
     return ""
 
 
-def print_timeline(journal: Journal, run: Run, out: TextIO = sys.stdout) -> None:
+def print_timeline(journal: Journal, run: Run, out: TextIO | None = None) -> None:
     """Print every event of the run with its offset from the start."""
     events = journal.events(run.id)
     start: datetime = events[0].timestamp
@@ -209,7 +209,7 @@ def print_timeline(journal: Journal, run: Run, out: TextIO = sys.stdout) -> None
           f"{state.cost.input_tokens} input + {state.cost.output_tokens} output tokens", file=out)
 
 
-def print_projections(journal: Journal, run: Run, out: TextIO = sys.stdout) -> None:
+def print_projections(journal: Journal, run: Run, out: TextIO | None = None) -> None:
     """Print the projections' view of the run, if the projections package is installed."""
     try:
         from projections import Projections
