@@ -439,7 +439,7 @@ class ExecutionHandle:
                 execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
                 **fields,
             )
-            if any(type(v) is _OutOfLineValue for v in fields.values()):
+            if _OutOfLineValue in map(type, fields.values()):
                 # The stored event holds out-of-line references; the state holds the values.
                 stored = encode_event(_unwrap(event, lambda w: w.ref))
                 event = _unwrap(event, lambda w: w.value)

@@ -13,6 +13,7 @@ anything, then updates ``state`` in place and returns it: replay stays O(1) per 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -164,42 +165,52 @@ def _reject(state: ExecutionState, event: Event, reason: str) -> InvalidTransiti
 
 def check(state: ExecutionState, event: Event) -> None:
     """Raise InvalidTransition if ``event`` cannot follow ``state``; change nothing."""
-    if event.execution_id != state.execution_id:
-        raise _reject(state, event, f"event belongs to execution {event.execution_id}")
+    eid = event.execution_id
+    if eid is not state.execution_id and eid != state.execution_id:
+        raise _reject(state, event, f"event belongs to execution {eid}")
     if event.position != state.position + 1:
         raise _reject(
             state, event, f"position {event.position} does not follow {state.position}"
         )
+    _CHECKS[type(event)](state, event)
+
+
+def _check_start(state: ExecutionState, event: Event) -> None:
+    if state.status != NEW:
+        raise _reject(state, event, "the execution has already started")
+
+
+def _check_live(state: ExecutionState, event: Event) -> None:
     status = state.status
-    if isinstance(event, ExecutionStarted):
-        if status != NEW:
-            raise _reject(state, event, "the execution has already started")
-        return
     if status == NEW:
         raise _reject(state, event, "the execution has not started")
     if status in TERMINAL_STATUSES:
         raise _reject(state, event, f"the execution already {status}; nothing can follow")
-    if isinstance(event, LogRecorded):
-        return
-    if isinstance(event, StepStarted):
-        _check_step_started(state, event)
-    elif isinstance(event, StepCompleted | StepFailed):
-        _check_step_finished(state, event)
-    elif isinstance(event, ExecutionPaused):
-        if status != RUNNING:
-            raise _reject(state, event, "only a running execution can pause")
-    elif isinstance(event, ExecutionResumed):
-        if status != PAUSED:
-            raise _reject(state, event, "only a paused execution can resume")
-    elif isinstance(event, ExecutionCompleted):
-        if status != RUNNING:
-            raise _reject(state, event, "only a running execution can complete")
-        open_steps = [f"{s.name} (seq {s.seq})" for s in state.running_steps]
-        if open_steps:
-            raise _reject(state, event, f"steps still running: {', '.join(open_steps)}")
+
+
+def _check_paused(state: ExecutionState, event: Event) -> None:
+    _check_live(state, event)
+    if state.status != RUNNING:
+        raise _reject(state, event, "only a running execution can pause")
+
+
+def _check_resumed(state: ExecutionState, event: Event) -> None:
+    _check_live(state, event)
+    if state.status != PAUSED:
+        raise _reject(state, event, "only a paused execution can resume")
+
+
+def _check_completed(state: ExecutionState, event: Event) -> None:
+    _check_live(state, event)
+    if state.status != RUNNING:
+        raise _reject(state, event, "only a running execution can complete")
+    open_steps = [f"{s.name} (seq {s.seq})" for s in state.running_steps]
+    if open_steps:
+        raise _reject(state, event, f"steps still running: {', '.join(open_steps)}")
 
 
 def _check_step_started(state: ExecutionState, event: StepStarted) -> None:
+    _check_live(state, event)
     if state.status != RUNNING:
         raise _reject(state, event, f"cannot start step {event.name!r} while {state.status}")
     if event.attempt < 1:
@@ -230,6 +241,7 @@ def _check_step_started(state: ExecutionState, event: StepStarted) -> None:
 
 
 def _check_step_finished(state: ExecutionState, event: StepCompleted | StepFailed) -> None:
+    _check_live(state, event)
     if state.status != RUNNING:
         raise _reject(state, event, f"cannot finish step seq {event.seq} while {state.status}")
     step = state.steps.get(event.seq)
@@ -247,75 +259,129 @@ def _check_step_finished(state: ExecutionState, event: StepCompleted | StepFaile
         )
 
 
+_CHECKS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
+    ExecutionStarted: _check_start,
+    StepStarted: _check_step_started,
+    StepCompleted: _check_step_finished,
+    StepFailed: _check_step_finished,
+    LogRecorded: _check_live,
+    ExecutionPaused: _check_paused,
+    ExecutionResumed: _check_resumed,
+    ExecutionCompleted: _check_completed,
+    ExecutionFailed: _check_live,
+    ExecutionCancelled: _check_live,
+}
+
+
 def apply(state: ExecutionState, event: Event) -> ExecutionState:
     """Check ``event`` against ``state``, then fold it in (in place) and return the state."""
     check(state, event)
-    at = event.timestamp
     state.position = event.position
-    state.updated_at = at
-    if isinstance(event, LogRecorded):
-        state.log_count += 1
-    elif isinstance(event, StepStarted):
-        step = state.steps.get(event.seq)
-        if step is None:
-            state.max_seq = max(state.max_seq, event.seq)
-            state.steps[event.seq] = StepState(
-                seq=event.seq, name=event.name, status=STEP_RUNNING, attempts=1,
-                input=event.input, started_at=at, attempt_started_at=at,
-            )
-        else:
-            step.status = STEP_RUNNING
-            step.attempts = event.attempt
-            step.error = None
-            step.attempt_started_at = at
-        if state.last_started_step is None or event.seq >= state.last_started_step.seq:
-            state.last_started_step = StepMarker(name=event.name, seq=event.seq, at=at)
-    elif isinstance(event, StepCompleted):
-        step = state.steps[event.seq]
-        step.status = STEP_COMPLETED
-        step.output = event.output
-        step.costs = step.costs + event.costs
-        step.ended_at = at
-        step.duration = event.duration
-        state.cost.add(event.costs)
-        if state.last_completed_step is None or event.seq >= state.last_completed_step.seq:
-            state.last_completed_step = StepMarker(name=step.name, seq=event.seq, at=at)
-    elif isinstance(event, StepFailed):
-        step = state.steps[event.seq]
-        step.status = STEP_RETRYING if event.will_retry else STEP_FAILED
-        step.error = event.error
-        step.costs = step.costs + event.costs
-        step.ended_at = at
-        step.duration = event.duration
-        state.cost.add(event.costs)
-    elif isinstance(event, ExecutionStarted):
-        state.status = RUNNING
-        state.workflow = event.workflow
-        state.input = event.input
-        state.idempotency_key = event.idempotency_key
-        state.started_at = at
-    elif isinstance(event, ExecutionPaused):
-        state.status = PAUSED
-        state.pause = PauseState(
-            reason=event.reason, payload=event.payload, position=event.position, at=at
-        )
-    elif isinstance(event, ExecutionResumed):
-        state.status = RUNNING
-        state.pause = None
-    elif isinstance(event, ExecutionCompleted):
-        state.status = COMPLETED
-        state.output = event.output
-        state.ended_at = at
-    elif isinstance(event, ExecutionFailed):
-        state.status = FAILED
-        state.error = event.error
-        state.pause = None
-        state.ended_at = at
-    elif isinstance(event, ExecutionCancelled):
-        state.status = CANCELLED
-        state.pause = None
-        state.ended_at = at
+    state.updated_at = event.timestamp
+    _FOLDS[type(event)](state, event)
     return state
+
+
+def _fold_log(state: ExecutionState, event: LogRecorded) -> None:
+    state.log_count += 1
+
+
+def _fold_step_started(state: ExecutionState, event: StepStarted) -> None:
+    at = event.timestamp
+    step = state.steps.get(event.seq)
+    if step is None:
+        if event.seq > state.max_seq:
+            state.max_seq = event.seq
+        state.steps[event.seq] = StepState(
+            seq=event.seq, name=event.name, status=STEP_RUNNING, attempts=1,
+            input=event.input, started_at=at, attempt_started_at=at,
+        )
+    else:
+        step.status = STEP_RUNNING
+        step.attempts = event.attempt
+        step.error = None
+        step.attempt_started_at = at
+    last = state.last_started_step
+    if last is None or event.seq >= last.seq:
+        state.last_started_step = StepMarker(name=event.name, seq=event.seq, at=at)
+
+
+def _fold_step_completed(state: ExecutionState, event: StepCompleted) -> None:
+    step = state.steps[event.seq]
+    step.status = STEP_COMPLETED
+    step.output = event.output
+    step.ended_at = event.timestamp
+    step.duration = event.duration
+    if event.costs:
+        step.costs = step.costs + event.costs
+        state.cost.add(event.costs)
+    last = state.last_completed_step
+    if last is None or event.seq >= last.seq:
+        state.last_completed_step = StepMarker(name=step.name, seq=event.seq, at=event.timestamp)
+
+
+def _fold_step_failed(state: ExecutionState, event: StepFailed) -> None:
+    step = state.steps[event.seq]
+    step.status = STEP_RETRYING if event.will_retry else STEP_FAILED
+    step.error = event.error
+    step.ended_at = event.timestamp
+    step.duration = event.duration
+    if event.costs:
+        step.costs = step.costs + event.costs
+        state.cost.add(event.costs)
+
+
+def _fold_started(state: ExecutionState, event: ExecutionStarted) -> None:
+    state.status = RUNNING
+    state.workflow = event.workflow
+    state.input = event.input
+    state.idempotency_key = event.idempotency_key
+    state.started_at = event.timestamp
+
+
+def _fold_paused(state: ExecutionState, event: ExecutionPaused) -> None:
+    state.status = PAUSED
+    state.pause = PauseState(
+        reason=event.reason, payload=event.payload, position=event.position, at=event.timestamp
+    )
+
+
+def _fold_resumed(state: ExecutionState, event: ExecutionResumed) -> None:
+    state.status = RUNNING
+    state.pause = None
+
+
+def _fold_completed(state: ExecutionState, event: ExecutionCompleted) -> None:
+    state.status = COMPLETED
+    state.output = event.output
+    state.ended_at = event.timestamp
+
+
+def _fold_failed(state: ExecutionState, event: ExecutionFailed) -> None:
+    state.status = FAILED
+    state.error = event.error
+    state.pause = None
+    state.ended_at = event.timestamp
+
+
+def _fold_cancelled(state: ExecutionState, event: ExecutionCancelled) -> None:
+    state.status = CANCELLED
+    state.pause = None
+    state.ended_at = event.timestamp
+
+
+_FOLDS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
+    ExecutionStarted: _fold_started,
+    StepStarted: _fold_step_started,
+    StepCompleted: _fold_step_completed,
+    StepFailed: _fold_step_failed,
+    LogRecorded: _fold_log,
+    ExecutionPaused: _fold_paused,
+    ExecutionResumed: _fold_resumed,
+    ExecutionCompleted: _fold_completed,
+    ExecutionFailed: _fold_failed,
+    ExecutionCancelled: _fold_cancelled,
+}
 
 
 def fold(execution_id: UUID, events: list[Event]) -> ExecutionState:
