@@ -41,6 +41,8 @@ __all__ = ["JournalPostgresRecorder", "PostgresStore", "parse_postgres_url"]
 
 #: How long a reader waits for in-flight writers before returning what is final so far.
 GAP_WAIT_SECONDS = 5.0
+#: Followers are woken at most once per interval per writing process (adds at most this lag).
+NOTIFY_INTERVAL_SECONDS = 0.002
 
 
 def parse_postgres_url(url: str) -> dict[str, Any]:
@@ -99,6 +101,7 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
             "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
             "AND relation = %s::regclass AND virtualtransaction = ANY(%s)"
         )
+        self.conninfo: dict[str, Any] = {}
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._notifier: threading.Thread | None = None
@@ -144,18 +147,36 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
         self._wake.set()
 
     def _notify_loop(self) -> None:
-        while not self._closing.is_set():
-            self._wake.wait(timeout=1.0)
-            if self._closing.is_set():
-                return
-            if not self._wake.is_set():
-                continue
-            self._wake.clear()
-            try:
-                with self.datastore.get_connection() as conn:
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            while not self._closing.is_set():
+                self._wake.wait(timeout=1.0)
+                if self._closing.is_set():
+                    return
+                if not self._wake.is_set():
+                    continue
+                self._wake.clear()
+                try:
+                    if conn is None or conn.closed:
+                        conn = self._notifier_connection()
                     conn.execute(self.notify_statement)
-            except Exception:  # a missed hint: followers' backstop poll picks the event up
-                time.sleep(0.1)
+                except Exception:  # a missed hint: followers' backstop poll picks it up
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+                    self._closing.wait(0.1)
+                # At most one NOTIFY per interval: appends in between ride on the next one.
+                self._closing.wait(NOTIFY_INTERVAL_SECONDS)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _notifier_connection(self) -> psycopg.Connection[Any]:
+        """Its own session: NOTIFY assigns a transaction id, so its commit would wait for a
+        WAL flush like a real write; the hint needs no durability (synchronous_commit off)."""
+        conn = psycopg.connect(**self.conninfo, autocommit=True, connect_timeout=5)
+        conn.execute("SET synchronous_commit TO off")
+        return conn
 
     def close(self) -> None:
         """Stop the notifier thread."""
@@ -291,6 +312,10 @@ class PostgresStore(Store):
                         )
                     )
                 self.recorder = JournalPostgresRecorder(self.datastore)
+                self.recorder.conninfo = {
+                    "host": params["host"], "port": params["port"], "user": params["user"],
+                    "password": params["password"] or None, "dbname": params["dbname"],
+                }
                 self.recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))

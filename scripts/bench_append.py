@@ -209,8 +209,16 @@ def concurrent(target: Callable[..., None], args: tuple[object, ...], writers: i
 # -- driver ------------------------------------------------------------------------------------
 
 
-def median_of(repeat: int, fn: Callable[[], float]) -> float:
-    return statistics.median(fn() for _ in range(repeat))
+def medians(
+    repeat: int, ours: Callable[[], float], floor: Callable[[], float]
+) -> tuple[float, float]:
+    """Medians of ``repeat`` runs of each, alternated so that drift in the machine (the
+    disk's fsync latency wanders here) hits both sides alike."""
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(ours())
+        b.append(floor())
+    return statistics.median(a), statistics.median(b)
 
 
 def report(label: str, ours: float, floor: float, goal: float) -> None:
@@ -224,16 +232,22 @@ def bench_backend(name: str, url: str, raw_kind: str, raw_target: str, synchrono
                   args: argparse.Namespace) -> None:
     print(f"\n{name}")
     n = args.events
-    ours = median_of(args.repeat, lambda: journal_single(url, n))
-    floor = median_of(args.repeat, lambda: raw_single(raw_kind, raw_target, n, synchronous))
+    ours, floor = medians(args.repeat, lambda: journal_single(url, n),
+                          lambda: raw_single(raw_kind, raw_target, n, synchronous))
     report("1 commit per event", ours, floor, 0.6)
-    ours = median_of(args.repeat, lambda: journal_batch(url, n * 5))
-    floor = median_of(args.repeat, lambda: raw_batch(raw_kind, raw_target, n * 5, synchronous))
+    ours, floor = medians(args.repeat, lambda: journal_batch(url, n * 5),
+                          lambda: raw_batch(raw_kind, raw_target, n * 5, synchronous))
     report("batches of 100", ours, floor, 0.5)
     if args.writers:
-        ours = concurrent(_journal_writer, (url,), args.writers, args.seconds)
-        floor = concurrent(_raw_writer, (raw_kind, raw_target, synchronous), args.writers,
-                           args.seconds)
+        # Create the bare table before the writers race to.
+        (_raw_sqlite_conn(raw_target, synchronous) if raw_kind == "sqlite"
+         else _pg_conn(raw_target)).close()
+        ours, floor = medians(
+            3,
+            lambda: concurrent(_journal_writer, (url,), args.writers, args.seconds),
+            lambda: concurrent(_raw_writer, (raw_kind, raw_target, synchronous), args.writers,
+                               args.seconds),
+        )
         report(f"{args.writers} concurrent writers", ours, floor, 0.5)
 
 
