@@ -9,6 +9,7 @@ durability on power loss for speed, as SQLite documents).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from journal.store import BLOBS_TABLE, EVENTS_TABLE, Store
 __all__ = ["SQLiteStore", "sqlite_path"]
 
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+#: Batches up to this many events are one multi-row INSERT statement.
+MULTI_ROW_LIMIT = 64
 
 
 def sqlite_path(url: str) -> tuple[str, dict[str, str]]:
@@ -86,17 +89,25 @@ class JournalSQLiteRecorder(SQLiteApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """Insert in one transaction; a single event is one autocommit INSERT (one fsync)."""
-        params = [
-            (s.originator_id.hex, s.originator_version, s.topic, s.state)  # type: ignore[union-attr]
-            for s in stored_events
-        ]
+        """Insert atomically in as few statements as possible (each commit is one fsync).
+
+        Up to ``MULTI_ROW_LIMIT`` events are one multi-row INSERT in autocommit (a statement
+        is atomic); larger batches are one explicit transaction.
+        """
+        n = len(stored_events)
         conn = self.datastore.pool.get_connection(is_writer=True)
         try:
             c = conn._sqlite_conn
-            if len(params) == 1:
-                c.execute(self.insert_events_statement, params[0])
+            if n <= MULTI_ROW_LIMIT:
+                flat: list[Any] = []
+                for s in stored_events:
+                    flat += (s.originator_id.hex, s.originator_version, s.topic, s.state)  # type: ignore[union-attr]
+                c.execute(self._multi_row_statement(n), flat)
                 return None
+            params = [
+                (s.originator_id.hex, s.originator_version, s.topic, s.state)  # type: ignore[union-attr]
+                for s in stored_events
+            ]
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.executemany(self.insert_events_statement, params)
@@ -107,6 +118,14 @@ class JournalSQLiteRecorder(SQLiteApplicationRecorder):
             return None
         finally:
             self.datastore.pool.put_connection(conn)
+
+    @functools.cache  # noqa: B019 - a handful of statements per recorder, kept for its life
+    def _multi_row_statement(self, rows: int) -> str:
+        return (
+            f"INSERT INTO {self.events_table_name} "
+            "(originator_id, originator_version, topic, state) VALUES "
+            + ",".join(["(?,?,?,?)"] * rows)
+        )
 
     def select_notifications(
         self,
