@@ -48,6 +48,7 @@ from journal import (
     StepStarted,
     UnsupportedValue,
 )
+from journal.capture import Capture
 from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED
 from journal.values import to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
@@ -184,16 +185,22 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         return None
 
 
-def _evidence(value: Any) -> Any:
-    """A value as the journal can keep it: itself if it encodes, else its (short) repr."""
+def _evidence(value: Any, capture: Capture) -> Any:
+    """A value as the journal can keep it: redacted, else only its type if it won't encode.
+
+    Never a repr: an object's repr may show exactly the secret redaction would hide.
+    """
+    redacted = capture.redact(value)
     try:
-        to_wire(value)
+        to_wire(redacted)
     except (UnsupportedValue, TypeError, ValueError):
-        return f"<{type(value).__qualname__}> {value!r:.200}"
-    return value
+        return f"<unencodable {type(value).__qualname__}>"
+    return redacted
 
 
-def step_input(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def step_input(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], capture: Capture
+) -> Any:
     """The step's arguments as evidence: by parameter name when the signature allows."""
     if not args and not kwargs:
         return None
@@ -204,10 +211,10 @@ def step_input(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, 
         except TypeError:
             pass
         else:
-            return {k: _evidence(v) for k, v in bound.arguments.items()}
+            return {k: _evidence(v, capture) for k, v in bound.arguments.items()}
     return {
-        "args": [_evidence(a) for a in args],
-        "kwargs": {k: _evidence(v) for k, v in kwargs.items()},
+        "args": [_evidence(a, capture) for a in args],
+        "kwargs": {k: _evidence(v, capture) for k, v in kwargs.items()},
     }
 
 
@@ -460,7 +467,7 @@ class Engine:
                 return outcome
         policy = retry or NO_RETRY
         attempt, failures = self.first_attempt(rec)
-        captured = step_input(fn, args, kwargs)
+        captured = step_input(fn, args, kwargs, self.journal.capture)
         while True:
             scope = self.start_attempt(seq, name, attempt, captured)
             token = _scope.set(scope)
@@ -514,7 +521,7 @@ class Engine:
                 return outcome
         policy = retry or NO_RETRY
         attempt, failures = self.first_attempt(rec)
-        captured = step_input(fn, args, kwargs)
+        captured = step_input(fn, args, kwargs, self.journal.capture)
         is_coroutine = inspect.iscoroutinefunction(_unwrap(fn))
         self._enter()
         try:
@@ -606,7 +613,7 @@ class Engine:
                 self._logs_called += 1
                 if n < self.index.workflow_logs:
                     return
-            fields = {k: _evidence(v) for k, v in fields.items()}
+            fields = {k: _evidence(v, self.journal.capture) for k, v in fields.items()}
 
             def record() -> None:
                 self.handle.log(message, level=level, seq=seq, **fields)

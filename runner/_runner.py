@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
+import msgspec
+
 from journal import (
     ConcurrencyConflict,
     ErrorInfo,
@@ -36,7 +38,7 @@ from journal.encoding import as_uuid
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
 from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
-from runner.errors import AlreadyResumed, RunnerError, WorkflowNotFound
+from runner.errors import AlreadyResumed, RunnerError, SecretInput, WorkflowNotFound
 
 __all__ = ["Run", "Runner"]
 
@@ -199,6 +201,9 @@ class Runner:
         execution_id: UUID | str | None,
     ) -> tuple[ExecutionHandle, bool]:
         recorded = _bind_input(wf, args, kwargs)
+        secret = _redacted_at(recorded, self.journal.capture.redact(recorded), "")
+        if secret is not None:  # resume would replay "[REDACTED]": refuse before writing
+            raise SecretInput(workflow=wf.name, parameter=secret)
         handle = self.journal.start(
             wf.name, recorded, idempotency_key=idempotency_key, execution_id=execution_id
         )
@@ -507,6 +512,41 @@ def _bind_input(wf: _Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     arguments = dict(bound.arguments)
     arguments.pop(next(iter(sig.parameters)))  # the context
     return arguments
+
+
+def _redacted_at(original: Any, redacted: Any, path: str) -> str | None:
+    """Where redaction changed ``original`` (``creds.password``), or None if it did not."""
+    if redacted is original:
+        return None
+    fields: Any
+    if type(original) is dict:
+        fields = original.items()
+    elif isinstance(original, msgspec.Struct):
+        fields = ((f, getattr(original, f)) for f in original.__struct_fields__)
+    elif dataclasses.is_dataclass(original) and not isinstance(original, type):
+        fields = ((f.name, getattr(original, f.name))
+                  for f in dataclasses.fields(original) if f.init)
+    elif type(original) in (list, tuple) and type(redacted) is type(original):
+        fields = ((f"[{i}]", v) for i, v in enumerate(original))
+        redacted = {f"[{i}]": v for i, v in enumerate(redacted)}
+    else:
+        try:
+            return None if bool(original == redacted) else path or "input"
+        except Exception:
+            return path or "input"
+    if isinstance(redacted, msgspec.Struct):
+        redacted = {f: getattr(redacted, f) for f in redacted.__struct_fields__}
+    if not isinstance(redacted, dict):
+        return path or "input"
+    for key, value in fields:
+        where = f"{path}{key}" if str(key).startswith("[") else (
+            f"{path}.{key}" if path else str(key))
+        if key not in redacted:
+            return where
+        found = _redacted_at(value, redacted[key], where)
+        if found is not None:
+            return found
+    return None
 
 
 def _unbind_input(wf: _Workflow, recorded: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -12,6 +12,7 @@
           ├── NonDeterministicWorkflow  replay called something other than what was recorded
           ├── IncompatibleOutput  a recorded output no longer fits the step's return annotation
           ├── WorkflowNotFound        no workflow registered under the recorded name
+          ├── SecretInput             run() given a secret the journal would redact; nothing written
           └── OutsideStep             add_cost()/current_step() called outside a step
 
 Every error names the execution and what to do; the runner's own are raised before anything
@@ -31,6 +32,7 @@ __all__ = [
     "NonDeterministicWorkflow",
     "OutsideStep",
     "RunnerError",
+    "SecretInput",
     "StepFailedError",
     "WorkflowNotFound",
 ]
@@ -142,6 +144,25 @@ class WorkflowNotFound(RunnerError, LookupError):
         super().__init__(
             f"no workflow named {name!r} is registered{where}: import the module that "
             "defines it with @runner.workflow() before running, resuming or recovering"
+        )
+
+
+class SecretInput(RunnerError, ValueError):
+    """A workflow input the journal's capture policy would redact; nothing was written.
+
+    The journal records the input with secrets replaced by ``[REDACTED]``, and resume and
+    recovery call the workflow again with what was recorded: a secret passed as input would
+    come back as the marker. ``parameter`` names where it is (``creds.password``).
+    """
+
+    def __init__(self, *, workflow: str, parameter: str) -> None:
+        self.workflow = workflow
+        self.parameter = parameter
+        super().__init__(
+            f"workflow {workflow!r}: input {parameter!r} is secret-named, so the journal "
+            "records it as [REDACTED] and a resumed or recovered run would get that instead. "
+            "Nothing was written. Pass a reference, such as the secret's name in your vault "
+            "or environment, and read the secret inside a step, not the secret itself."
         )
 
 
