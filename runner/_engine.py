@@ -24,6 +24,7 @@ import contextvars
 import dataclasses
 import functools
 import inspect
+import logging
 import threading
 import time
 import typing
@@ -60,6 +61,8 @@ from runner.errors import (
 )
 
 __all__ = ["Cancelled", "Engine", "Halt", "Suspended", "current_scope"]
+
+logger = logging.getLogger("runner")
 
 #: Held completions older than this are committed by the runner's background flusher.
 HOLD_SECONDS = 0.5
@@ -305,8 +308,8 @@ class Engine:
         """Commit what is held plus ``calls`` in one transaction."""
         with self._lock:
             self._check()
-            todo = [*self._held, *calls]
-            self._held = []
+            held, self._held = self._held, []
+            todo = [*held, *calls]
             if not todo:
                 return
             try:
@@ -316,10 +319,17 @@ class Engine:
                     with self.handle.atomic():
                         for call in todo:
                             call()
-            except ConcurrencyConflict as e:
-                raise self._conflict(e) from None
-            except JournalError as e:
-                raise self._stop(e) from None
+            except BaseException as e:
+                # Nothing of ``todo`` was committed. Keep what was held, and stop the run with
+                # the error whatever it is, so run() raises it rather than going on without
+                # (or writing a failure over) the completion it could not commit.
+                self._held[:0] = held
+                if isinstance(e, ConcurrencyConflict):
+                    raise self._conflict(e) from None
+                if isinstance(e, JournalError):
+                    raise self._stop(e) from None
+                self._stop(e)
+                raise
 
     def _conflict(self, error: ConcurrencyConflict) -> BaseException:
         """Another writer got there first: stop quietly if it cancelled us, else fence."""
@@ -350,8 +360,11 @@ class Engine:
         try:
             if self.halt is None and self._held:
                 self._write()
-        except BaseException:  # kept in self.halt, raised at the next call
-            pass
+        except BaseException as e:  # kept in self.halt: the workflow's next call raises it
+            logger.error(
+                "runner: could not commit the held records of execution %s (the run stops "
+                "and raises this at its next call): %s", self.id, e, exc_info=True,
+            )
         finally:
             self._lock.release()
 

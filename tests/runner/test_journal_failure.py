@@ -7,7 +7,9 @@ writes fail with the error a full or broken disk gives.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -104,3 +106,64 @@ def test_journal_failure_stops_the_run_and_recover_finishes_it(
     # "first" was in flight (its completion rode with the commit that failed): it ran again
     assert effects(path) == ["first", "first", "second", "third"]
     assert state.steps[1].attempts == 2
+
+
+def fail_append(journal: Journal, monkeypatch: pytest.MonkeyPatch, *, at: int) -> list[int]:
+    """Make the store's ``at``-th append raise a RuntimeError (not a journal error), once."""
+    store: Any = journal.store
+    real = store._append
+    calls: list[int] = []
+
+    def append(stored: Any) -> None:
+        calls.append(len(stored))
+        if len(calls) == at:
+            raise RuntimeError("injected store failure")
+        real(stored)
+
+    monkeypatch.setattr(store, "_append", append)
+    return calls
+
+
+def test_an_unexpected_commit_error_stops_the_run_and_loses_nothing(
+    journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "effects.txt"
+    # appends: ExecutionStarted, StepStarted(first), [StepCompleted(first) + StepStarted(second)]
+    calls = fail_append(journal, monkeypatch, at=3)
+    with build(journal, path, None) as runner:
+        with pytest.raises(RuntimeError, match="injected"):
+            runner.run("outage")
+        assert calls[2] == 2  # the held completion rode with the commit that failed
+        assert effects(path) == ["first"]
+        [eid] = [e.execution_id for _, e in journal.notifications() if e.position == 1]
+        state = journal.state(eid)
+        # not failed over the lost completion: still running, so recover() finishes it
+        assert state.status == "running" and state.steps[1].status == "running"
+        [run] = runner.recover(stale_after=timedelta(0))
+    assert run.status == "completed" and run.output == ["one", "second", "third"]
+    assert effects(path) == ["first", "first", "second", "third"]
+
+
+def test_the_background_flusher_reports_a_failed_commit(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = Runner(journal)
+    after: list[str] = []
+
+    @runner.workflow()
+    def idler(ctx: Context) -> None:
+        ctx.step("quick", str, "x")
+        ctx.log("idling")
+        time.sleep(1.0)  # the flusher commits the held completion meanwhile, and fails
+        after.append("woke")
+        ctx.step("next", str, "y")
+
+    fail_append(journal, monkeypatch, at=3)
+    with (runner, caplog.at_level(logging.ERROR, logger="runner"),
+          pytest.raises(RuntimeError, match="injected")):
+        runner.run(idler)
+    assert after == ["woke"]
+    [record] = [r for r in caplog.records if "held records" in r.getMessage()]
+    assert record.levelno == logging.ERROR and "injected" in record.getMessage()
+    [eid] = [e.execution_id for _, e in journal.notifications() if e.position == 1]
+    assert journal.state(eid).status == "running"
