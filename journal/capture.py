@@ -55,16 +55,22 @@ class Capture:
         return k in self.secret_keys or any(k.endswith("_" + s) for s in self.secret_keys)
 
     def redact(self, value: Any) -> Any:
-        """Return ``value`` with every secret-named key's value replaced, at any depth."""
+        """Return ``value`` with every secret-named key's value replaced, at any depth.
+
+        What holds no secret is returned as the same object, so callers can tell by
+        identity whether anything was redacted.
+        """
         cls = type(value)
         if cls is dict:
-            return {
+            out = {
                 k: REDACTED if self.is_secret(k) else self.redact(v) for k, v in value.items()
             }
-        if cls is list:
-            return [self.redact(v) for v in value]
-        if cls is tuple:
-            return tuple(self.redact(v) for v in value)
+            return value if all(out[k] is v for k, v in value.items()) else out
+        if cls is list or cls is tuple:
+            items = [self.redact(v) for v in value]
+            if all(a is b for a, b in zip(items, value, strict=True)):
+                return value
+            return items if cls is list else tuple(items)
         if isinstance(value, msgspec.Struct):
             changes = {
                 f: REDACTED if self.is_secret(f) else self.redact(getattr(value, f))
@@ -73,10 +79,14 @@ class Capture:
             return _rebuild_struct(value, changes)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             names = [f.name for f in dataclasses.fields(value) if f.init]
-            if any(self.is_secret(n) for n in names):
-                return {n: REDACTED if self.is_secret(n) else self.redact(getattr(value, n))
-                        for n in names}
-            return value
+            fields = {n: getattr(value, n) for n in names}
+            redacted = {
+                n: REDACTED if self.is_secret(n) else self.redact(v) for n, v in fields.items()
+            }
+            if all(redacted[n] is fields[n] for n in names):
+                return value
+            # A dataclass cannot be trusted to hold a marker string: keep its data as a dict.
+            return redacted
         return value
 
     def captured(self, value: Any, path: str) -> Any:

@@ -47,7 +47,7 @@ from journal.events import (
     StepFailed,
     StepStarted,
 )
-from journal.state import ExecutionState, apply, fold
+from journal.state import ExecutionState, apply, check, fold
 from journal.store import Store, open_store
 from journal.values import decode_value, encode_value
 
@@ -177,8 +177,15 @@ class Journal:
         for name in type(event).payload_fields:
             ref = getattr(event, name)
             if isinstance(ref, OutOfLine):
-                value = decode_value(self.store.get_blob(ref.sha256))
-                event = _replace(event, **{name: value})
+                try:
+                    data = self.store.get_blob(ref.sha256)
+                except KeyError:
+                    raise DecodingError(
+                        event.execution_id, event.position, type(event).__name__,
+                        f"its {name} ({ref.size} bytes, sha256 {ref.sha256}) is stored out of "
+                        "line and is missing from the blob table",
+                    ) from None
+                event = _replace(event, **{name: decode_value(data)})
         return event
 
     # -- log flushing and lifetime -----------------------------------------------------------
@@ -193,11 +200,12 @@ class Journal:
                 self._flusher.start()
 
     def _flush_loop(self) -> None:
-        while not self._closed.wait(LOG_FLUSH_SECONDS / 5):
+        while not self._closed.wait(LOG_FLUSH_SECONDS / 10):
             with self._handles_lock:
                 handles = list(self._handles)
             for h in handles:
-                h._flush_if_older_than(LOG_FLUSH_SECONDS * 0.8)
+                # Half the promise: leaves room for a busy handle and the commit itself.
+                h._flush_if_older_than(LOG_FLUSH_SECONDS / 2)
             self._untrack_flushed(handles)
 
     def _untrack_flushed(self, handles: list[ExecutionHandle]) -> None:
@@ -443,6 +451,10 @@ class ExecutionHandle:
                 # The stored event holds out-of-line references; the state holds the values.
                 stored = encode_event(_unwrap(event, lambda w: w.ref))
                 event = _unwrap(event, lambda w: w.value)
+                check(self._state, event)  # a rejected transition must not write the blob
+                for wrapped in fields.values():
+                    if type(wrapped) is _OutOfLineValue:
+                        self.journal.store.put_blob(wrapped.ref.sha256, wrapped.data)
             else:
                 stored = encode_event(event)  # refuses unsupported values before any change
             apply(self._state, event)
@@ -464,7 +476,7 @@ class ExecutionHandle:
     def _flush_if_older_than(self, seconds: float) -> None:
         if not self._pending or time.monotonic() - self._pending_since < seconds:
             return
-        if not self._lock.acquire(timeout=0.05):
+        if not self._lock.acquire(timeout=LOG_FLUSH_SECONDS / 4):
             return
         try:
             if self._pending and self._batch is None:
@@ -506,8 +518,7 @@ class ExecutionHandle:
         if len(data) <= self.journal.capture.max_inline_bytes:
             return value
         digest = hashlib.sha256(data).hexdigest()
-        self.journal.store.put_blob(digest, data)
-        return _OutOfLineValue(OutOfLine(size=len(data), sha256=digest), value)
+        return _OutOfLineValue(OutOfLine(size=len(data), sha256=digest), value, data)
 
     def _latest_seq(self, name: str) -> int:
         seqs = [s.seq for s in self._state.steps.values() if s.name == name]
@@ -528,11 +539,12 @@ class ExecutionHandle:
 class _OutOfLineValue:
     """An out-of-line reference that still carries the value, for the writer's own state."""
 
-    __slots__ = ("ref", "value")
+    __slots__ = ("data", "ref", "value")
 
-    def __init__(self, ref: OutOfLine, value: Any) -> None:
+    def __init__(self, ref: OutOfLine, value: Any, data: bytes) -> None:
         self.ref = ref
         self.value = value
+        self.data = data
 
 
 def _costs(costs: Iterable[Cost]) -> tuple[Cost, ...]:

@@ -35,11 +35,13 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
-from journal.errors import JournalUnavailable
+from journal.errors import JournalError, JournalUnavailable
 from journal.store import BLOBS_TABLE, EVENTS_TABLE, Store
 
-__all__ = ["JournalPostgresRecorder", "PostgresStore", "parse_postgres_url"]
+__all__ = ["JournalPostgresRecorder", "PostgresStore", "connect_params", "parse_postgres_url"]
 
+#: URL query options the journal reads itself; every other one is a libpq parameter.
+JOURNAL_OPTIONS = frozenset({"schema"})
 #: How long a reader waits for in-flight writers before returning what is final so far.
 GAP_WAIT_SECONDS = 5.0
 #: Batches up to this many events are one multi-row INSERT with scalar parameters.
@@ -63,6 +65,23 @@ def parse_postgres_url(url: str) -> dict[str, Any]:
         "password": unquote(parts.password or ""),
         "options": options,
     }
+
+
+def connect_params(url: str) -> dict[str, Any]:
+    """Keyword arguments for ``psycopg.connect`` from a journal URL.
+
+    Every query option except the journal's own (``schema``) is passed to libpq, so
+    ``?sslmode=verify-full&sslrootcert=...`` or ``?application_name=`` take effect on every
+    connection the journal and its projections open.
+    """
+    p = parse_postgres_url(url)
+    params: dict[str, Any] = {
+        "host": p["host"], "port": p["port"], "user": p["user"],
+        "password": p["password"] or None, "dbname": p["dbname"],
+    }
+    params.update({k: v for k, v in p["options"].items() if k not in JOURNAL_OPTIONS})
+    params["connect_timeout"] = max(1, int(float(params.get("connect_timeout", 5))))
+    return params
 
 
 class JournalPostgresRecorder(PostgresApplicationRecorder):
@@ -185,7 +204,7 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
     def _notifier_connection(self) -> psycopg.Connection[Any]:
         """Its own session: NOTIFY assigns a transaction id, so its commit would wait for a
         WAL flush like a real write; the hint needs no durability (synchronous_commit off)."""
-        conn = psycopg.connect(**self.conninfo, autocommit=True, connect_timeout=5)
+        conn = psycopg.connect(**self.conninfo, autocommit=True)
         conn.execute("SET synchronous_commit TO off")
         return conn
 
@@ -276,7 +295,12 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
             row = conn.execute(self.max_notification_id_statement).fetchone()
             highest = row["max"] if row else None
             # Writers in flight now may hold ids below it; once they end, all below is final.
-            self._wait_for(conn, self._writers(conn), time.monotonic() + GAP_WAIT_SECONDS)
+            if not self._wait_for(conn, self._writers(conn), time.monotonic() + GAP_WAIT_SECONDS):
+                raise JournalError(
+                    f"{self.qualified_table}: a transaction has held a write lock for over "
+                    f"{GAP_WAIT_SECONDS:.0f} s, so the last final event is unknown; appends are "
+                    "single statements, so look for a stuck session in pg_stat_activity"
+                )
         return int(highest) if highest is not None else None
 
 
@@ -300,14 +324,14 @@ class PostgresStore(Store):
             "SELECT originator_version, topic, state FROM {} "
             "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
         ).format(self._table(EVENTS_TABLE))
+        conninfo = connect_params(url)
+        libpq_extra = {k: v for k, v in conninfo.items() if k not in params}
+        pool_kwargs: dict[str, Any] = self.datastore.pool.kwargs  # type: ignore[assignment]
+        pool_kwargs.update(libpq_extra)  # sslmode & co. for pooled connections too
         try:
             # One direct connection first: the pool would report only its own timeout, and
             # the user needs the driver's reason (refused, unknown database, bad password).
-            psycopg.connect(
-                host=params["host"], port=params["port"], user=params["user"],
-                password=params["password"] or None, dbname=params["dbname"],
-                connect_timeout=max(1, int(float(options.get("connect_timeout", 5)))),
-            ).close()
+            psycopg.connect(**conninfo).close()
         except psycopg.Error as e:
             raise JournalUnavailable(url, str(e).strip()) from e
         with self.translated(), self.datastore.get_connection() as conn:
@@ -323,10 +347,7 @@ class PostgresStore(Store):
                         )
                     )
                 self.recorder = JournalPostgresRecorder(self.datastore)
-                self.recorder.conninfo = {
-                    "host": params["host"], "port": params["port"], "user": params["user"],
-                    "password": params["password"] or None, "dbname": params["dbname"],
-                }
+                self.recorder.conninfo = conninfo
                 self.recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))

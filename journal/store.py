@@ -17,7 +17,6 @@ from uuid import UUID
 
 from eventsourcing.persistence import (
     ApplicationRecorder,
-    IntegrityError,
     Notification,
     PersistenceError,
     StoredEvent,
@@ -64,15 +63,14 @@ class Store(ABC):
             yield
         except JournalError:
             raise
-        except IntegrityError as e:
-            raise ConcurrencyConflict(execution_id or "?", position) from e
-        except (PersistenceError, OSError) as e:
-            raise JournalUnavailable(self.url, e) from e
         except Exception as e:
-            # psycopg and sqlite3 errors not already wrapped by eventsourcing.
             if type(e).__name__ in ("IntegrityError", "UniqueViolation"):
+                if not _is_duplicate_key(e):
+                    raise JournalError(f"the database refused the write: {e}") from e
                 raise ConcurrencyConflict(execution_id or "?", position) from e
-            if type(e).__module__.startswith(("psycopg", "sqlite3", "psycopg_pool")):
+            if isinstance(e, PersistenceError | OSError) or type(e).__module__.startswith(
+                ("psycopg", "sqlite3", "psycopg_pool")
+            ):
                 raise JournalUnavailable(self.url, e) from e
             raise
 
@@ -112,6 +110,12 @@ class Store(ABC):
         """The id of the last event appended, 0 when empty."""
         with self.translated():
             return self.recorder.max_notification_id() or 0
+
+
+def _is_duplicate_key(e: BaseException) -> bool:
+    """A duplicate (execution id, position): another writer took that position first."""
+    text = str(e).lower()
+    return "unique" in text or "duplicate key" in text
 
 
 def open_store(url: str | None = None, **options: object) -> Store:

@@ -47,8 +47,12 @@ def _resolve(topic: str) -> type:
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    if not isinstance(obj, type):
-        raise TypeError(f"{topic} is not a class")
+    # Stored data names the class to build: only value types may be built from it, never an
+    # arbitrary importable callable (a forged topic of subprocess:Popen must not run).
+    if not isinstance(obj, type) or not (
+        issubclass(obj, msgspec.Struct) or dataclasses.is_dataclass(obj)
+    ):
+        raise TypeError(f"{topic} is not a msgspec Struct or dataclass")
     return obj
 
 

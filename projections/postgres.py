@@ -2,11 +2,12 @@
 
 The projector has its own psycopg connection (autocommit; writes in explicit transactions)
 with ``search_path`` set to the journal's schema, so the views sit beside the log and the
-shared SQL needs no qualification. The journal's append function runs ``NOTIFY`` on
-``recorder.channel_name`` in the appending transaction; :meth:`wait_for_append` blocks on a
+shared SQL needs no qualification. Writers ``NOTIFY`` on ``recorder.channel_name`` just
+after their commits (at most every 2 ms per process); :meth:`wait_for_append` blocks on a
 second, listening connection until one arrives (or the timeout passes, which is only a
 safety net: a notification received while the projector was busy is kept by the server
-socket and read at the next wait).
+socket and read at the next wait). Pages never extend past a gap in notification ids that
+an in-flight writer may still fill (``JournalPostgresRecorder.safe_notification_id``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from journal.postgres import JournalPostgresRecorder, parse_postgres_url
+from journal.postgres import JournalPostgresRecorder, connect_params
 from journal.store import EVENTS_TABLE, Store
 from projections.backend import Backend, Upsert
 
@@ -62,12 +63,7 @@ class PostgresBackend(Backend):
         return None if value is None else value.astimezone(UTC)  # type: ignore[no-any-return]
 
     def _connect(self) -> psycopg.Connection[Any]:
-        p = parse_postgres_url(self.store.url)
-        conn = psycopg.connect(
-            host=p["host"], port=p["port"], user=p["user"], password=p["password"] or None,
-            dbname=p["dbname"], autocommit=True,
-            connect_timeout=int(float(p["options"].get("connect_timeout", 5))),
-        )
+        conn = psycopg.connect(**connect_params(self.store.url), autocommit=True)
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
         return conn
 

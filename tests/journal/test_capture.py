@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from typing import Any
 
@@ -141,3 +142,31 @@ def test_pause_payload_small_enough_is_kept(journal_url: str) -> None:
         assert isinstance(paused, ExecutionPaused)
         assert paused.reason == "human_review"
         assert paused.payload == {"draft": "hello", "score": 0.5}
+
+
+@dataclasses.dataclass
+class _Request:
+    url: str
+    headers: dict[str, str]
+
+
+def test_secrets_nested_inside_a_dataclass_are_redacted(journal_url: str) -> None:
+    with Journal.open(journal_url) as journal:
+        run = journal.start("w")
+        request = _Request(url="https://api", headers={"Authorization": "Bearer s3cr3t-value"})
+        run.step_started("call", {"request": request})
+        assert b"s3cr3t-value" not in _raw_bytes(journal, run.id)
+        captured = journal.state(run.id).steps[1].input["request"]
+        assert captured == {"url": "https://api", "headers": {"Authorization": REDACTED}}
+
+
+def test_a_forged_topic_cannot_build_an_arbitrary_class() -> None:
+    import msgspec
+    import pytest
+
+    from journal.values import EXT_OBJECT, decode_value
+
+    payload = msgspec.msgpack.encode(["subprocess:Popen", {"args": "true"}])
+    forged = msgspec.msgpack.encode(msgspec.msgpack.Ext(EXT_OBJECT, payload))
+    with pytest.raises(TypeError, match="not a msgspec Struct or dataclass"):
+        decode_value(forged)

@@ -13,8 +13,17 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
 
-from journal import Journal
+import psycopg
+import pytest
+from psycopg import sql
+
+import journal.postgres as journal_postgres
+from journal import ExecutionStarted, Journal, JournalError
+from journal.encoding import encode_event
 
 WRITER = textwrap.dedent(
     """
@@ -69,3 +78,54 @@ def test_follower_sees_every_event_once_in_order(journal_url: str) -> None:
     assert len(everything) > 200
     assert seen == sorted(set(seen))
     assert seen == everything
+
+
+def _hold_a_position(url: str, schema: str) -> psycopg.Connection[Any]:
+    """A transaction that takes the next notification id and keeps it uncommitted."""
+    from journal.postgres import connect_params
+
+    conn = psycopg.connect(**connect_params(url))
+    stored = encode_event(
+        ExecutionStarted(execution_id=uuid4(), position=1, timestamp=datetime.now(UTC),
+                         workflow="held")
+    )
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {}.journal_events (originator_id, originator_version, topic, state) "
+            "VALUES (%s, %s, %s, %s)"
+        ).format(sql.Identifier(schema)),
+        (stored.originator_id, 1, stored.topic, stored.state),
+    )
+    return conn
+
+
+def test_postgres_readers_stop_at_a_gap_until_its_writer_ends(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic: an in-flight writer holds id 2 while id 3 commits."""
+    monkeypatch.setattr(journal_postgres, "GAP_WAIT_SECONDS", 0.3)
+    schema = f"s_{uuid4().hex[:12]}"
+    url = f"{pg_database}?schema={schema}"
+    with Journal.open(url) as j:
+        j.start("first")  # id 1
+        held = _hold_a_position(url, schema)  # id 2, uncommitted
+        try:
+            j.start("third")  # id 3, committed
+            assert [n.id for n in j.store.notifications(after=0)] == [1]
+            assert j.store.notifications(after=1) == []  # waits, then reports nothing final
+            with pytest.raises(JournalError, match="held a write lock"):
+                j.store.max_notification_id()
+            held.commit()
+        finally:
+            held.close()
+        assert [n.id for n in j.store.notifications(after=1)] == [2, 3]
+
+        rolled_back = _hold_a_position(url, schema)  # id 4, will be rolled back
+        try:
+            j.start("fifth")  # id 5
+            assert [n.id for n in j.store.notifications(after=3)] == []
+            rolled_back.rollback()
+        finally:
+            rolled_back.close()
+        assert [n.id for n in j.store.notifications(after=3)] == [5]  # the gap is passed
+        assert j.store.max_notification_id() == 5
