@@ -432,7 +432,7 @@ class Runner:
                 raise halt
             if error is not None:
                 if not isinstance(error, Exception):
-                    _flush_quietly(engine)
+                    _flush_quietly(engine, error)
                     raise error  # KeyboardInterrupt and the like: left running, recoverable
                 engine.fail(error)
                 return Run.of(engine.state)
@@ -482,11 +482,24 @@ class Runner:
         self.close()
 
 
-def _flush_quietly(engine: Engine) -> None:
-    try:
-        engine.flush()
-    except BaseException:  # the original exception is what the caller needs
-        logger.debug("runner: could not flush execution %s", engine.id, exc_info=True)
+def _flush_quietly(engine: Engine, error: BaseException) -> None:
+    """Commit what the run holds (and its buffered log lines) before ``error`` propagates.
+
+    ``error`` (KeyboardInterrupt, SystemExit) is what the caller needs to see, so a failed
+    flush does not replace it: it is logged at error level and noted on ``error``.
+    """
+    for flush in (engine.flush, engine.handle.flush):
+        try:
+            flush()
+        except BaseException as e:
+            logger.error("runner: could not flush execution %s before %s: %s",
+                         engine.id, type(error).__name__, e, exc_info=True)
+            error.add_note(
+                f"runner: execution {engine.id} could not commit what it held "
+                f"({type(e).__name__}: {e}); it stays running, and recover() re-runs its "
+                "step in flight"
+            )
+            return
 
 
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:

@@ -167,3 +167,41 @@ def test_the_background_flusher_reports_a_failed_commit(
     assert record.levelno == logging.ERROR and "injected" in record.getMessage()
     [eid] = [e.execution_id for _, e in journal.notifications() if e.position == 1]
     assert journal.state(eid).status == "running"
+
+
+def test_an_interrupt_flushes_held_records_and_buffered_log_lines(journal: Journal) -> None:
+    runner = Runner(journal)
+
+    @runner.workflow()
+    def interrupted(ctx: Context) -> None:
+        ctx.log("starting")  # nothing held: buffered by the journal's handle
+        raise KeyboardInterrupt
+
+    with runner, pytest.raises(KeyboardInterrupt):
+        runner.run(interrupted)
+    # read at once from another connection: before the journal's own flusher would run
+    with Journal.open(journal.url) as other:
+        [eid] = [e.execution_id for _, e in other.notifications() if e.position == 1]
+        kinds = [type(e).__name__ for e in other.events(eid)]
+    assert kinds == ["ExecutionStarted", "LogRecorded"]
+
+
+def test_an_interrupt_whose_flush_fails_says_so(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = Runner(journal)
+
+    @runner.workflow()
+    def interrupted(ctx: Context) -> None:
+        ctx.step("quick", str, "x")
+        raise KeyboardInterrupt
+
+    fail_append(journal, monkeypatch, at=3)  # the held StepCompleted's commit
+    with (runner, caplog.at_level(logging.ERROR, logger="runner"),
+          pytest.raises(KeyboardInterrupt) as caught):
+        runner.run(interrupted)
+    [eid] = [e.execution_id for _, e in journal.notifications() if e.position == 1]
+    notes = getattr(caught.value, "__notes__", [])
+    assert any(str(eid) in n and "injected" in n and "recover()" in n for n in notes)
+    [record] = [r for r in caplog.records if "could not flush" in r.getMessage()]
+    assert record.levelno == logging.ERROR
