@@ -31,6 +31,7 @@ from journal import (
     InvalidTransition,
     Journal,
     JournalError,
+    JournalUnavailable,
     apply,
     fold,
 )
@@ -40,12 +41,15 @@ from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
 from runner.errors import AlreadyResumed, RunnerError, SecretInput, WorkflowNotFound
 
-__all__ = ["Run", "Runner"]
+__all__ = ["OnRecoveryError", "Run", "Runner"]
 
 logger = logging.getLogger("runner")
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+#: ``recover(on_error=...)``: called with each execution skipped because it cannot be replayed.
+OnRecoveryError = Callable[[UUID, RunnerError], None]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -283,60 +287,81 @@ class Runner:
 
     # -- recovering ----------------------------------------------------------------------------
 
-    def recover(self, *, stale_after: timedelta = timedelta(minutes=5)) -> list[Run]:
+    def recover(
+        self,
+        *,
+        stale_after: timedelta = timedelta(minutes=5),
+        on_error: OnRecoveryError | None = None,
+    ) -> list[Run]:
         """Continue every ``running`` execution whose last event is older than ``stale_after``.
 
         These are runs whose runner died (or lost its database). Each is replayed and its
-        in-flight step re-run as a new attempt; completed steps do not run again. An
-        execution another runner claims first (``ConcurrencyConflict``), or whose workflow
-        is not registered here, is skipped. Returns the recovered runs.
+        in-flight step re-run as a new attempt; completed steps do not run again. Returns
+        the recovered runs.
+
+        An execution that cannot be replayed here (its workflow is not registered, or its
+        code no longer matches the record: a :class:`RunnerError`) stays running and is
+        skipped: ``on_error(execution_id, error)`` is called for it, so a caller can report
+        it. One another runner claims first (``ConcurrencyConflict``) is being recovered
+        there, and is skipped with a log line only.
         """
-        return [r for r in (self._recover_one(eid, stale_after) for eid in
+        return [r for r in (self._recover_one(eid, stale_after, on_error) for eid in
                             self.stale_executions(stale_after)) if r is not None]
 
-    async def arecover(self, *, stale_after: timedelta = timedelta(minutes=5)) -> list[Run]:
+    async def arecover(
+        self,
+        *,
+        stale_after: timedelta = timedelta(minutes=5),
+        on_error: OnRecoveryError | None = None,
+    ) -> list[Run]:
         """``recover()`` from inside an event loop."""
         runs = []
         for eid in await asyncio.to_thread(self.stale_executions, stale_after):
-            loaded = self._load_stale(eid, stale_after)
+            loaded = self._load_stale(eid, stale_after, on_error)
             if loaded is None:
                 continue
             engine, wf = loaded
             run = await self._guard(
                 eid, self._adrive_loaded(engine, wf) if wf.is_async
-                else asyncio.to_thread(self._drive_loaded, engine, wf)
+                else asyncio.to_thread(self._drive_loaded, engine, wf), on_error,
             )
             if run is not None:
                 runs.append(run)
         return runs
 
-    def _recover_one(self, eid: UUID, stale_after: timedelta) -> Run | None:
-        loaded = self._load_stale(eid, stale_after)
+    def _recover_one(
+        self, eid: UUID, stale_after: timedelta, on_error: OnRecoveryError | None
+    ) -> Run | None:
+        loaded = self._load_stale(eid, stale_after, on_error)
         if loaded is None:
             return None
         engine, wf = loaded
         if wf.is_async:
-            return _run_coroutine(self._guard(eid, self._adrive_loaded(engine, wf)))
+            return _run_coroutine(self._guard(eid, self._adrive_loaded(engine, wf), on_error))
         try:
             return self._drive_loaded(engine, wf)
         except (ConcurrencyConflict, RunnerError) as e:
-            logger.warning("runner: did not recover execution %s: %s", eid, e)
+            _skipped(eid, e, on_error)
             return None
 
-    async def _guard(self, eid: UUID, coro: Awaitable[Run]) -> Run | None:
+    async def _guard(
+        self, eid: UUID, coro: Awaitable[Run], on_error: OnRecoveryError | None
+    ) -> Run | None:
         try:
             run = await coro
         except (ConcurrencyConflict, RunnerError) as e:
-            logger.warning("runner: did not recover execution %s: %s", eid, e)
+            _skipped(eid, e, on_error)
             return None
         return run
 
-    def _load_stale(self, eid: UUID, stale_after: timedelta) -> tuple[Engine, _Workflow] | None:
+    def _load_stale(
+        self, eid: UUID, stale_after: timedelta, on_error: OnRecoveryError | None
+    ) -> tuple[Engine, _Workflow] | None:
         """Load an execution for recovery, if it is (still) running and stale."""
         try:
             engine, wf = self._load(eid, UNSET, for_resume=False)
         except WorkflowNotFound as e:
-            logger.warning("runner: cannot recover execution %s: %s", eid, e)
+            _skipped(eid, e, on_error)
             return None
         except InvalidTransition:
             return None  # ended meanwhile
@@ -360,9 +385,10 @@ class Runner:
             with Projections(self.journal) as views:
                 views.catch_up()
                 return [s.execution_id for s in views.stuck(older_than=older_than)]
-        except Exception as e:
+        except (ImportError, JournalUnavailable) as e:
             # The log is the truth and the views only a shortcut to it: fall back to the log
-            # (which raises JournalUnavailable itself if the database is really down).
+            # (which raises JournalUnavailable itself if the database is really down). Any
+            # other error is a bug in the views, and is raised rather than papered over.
             logger.warning("runner: projections unusable (%s); scanning the journal", e)
             return self._scan_stale(older_than)
 
@@ -500,6 +526,16 @@ def _flush_quietly(engine: Engine, error: BaseException) -> None:
                 "step in flight"
             )
             return
+
+
+def _skipped(eid: UUID, error: Exception, on_error: OnRecoveryError | None) -> None:
+    """An execution recover() leaves alone: logged, and reported if it stays stuck."""
+    if isinstance(error, RunnerError):
+        logger.warning("runner: cannot recover execution %s: %s", eid, error)
+        if on_error is not None:
+            on_error(eid, error)
+    else:  # ConcurrencyConflict: another runner is recovering it
+        logger.info("runner: execution %s is being recovered elsewhere: %s", eid, error)
 
 
 def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:

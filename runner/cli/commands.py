@@ -37,6 +37,7 @@ from runner.cli.queries import costs_since, follow
 from runner.cli.retention import export_execution, import_archive, iter_executions, prune
 from runner.cli.timeline import build_timeline
 from runner.cli.timeparse import parse_duration, parse_since
+from runner.errors import RunnerError
 
 __all__ = ["app", "main"]
 
@@ -368,14 +369,25 @@ def recover_command(
     """Continue running executions whose runner died, through the service's Runner."""
     with _reported(url):
         stale = parse_duration(stale_after, option="--stale-after")
+    skipped: list[tuple[UUID, RunnerError]] = []
     with _app_runner(app_spec, url) as runner:
-        runs = runner.recover(stale_after=stale)
+        runs = runner.recover(stale_after=stale,
+                              on_error=lambda eid, e: skipped.append((eid, e)))
     if as_json:
         _echo_json(runs)
-        return
-    for run in runs:
-        typer.echo(_run_line(run))
-    typer.echo(f"recovered {len(runs)} execution(s)" if runs else "nothing to recover")
+    else:
+        for run in runs:
+            typer.echo(_run_line(run))
+    # Skipped executions stay running: say which and why, and fail, so nothing looks done.
+    for eid, error in skipped:
+        typer.echo(f"error: execution {eid} not recovered: {_one_line(_scrub(str(error), url))}",
+                   err=True)
+    if not as_json:
+        typer.echo(f"recovered {len(runs)} execution(s)" if runs or skipped
+                   else "nothing to recover")
+    if skipped:
+        _fail(f"{len(skipped)} execution(s) could not be recovered and are still running",
+              url)
 
 
 @app.command("cancel")

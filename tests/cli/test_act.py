@@ -8,6 +8,7 @@ from uuid import UUID
 import pytest
 
 from journal import Journal
+from tests.cli import app as service
 from tests.cli.conftest import Filled, Invoke
 
 APP = "tests.cli.app:runner"
@@ -112,3 +113,24 @@ def test_unreachable_database_masks_the_password(cli: Invoke, command: list[str]
     r = cli(*command, url=url)
     err = _one_line_error(r, "unavailable", "u:***@127.0.0.1:1")
     assert "secret" not in err and "secret" not in r.stdout
+
+
+def test_recover_names_what_it_cannot_replay_and_fails(cli: Invoke, journal_url: str) -> None:
+    with Journal.open(journal_url) as journal:
+        ok = service.stall(journal)
+        handle = journal.start("slow", {})
+        handle.step_started("renamed")  # the code now calls "work" here
+        diverged = handle.id
+        gone = journal.start("retired", {}).id  # no workflow of that name any more
+    r = cli("recover", "--app", APP, "--stale-after", "0s", url=journal_url)
+    assert r.exit_code == 1, r.output
+    assert str(ok) in r.stdout and "recovered 1 execution(s)" in r.stdout
+    lines = r.stderr.splitlines()
+    assert any(f"execution {diverged} not recovered" in ln and "'renamed'" in ln for ln in lines)
+    assert any(f"execution {gone} not recovered" in ln and "'retired'" in ln for ln in lines)
+    assert lines[-1] == "error: 2 execution(s) could not be recovered and are still running"
+    assert _state(journal_url, diverged) == "running" and _state(journal_url, gone) == "running"
+
+    again = cli("recover", "--app", APP, "--stale-after", "0s", "--json", url=journal_url)
+    assert again.exit_code == 1 and json.loads(again.stdout) == []
+    assert "nothing to recover" not in again.stdout
