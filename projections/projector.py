@@ -374,6 +374,9 @@ class Projector:
         The target is fixed at the start so that catching up ends even while writers append
         faster than pages are applied; ``follow()`` takes it from there. Returns the events
         applied.
+
+        A short page is not the end: on PostgreSQL the reader stops before a gap that an
+        in-flight writer may still fill, so only an empty page (or the target) ends it.
         """
         target = self.backend.head()
         total = 0
@@ -385,7 +388,7 @@ class Projector:
             position = min(self.positions.values())
             if progress is not None and n:
                 progress(n, position)
-            if n < self.page_size or position >= target:
+            if n == 0 or position >= target:
                 return total
 
 

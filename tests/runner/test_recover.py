@@ -47,3 +47,26 @@ def test_stale_executions_raises_what_is_not_an_outage(
 
     monkeypatch.setattr(projections.Projections, "stuck", down)
     assert runner.stale_executions(timedelta(0)) == [stalled]
+
+
+def test_catch_up_goes_on_past_a_short_page(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a page stops short before a gap an in-flight writer may still fill:
+    catching up (and so recover()) must not take that for the end of the log."""
+    from projections import Projections
+
+    stalled = [journal.start("steps_then_pause", {}).id for _ in range(12)]
+    with Projections(journal, page_size=5) as views:
+        real = views.backend.read_page
+        calls: list[int] = []
+
+        def short_first(start: int, limit: int) -> Any:
+            calls.append(start)
+            rows = real(start, limit)
+            return rows[:2] if len(calls) == 1 else rows  # as if a gap followed row 2
+
+        monkeypatch.setattr(views.backend, "read_page", short_first)
+        assert views.catch_up() == 12
+        assert sorted(s.execution_id for s in views.stuck(older_than=timedelta(0))) == sorted(
+            stalled)
