@@ -33,6 +33,7 @@ from journal import (
     StepFailed,
     StepStarted,
 )
+from journal.errors import mask_url
 from runner import Context, Retry, Run, Runner, add_cost, current_step
 
 __all__ = ["main", "make_runner", "print_timeline"]
@@ -248,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     url = args.url or os.environ.get("JOURNAL_URL") or "sqlite:///journal.db"
     with Journal.open(url) as journal, make_runner(journal) as runner:
-        print(f"journal: {url}")
+        print(f"journal: {mask_url(url)}")
         t0 = time.perf_counter()
         run = runner.run(document_review, args.doc)
         took = (time.perf_counter() - t0) * 1000

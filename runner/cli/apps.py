@@ -51,8 +51,8 @@ def load_runner(spec: str, *, url: str | None = None) -> Runner:
 
 
 def describe_mismatch(runner: Runner, url: str | None) -> str | None:
-    """A warning when the app's runner writes to another database than ``url``."""
+    """Why the app's runner may not be used: it writes to another database than ``url``."""
     if url is None or runner.journal.url == url:
         return None
-    return (f"the app's runner uses {mask_url(runner.journal.url)}, not {mask_url(url)}; "
-            "acting on the app's journal")
+    return (f"the app's runner uses {mask_url(runner.journal.url)}, not --url {mask_url(url)}: "
+            "build the app's Journal from $JOURNAL_URL, or pass its URL as --url")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -324,9 +325,11 @@ def _app_runner(spec: str, url: str) -> Iterator[Runner]:
     with _reported(url):
         runner = load_runner(spec, url=url)
         try:
-            warning = describe_mismatch(runner, url)
-            if warning:
-                typer.echo(f"warning: {warning}", err=True)
+            mismatch = describe_mismatch(runner, url)
+            if mismatch:
+                # Resuming or recovering through another journal than the one named would
+                # act on executions the user did not look at: refuse, naming both.
+                _fail(mismatch, url)
             yield runner
         finally:
             # The CLI process ends here: flush the app's log lines and release its database.
@@ -525,8 +528,11 @@ def demo_command(
     # As its own process (`python -m runner.demo`), as documented: the demo keeps module
     # state (its output stream) that must not outlive one run inside a longer-lived process.
     with _reported(url):
+        # The URL goes by environment, not argv: a password on a command line is visible
+        # to every user of the machine (ps, /proc/*/cmdline).
         done = subprocess.run(
-            [sys.executable, "-m", "runner.demo", "--url", url, "--doc", doc],
+            [sys.executable, "-m", "runner.demo", "--doc", doc],
+            env={**os.environ, "JOURNAL_URL": url},
             capture_output=True, text=True, check=False,
         )
     typer.echo(_scrub(done.stdout, url), nl=False)

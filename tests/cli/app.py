@@ -88,6 +88,11 @@ def stall(journal: Journal, execution_id: UUID | None = None) -> UUID:
     return handle.id
 
 
+def elsewhere() -> Runner:
+    """A runner on another journal than the CLI's (``$OTHER_JOURNAL_URL``)."""
+    return make_runner(Journal.open(os.environ["OTHER_JOURNAL_URL"]))
+
+
 def __getattr__(name: str) -> Any:
     if name == "runner":
         return make_runner(Journal.open(os.environ["JOURNAL_URL"]))

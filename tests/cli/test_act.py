@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from uuid import UUID
 
 import pytest
@@ -134,3 +135,15 @@ def test_recover_names_what_it_cannot_replay_and_fails(cli: Invoke, journal_url:
     again = cli("recover", "--app", APP, "--stale-after", "0s", "--json", url=journal_url)
     assert again.exit_code == 1 and json.loads(again.stdout) == []
     assert "nothing to recover" not in again.stdout
+
+
+@pytest.mark.parametrize("command", [["resume", "0123abcd"], ["recover"]])
+def test_an_app_on_another_journal_is_refused(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("OTHER_JOURNAL_URL", other)
+    url = "postgresql://u:hunter2@127.0.0.1:1/x"
+    r = cli(*command, "--app", "tests.cli.app:elsewhere", url=url)
+    err = _one_line_error(r, other, "postgresql://u:***@127.0.0.1:1/x")
+    assert "hunter2" not in err and "hunter2" not in r.stdout
