@@ -109,6 +109,11 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
             "SELECT notification_id FROM {schema}.{table} WHERE notification_id > %s "
             "ORDER BY notification_id LIMIT %s"
         ).format(schema=schema, table=table)
+        self.count_ids_statement = SQL(
+            "SELECT count(*) AS n, max(notification_id) AS last FROM (SELECT notification_id "
+            "FROM {schema}.{table} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s) AS page"
+        ).format(schema=schema, table=table)
         self.notify_statement = SQL("NOTIFY {}").format(Identifier(self.channel_name))
         self._writers_statement = (
             "SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks "
@@ -227,12 +232,17 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
         deadline = time.monotonic() + GAP_WAIT_SECONDS
         with self.datastore.get_connection() as conn:
             while True:
-                ids = [
-                    r["notification_id"]
-                    for r in conn.execute(
-                        self.select_ids_statement, (after, limit), prepare=True
-                    ).fetchall()
-                ]
+                # The common case, no gap: one row back instead of ``limit``.
+                row = conn.execute(
+                    self.count_ids_statement, (after, limit), prepare=True
+                ).fetchone()
+                if row is None or row["n"] == 0:
+                    return after
+                if row["last"] - after == row["n"] and after + 1 >= final_below:
+                    return int(row["last"])
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(self.select_ids_statement, (after, limit), prepare=True)
+                    ids = [r[0] for r in cur.fetchall()]
                 expected, last_final = after + 1, after
                 blocked_at: int | None = None
                 writers: list[str] | None = None
