@@ -23,18 +23,12 @@ import msgspec
 
 from journal import (
     Event,
-    ExecutionCompleted,
-    ExecutionPaused,
-    ExecutionResumed,
-    ExecutionStarted,
     Journal,
-    LogRecorded,
-    StepCompleted,
-    StepFailed,
     StepStarted,
 )
 from journal.errors import mask_url
 from runner import Context, Retry, Run, Runner, add_cost, current_step
+from runner.cli.timeline import describe
 
 __all__ = ["main", "make_runner", "print_timeline"]
 
@@ -163,36 +157,22 @@ def make_runner(journal: Journal) -> Runner:
     return runner
 
 
-def _costs(event: StepCompleted | StepFailed) -> str:
-    if not event.costs:
-        return ""
-    usd = sum((c.usd for c in event.costs), Decimal(0)).quantize(Decimal("0.000001"))
-    tokens = sum(c.input_tokens + c.output_tokens for c in event.costs)
-    return f"  cost ${usd} ({len(event.costs)} calls, {tokens} tokens)"
-
-
-def _describe(event: Event, names: dict[int, str]) -> str:
-    if isinstance(event, ExecutionStarted):
-        return f"workflow {event.workflow!r} input={event.input}"
+def _line(event: Event, names: dict[int, str]) -> str:
+    """What the event means, in the words of ``journal show`` (one source for both)."""
     if isinstance(event, StepStarted):
         names[event.seq] = event.name
-        return f"{event.name} (seq {event.seq}, attempt {event.attempt})"
-    if isinstance(event, StepCompleted):
-        name = names.get(event.seq, "?")
-        return f"{name} (seq {event.seq}) in {event.duration * 1000:.0f} ms{_costs(event)}"
-    if isinstance(event, StepFailed):
-        retry = "will retry" if event.will_retry else "for good"
-        return (f"{names.get(event.seq, '?')} attempt {event.attempt}: {event.error.type}: "
-                f"{event.error.message} ({retry}){_costs(event)}")
-    if isinstance(event, LogRecorded):
-        return f"[{event.level}] {event.message} {event.fields}"
-    if isinstance(event, ExecutionPaused):
-        return f"{event.reason} payload={event.payload}"
-    if isinstance(event, ExecutionResumed):
-        return f"value={event.value}"
-    if isinstance(event, ExecutionCompleted):
-        return f"output={event.output}"
-    return ""
+    entry = describe(event, names)
+    parts = []
+    if entry.step is not None:
+        parts.append(f"{entry.step} (seq {entry.seq}, attempt {entry.attempt})")
+    if entry.level is not None:
+        parts.append(f"[{entry.level}]")
+    parts.append(entry.detail)
+    if entry.duration is not None:
+        parts.append(f"in {entry.duration * 1000:.0f} ms")
+    if entry.cost_usd is not None:
+        parts.append(f"cost ${entry.cost_usd.quantize(Decimal('0.000001'))}")
+    return " ".join(p for p in parts if p)
 
 
 def print_timeline(journal: Journal, run: Run, out: TextIO | None = None) -> None:
@@ -203,7 +183,7 @@ def print_timeline(journal: Journal, run: Run, out: TextIO | None = None) -> Non
     print(f"\nTimeline of execution {run.id} ({len(events)} events):", file=out)
     for e in events:
         ms = (e.timestamp - start).total_seconds() * 1000
-        print(f"  {e.position:>3} +{ms:8.1f} ms  {type(e).__name__:<19} {_describe(e, names)}",
+        print(f"  {e.position:>3} +{ms:8.1f} ms  {type(e).__name__:<19} {_line(e, names)}",
               file=out)
     state = journal.state(run.id)
     print(f"  cost: ${state.cost.usd.quantize(Decimal('0.000001'))}, "

@@ -6,8 +6,24 @@ Python: :mod:`~runner.cli.timeparse` (``--since``/``--older-than``), :mod:`~runn
 costs, following), :mod:`~runner.cli.retention` (export, prune, archive, import),
 :mod:`~runner.cli.jsonout` (``--json``) and :mod:`~runner.cli.render` (Rich output).
 It sits in ``runner`` because it uses all three packages.
+
+``app`` and ``main`` are loaded on first use, so importing the library modules (the demo
+uses :mod:`~runner.cli.timeline`) does not import Typer and Rich.
 """
 
-from runner.cli.commands import app, main
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner.cli.commands import app, main
 
 __all__ = ["app", "main"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from runner.cli import commands
+
+        return getattr(commands, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

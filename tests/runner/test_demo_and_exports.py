@@ -38,3 +38,17 @@ def test_public_exports_are_locked() -> None:
     for error in (runner.RunnerError, runner.AlreadyResumed, runner.StepFailedError,
                   runner.NonDeterministicWorkflow):
         assert issubclass(error, JournalError)
+
+
+def test_the_demo_describes_events_with_the_clis_words_without_loading_the_cli() -> None:
+    code = (
+        "import sys, runner.demo, runner.cli.timeline as t; "
+        "assert runner.demo.describe is t.describe; "
+        "print(sorted(m for m in ('typer', 'rich', 'click') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
