@@ -6,6 +6,7 @@ import dataclasses
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,17 +65,43 @@ def test_typed_outputs_replay_equal_and_same_type(runner: Runner, journal: Journ
     assert logs == ["analysed", "answered"]  # replay does not write "analysed" again
 
 
-def test_one_commit_per_step_completion_rides_with_next_start(runner: Runner,
-                                                             journal: Journal) -> None:
+def spy_appends(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record the event types of every store append (one append is one commit)."""
+    store: Any = journal.store
+    real = store._append
+    appends: list[list[str]] = []
+
+    def append(stored: Any) -> None:
+        appends.append([s.topic.rpartition(":")[2].rpartition(".")[2] for s in stored])
+        real(stored)
+
+    monkeypatch.setattr(store, "_append", append)
+    return appends
+
+
+def test_one_commit_per_step_completion_rides_with_next_start(
+    runner: Runner, journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    appends = spy_appends(journal, monkeypatch)
     run = runner.run(workflows.steps_then_pause)
     kinds = [type(e).__name__ for e in journal.events(run.id)]
     assert kinds == [
         "ExecutionStarted", "StepStarted", "StepCompleted", "StepStarted", "StepCompleted",
         "ExecutionPaused",
     ]
+    # one commit for the start, one per step, one for the end (here a pause)
+    assert appends == [
+        ["ExecutionStarted"], ["StepStarted"], ["StepCompleted", "StepStarted"],
+        ["StepCompleted", "ExecutionPaused"],
+    ]
+    appends.clear()
     done = runner.resume(run.id)
     assert done.status == "completed" and done.output == "done"
     assert journal.state(run.id).steps[3].name == "c"
+    # the answer is committed on its own first: it is the claim that fences another resume
+    assert appends == [
+        ["ExecutionResumed"], ["StepStarted"], ["StepCompleted", "ExecutionCompleted"],
+    ]
 
 
 def test_failed_step_replays_as_step_failed_error(runner: Runner, journal: Journal,
