@@ -3,8 +3,11 @@
 ``run()``/``resume()`` return at completion, pause, failure or cancellation with everything
 that happened committed. They raise only when the run could not go on and the journal says
 so: ``JournalUnavailable`` (database down: the execution stays ``running``, ``recover()``
-finishes it later), ``ConcurrencyConflict`` (another runner owns it) and
-``NonDeterministicWorkflow`` (the code no longer matches the record; nothing written).
+finishes it later; any other error a commit raises stops the run the same way),
+``ConcurrencyConflict`` (another runner owns it) and ``NonDeterministicWorkflow`` (the code
+no longer matches the record; nothing written). ``run()`` also refuses, with ``SecretInput``
+and before writing anything, an input the journal would record redacted: resume could not
+call the workflow with it again.
 """
 
 from __future__ import annotations
