@@ -28,6 +28,7 @@ from runner.errors import (
     NonDeterministicWorkflow,
     OutsideStep,
     RunnerError,
+    SecretInput,
     StepFailedError,
     WorkflowNotFound,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "Run",
     "Runner",
     "RunnerError",
+    "SecretInput",
     "StepFailedError",
     "StepInfo",
     "WorkflowNotFound",
