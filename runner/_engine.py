@@ -488,23 +488,32 @@ class Engine:
             try:
                 output = fn(*args, **kwargs)
             except Exception as e:
-                duration = time.perf_counter() - t0
                 failures += 1
-                will_retry = policy.should_retry(e, failures)
-                self.failed(scope, e, duration, will_retry=will_retry)
-                if not will_retry:
-                    raise self.step_failed_error(scope, e) from e
-                time.sleep(policy.delay(failures))
+                time.sleep(self._attempt_failed(scope, e, t0, policy, failures))
                 attempt += 1
                 continue
             finally:
                 _scope.reset(token)
-            try:
-                self.completed(scope, output, time.perf_counter() - t0)
-            except UnsupportedValue as e:
-                self.failed(scope, e, time.perf_counter() - t0, will_retry=False)
-                raise self.step_failed_error(scope, e) from e
+            self._attempt_succeeded(scope, output, t0)
             return output
+
+    def _attempt_failed(
+        self, scope: StepScope, error: Exception, t0: float, policy: Retry, failures: int
+    ) -> float:
+        """Record a failed attempt; the delay before the next one, or raise if none follows."""
+        will_retry = policy.should_retry(error, failures)
+        self.failed(scope, error, time.perf_counter() - t0, will_retry=will_retry)
+        if not will_retry:
+            raise self.step_failed_error(scope, error) from error
+        return policy.delay(failures)
+
+    def _attempt_succeeded(self, scope: StepScope, output: Any, t0: float) -> None:
+        """Record the completion; an output the journal cannot store fails the step for good."""
+        try:
+            self.completed(scope, output, time.perf_counter() - t0)
+        except UnsupportedValue as e:
+            self.failed(scope, e, time.perf_counter() - t0, will_retry=False)
+            raise self.step_failed_error(scope, e) from e
 
     def arun_step(
         self,
@@ -550,22 +559,13 @@ class Engine:
                         if inspect.isawaitable(output):
                             output = await output
                 except Exception as e:
-                    duration = time.perf_counter() - t0
                     failures += 1
-                    will_retry = policy.should_retry(e, failures)
-                    self.failed(scope, e, duration, will_retry=will_retry)
-                    if not will_retry:
-                        raise self.step_failed_error(scope, e) from e
-                    await asyncio.sleep(policy.delay(failures))
+                    await asyncio.sleep(self._attempt_failed(scope, e, t0, policy, failures))
                     attempt += 1
                     continue
                 finally:
                     _scope.reset(token)
-                try:
-                    self.completed(scope, output, time.perf_counter() - t0)
-                except UnsupportedValue as e:
-                    self.failed(scope, e, time.perf_counter() - t0, will_retry=False)
-                    raise self.step_failed_error(scope, e) from e
+                self._attempt_succeeded(scope, output, t0)
                 return output
         finally:
             self._leave()
