@@ -115,8 +115,8 @@ def current_step() -> StepInfo:
     return info
 
 
-class Context:
-    """Handed to a synchronous workflow as its first argument."""
+class _ContextBase:
+    """What both contexts tell about the execution they run in."""
 
     __slots__ = ("_engine",)
 
@@ -137,6 +137,12 @@ class Context:
     def is_replaying(self) -> bool:
         """True while the workflow is re-running calls the journal has already recorded."""
         return self._engine.is_replaying
+
+
+class Context(_ContextBase):
+    """Handed to a synchronous workflow as its first argument."""
+
+    __slots__ = ()
 
     def step(
         self,
@@ -169,28 +175,10 @@ class Context:
         self._engine.log(message, level, fields)
 
 
-class AsyncContext:
+class AsyncContext(_ContextBase):
     """Handed to an ``async def`` workflow: ``await ctx.step(...)``, ``await ctx.pause(...)``."""
 
-    __slots__ = ("_engine",)
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    @property
-    def execution_id(self) -> UUID:
-        """The id of this execution (also its stream id in the journal)."""
-        return self._engine.id
-
-    @property
-    def workflow(self) -> str:
-        """The registered name of the running workflow."""
-        return self._engine.workflow
-
-    @property
-    def is_replaying(self) -> bool:
-        """True while the workflow is re-running calls the journal has already recorded."""
-        return self._engine.is_replaying
+    __slots__ = ()
 
     @overload
     def step(
