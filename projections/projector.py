@@ -36,7 +36,15 @@ import msgspec
 from journal import Journal
 from journal.encoding import decode_event, decode_payload
 from journal.errors import DecodingError, InvalidTransition
-from journal.events import Event, StepCompleted, StepFailed, StepStarted
+from journal.events import (
+    Event,
+    ExecutionCompleted,
+    ExecutionPaused,
+    ExecutionStarted,
+    StepCompleted,
+    StepFailed,
+    StepStarted,
+)
 from journal.state import (
     FAILED,
     PAUSED,
@@ -289,6 +297,8 @@ class Projector:
                     f"notification {nid}: {e}; the log holds an impossible transition",
                     position=nid,
                 ) from e
+            if type(event) in _CARRIES_PAYLOAD:
+                _forget_payloads(state, event)
             if nid > p_exec:
                 touched[eid] = state
             if isinstance(event, StepStarted | StepCompleted | StepFailed):
@@ -315,6 +325,7 @@ class Projector:
                 if s.originator_version <= upto
             ]
             state = fold(eid, events)
+            _forget_payloads(state)
         except (DecodingError, InvalidTransition) as e:
             raise ProjectionError(
                 f"notification {nid}: cannot replay execution {eid}: {e}", position=nid
@@ -390,6 +401,26 @@ class Projector:
                 progress(n, position)
             if n == 0 or position >= target:
                 return total
+
+
+#: Events whose user values the views never read; cached states drop them (outputs may be
+#: hundreds of KiB each, and the cache holds tens of thousands of executions).
+_CARRIES_PAYLOAD = frozenset(
+    {ExecutionStarted, StepStarted, StepCompleted, ExecutionPaused, ExecutionCompleted}
+)
+
+
+def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:
+    """Drop the user values ``event`` brought into a cached state (all of them if None)."""
+    if event is None:
+        for step in state.steps.values():
+            step.input = step.output = None
+    elif isinstance(event, StepStarted | StepCompleted):
+        step = state.steps[event.seq]
+        step.input = step.output = None
+    state.input = state.output = None
+    if state.pause is not None and state.pause.payload is not None:
+        state.pause = msgspec.structs.replace(state.pause, payload=None)
 
 
 def _add_costs(

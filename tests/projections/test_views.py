@@ -260,3 +260,20 @@ def test_nul_in_error_message_is_stored(journal: Journal, views: Projections) ->
     views.catch_up()
     e = views.execution(run.id)
     assert e is not None and e.error_message in ("a\x00b", "a\ufffdb")
+
+
+def test_cached_states_hold_no_user_values(journal: Journal) -> None:
+    big = "x" * 100_000
+    run = journal.start("etl", {"doc": big})
+    s = run.step_started("fetch", {"doc": big})
+    run.step_completed(s, big)
+    run.paused("human_review", {"draft": big})
+    with Projections(journal) as views:
+        views.catch_up()
+        cached = list(views.projector.cache.values())
+        assert cached, "a paused execution stays cached"
+        for state in cached:
+            assert state.input is None and state.output is None
+            assert state.pause is None or state.pause.payload is None
+            assert all(st.input is None and st.output is None for st in state.steps.values())
+        assert views.execution(run.id).status == "paused"  # type: ignore[union-attr]
