@@ -319,7 +319,7 @@ class PostgresStore(Store):
 
     recorder: JournalPostgresRecorder
 
-    def __init__(self, url: str, *, pool_size: int = 4, max_overflow: int = 12) -> None:
+    def __init__(self, url: str, *, pool_size: int = 1, max_overflow: int = 15) -> None:
         self.url = url
         params = parse_postgres_url(url)
         options = params.pop("options")

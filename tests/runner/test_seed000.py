@@ -34,7 +34,8 @@ def test_everything_before_the_pause_is_committed_when_run_returns(journal: Jour
         run = runner.run(document_review, "intro body conclusion")
     elapsed = time.monotonic() - t0
     assert run.status == "paused"
-    assert elapsed < 1.0  # the seed's scenario: paused well inside the old flush interval
+    # The seed's scenario paused 580 ms after it began; the premise, not a speed test.
+    assert elapsed < 5.0
 
     with Journal.open(journal.url) as other:  # read through another connection, right away
         events = other.events(run.id)
