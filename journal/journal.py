@@ -47,6 +47,7 @@ from journal.events import (
     StepFailed,
     StepStarted,
 )
+from journal.lease import Lease
 from journal.state import ExecutionState, apply, check, fold
 from journal.store import Store, open_store
 from journal.values import decode_value, encode_value
@@ -142,6 +143,14 @@ class Journal:
     def execution(self, execution_id: UUID | str) -> ExecutionHandle:
         """A handle positioned at the end of an existing execution's stream."""
         return ExecutionHandle(self, self.state(execution_id))
+
+    def lease(self, execution_id: UUID | str) -> Lease | None:
+        """Take the liveness lease of an execution, or None if a live process holds it.
+
+        The process driving an execution holds its lease; it vanishes when that process
+        dies. ``recover()`` only takes over executions whose lease it can take.
+        """
+        return self.store.leases.try_acquire(as_uuid(execution_id))
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
+from journal.lease import ProcessLeases
 from journal.store import Store
 
 __all__ = ["MemoryStore"]
@@ -22,6 +23,7 @@ class MemoryStore(Store):
         self.recorder = POPOApplicationRecorder()
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self.leases = ProcessLeases()
 
     def _append(self, stored: Sequence[StoredEvent]) -> None:
         self.recorder.insert_events(stored)

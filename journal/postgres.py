@@ -22,6 +22,8 @@ Built on eventsourcing's PostgreSQL recorder, with the write path rebuilt for co
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -36,9 +38,12 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Composed, Identifier
 
 from journal.errors import JournalError, JournalUnavailable
+from journal.lease import LeaseKeeper
 from journal.store import BLOBS_TABLE, EVENTS_TABLE, Store
 
 __all__ = ["JournalPostgresRecorder", "PostgresStore", "connect_params", "parse_postgres_url"]
+
+logger = logging.getLogger("journal")
 
 #: URL query options the journal reads itself; every other one is a libpq parameter.
 JOURNAL_OPTIONS = frozenset({"schema"})
@@ -314,6 +319,64 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
         return int(highest) if highest is not None else None
 
 
+class AdvisoryLeases(LeaseKeeper):
+    """A lease is a session-level advisory lock held on this process's own connection;
+    PostgreSQL drops it when that session ends, so when the process dies."""
+
+    def __init__(self, url: str, conninfo: dict[str, Any], namespace: str) -> None:
+        super().__init__()
+        self.url = url
+        self.conninfo = conninfo
+        self.namespace = namespace
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def _key(self, execution_id: UUID) -> int:
+        digest = hashlib.sha256(f"{self.namespace}:{execution_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def _session(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            if self._held:
+                # The session that held them is gone, and the locks with it.
+                logger.warning(
+                    "journal: lease session lost; %d executions driven here may be recovered "
+                    "elsewhere if stale (the log still fences every writer)", len(self._held)
+                )
+                self._held.clear()
+            try:
+                self._conn = psycopg.connect(**self.conninfo, autocommit=True)
+            except psycopg.Error as e:
+                raise JournalUnavailable(self.url, e) from e
+        return self._conn
+
+    def _acquire(self, execution_id: UUID) -> bool:
+        statement, key = "SELECT pg_try_advisory_lock(%s)", (self._key(execution_id),)
+        session = self._session()
+        try:
+            row = session.execute(statement, key).fetchone()
+        except psycopg.Error:
+            session.close()  # a dead session: void its leases, try once on a new one
+            try:
+                row = self._session().execute(statement, key).fetchone()
+            except psycopg.Error as e:
+                raise JournalUnavailable(self.url, e) from e
+        return bool(row and row[0])
+
+    def _release(self, execution_id: UUID, *, ended: bool) -> None:
+        if self._conn is None or self._conn.closed:
+            return
+        try:
+            self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key(execution_id),))
+        except psycopg.Error:
+            # The session is gone, and every lock it held went with it: nothing to release.
+            self._conn.close()
+
+    def close(self) -> None:
+        super().close()
+        if self._conn is not None:
+            self._conn.close()
+
+
 class PostgresStore(Store):
     """A journal in one PostgreSQL database, shared by any number of processes."""
 
@@ -358,6 +421,7 @@ class PostgresStore(Store):
                     )
                 self.recorder = JournalPostgresRecorder(self.datastore)
                 self.recorder.conninfo = conninfo
+                self.leases = AdvisoryLeases(url, conninfo, self.recorder.qualified_table)
                 self.recorder.create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock,))
@@ -409,5 +473,6 @@ class PostgresStore(Store):
             return cur.rowcount
 
     def close(self) -> None:
+        self.leases.close()
         self.recorder.close()
         self.datastore.close()

@@ -9,7 +9,10 @@ durability on power loss for speed, as SQLite documents).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +29,7 @@ from eventsourcing.sqlite import (
 )
 
 from journal.errors import JournalUnavailable
+from journal.lease import LeaseKeeper
 from journal.store import BLOBS_TABLE, EVENTS_TABLE, Store
 
 __all__ = ["SQLiteStore", "sqlite_path"]
@@ -167,6 +171,36 @@ class JournalSQLiteRecorder(SQLiteApplicationRecorder):
             ]
 
 
+class FileLeases(LeaseKeeper):
+    """A lease is an ``flock`` on a file in ``<journal file>.leases/``; the OS drops it when
+    the process dies. Files of ended executions are removed (a late taker finds it ended)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__()
+        self.directory = directory
+        self._fds: dict[UUID, int] = {}
+
+    def _acquire(self, execution_id: UUID) -> bool:
+        self.directory.mkdir(exist_ok=True)
+        fd = os.open(self.directory / execution_id.hex, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fds[execution_id] = fd
+        return True
+
+    def _release(self, execution_id: UUID, *, ended: bool) -> None:
+        fd = self._fds.pop(execution_id, None)
+        if fd is None:
+            return
+        if ended:
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / execution_id.hex).unlink()
+        os.close(fd)  # closing drops the flock
+
+
 class SQLiteStore(Store):
     """A journal in one SQLite file."""
 
@@ -186,6 +220,7 @@ class SQLiteStore(Store):
         pool.synchronous = synchronous
         self.datastore.pool = pool
         self.recorder = JournalSQLiteRecorder(self.datastore)
+        self.leases = FileLeases(Path(f"{path}.leases"))
         self._read_stream_sql = (
             f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
             "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
@@ -236,4 +271,5 @@ class SQLiteStore(Store):
         return conn
 
     def close(self) -> None:
+        self.leases.close()
         self.datastore.close()

@@ -23,6 +23,7 @@ from eventsourcing.persistence import (
 )
 
 from journal.errors import ConcurrencyConflict, JournalError, JournalUnavailable
+from journal.lease import LeaseKeeper
 
 __all__ = ["DEFAULT_URL", "Store", "open_store"]
 
@@ -55,6 +56,8 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
+
+    leases: LeaseKeeper
 
     @contextmanager
     def translated(self, execution_id: UUID | None = None, position: int = 0) -> Iterator[None]:

@@ -39,6 +39,7 @@ from journal import (
     fold,
 )
 from journal.encoding import as_uuid
+from journal.lease import Lease
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
 from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
@@ -95,6 +96,7 @@ class Runner:
         self._names: dict[Callable[..., Any], str] = {}
         self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
         self._engines_lock = threading.Lock()
+        self._leases: dict[UUID, Lease] = {}  # executions this runner drives (liveness)
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -360,18 +362,31 @@ class Runner:
     def _load_stale(
         self, eid: UUID, stale_after: timedelta, on_error: OnRecoveryError | None
     ) -> tuple[Engine, _Workflow] | None:
-        """Load an execution for recovery, if it is (still) running and stale."""
+        """Load an execution for recovery, if it is (still) running, stale and driven by no
+        live process (its lease is free: a step may simply be taking long)."""
+        lease = self.journal.lease(eid)
+        if lease is None:
+            logger.info("runner: %s is driven by a live process; not recovered", eid)
+            return None
         try:
             engine, wf = self._load(eid, UNSET, for_resume=False)
         except WorkflowNotFound as e:
+            lease.release()
             _skipped(eid, e, on_error)
             return None
         except InvalidTransition:
+            lease.release(ended=True)
             return None  # ended meanwhile
+        except BaseException:
+            lease.release()
+            raise
         state = engine.state
         cutoff = datetime.now(UTC) - stale_after
         if state.status != RUNNING or (state.updated_at is not None and state.updated_at > cutoff):
+            lease.release(ended=state.status in TERMINAL_STATUSES)
             return None
+        with self._engines_lock:
+            self._leases[eid] = lease
         return engine, wf
 
     def stale_executions(self, older_than: timedelta) -> list[UUID]:
@@ -479,6 +494,15 @@ class Runner:
 
     def _track(self, engine: Engine) -> None:
         with self._engines_lock:
+            if engine.id not in self._leases:
+                # Taken when free; if another process holds it, the log still fences us.
+                try:
+                    lease = self.journal.lease(engine.id)
+                except JournalError as e:  # only the liveness hint is lost, not a write
+                    logger.warning("runner: no lease for %s: %s", engine.id, e)
+                    lease = None
+                if lease is not None:
+                    self._leases[engine.id] = lease
             self._engines.add(engine)
             if self._flusher is None and not self._closed.is_set():
                 self._flusher = threading.Thread(
@@ -489,6 +513,9 @@ class Runner:
     def _untrack(self, engine: Engine) -> None:
         with self._engines_lock:
             self._engines.discard(engine)
+            lease = self._leases.pop(engine.id, None)
+        if lease is not None:
+            lease.release(ended=engine.state.status in TERMINAL_STATUSES)
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(HOLD_SECONDS / 4):

@@ -1,0 +1,81 @@
+"""Liveness leases: which executions a live process is driving right now.
+
+The log says where an execution got to, not whether the process driving it is still alive:
+a step that runs for ten minutes leaves no event for ten minutes. ``recover()`` must not
+take over such a run (its step would then run twice, at once). A lease is held by the
+process that drives an execution and vanishes with it: an ``flock`` on a file beside a
+SQLite journal, a session-level advisory lock on PostgreSQL (released when the session's
+connection closes, so when the process dies). Leases are only a liveness signal; two
+writers are still fenced by the log's optimistic concurrency.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from uuid import UUID
+
+__all__ = ["Lease", "LeaseKeeper"]
+
+
+class Lease:
+    """Held until ``release()``; the process driving the execution keeps it."""
+
+    def __init__(self, keeper: LeaseKeeper, execution_id: UUID) -> None:
+        self.keeper = keeper
+        self.execution_id = execution_id
+        self._released = False
+
+    def release(self, *, ended: bool = False) -> None:
+        """Let the lease go; ``ended`` when the execution is over (its traces can go too)."""
+        if not self._released:
+            self._released = True
+            self.keeper.release(self.execution_id, ended=ended)
+
+
+class LeaseKeeper(ABC):
+    """Takes and releases leases for one store; the same lease twice in-process is refused."""
+
+    def __init__(self) -> None:
+        self._held: set[UUID] = set()
+        self._lock = threading.Lock()
+
+    def try_acquire(self, execution_id: UUID) -> Lease | None:
+        """The lease, or None when a live driver (in this process or another) holds it."""
+        with self._lock:
+            if execution_id in self._held:
+                return None
+            if not self._acquire(execution_id):
+                return None
+            self._held.add(execution_id)
+        return Lease(self, execution_id)
+
+    def release(self, execution_id: UUID, *, ended: bool = False) -> None:
+        """Release a lease taken by :meth:`try_acquire`."""
+        with self._lock:
+            if execution_id in self._held:
+                self._held.discard(execution_id)
+                self._release(execution_id, ended=ended)
+
+    @abstractmethod
+    def _acquire(self, execution_id: UUID) -> bool: ...
+
+    @abstractmethod
+    def _release(self, execution_id: UUID, *, ended: bool) -> None: ...
+
+    def close(self) -> None:
+        """Release every lease this process holds."""
+        with self._lock:
+            for eid in list(self._held):
+                self._release(eid, ended=False)
+            self._held.clear()
+
+
+class ProcessLeases(LeaseKeeper):
+    """Leases seen only inside this process (the in-memory journal)."""
+
+    def _acquire(self, execution_id: UUID) -> bool:
+        return True
+
+    def _release(self, execution_id: UUID, *, ended: bool) -> None:
+        pass
