@@ -133,11 +133,13 @@ class Journal:
             if idempotency_key is not None and (
                 existing.state.idempotency_key == idempotency_key
             ):
+                existing.created = False
                 return existing
             raise InvalidTransition(
                 eid, existing.state.status, "ExecutionStarted",
                 "the execution has already started",
             ) from None
+        handle.created = True
         return handle
 
     def execution(self, execution_id: UUID | str) -> ExecutionHandle:
@@ -283,6 +285,9 @@ class ExecutionHandle:
         self._batch: list[StoredEvent] | None = None
         self._stale = False
         self._flush_error: BaseException | None = None
+        #: Whether ``journal.start`` wrote this execution's ExecutionStarted (False when an
+        #: idempotency key found an existing execution): only the creator should drive it.
+        self.created = False
 
     @property
     def id(self) -> UUID:

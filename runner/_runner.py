@@ -216,7 +216,7 @@ class Runner:
         handle = self.journal.start(
             wf.name, recorded, idempotency_key=idempotency_key, execution_id=execution_id
         )
-        return handle, handle.state.position == 1 and handle.state.status == RUNNING
+        return handle, handle.created
 
     # -- resuming ------------------------------------------------------------------------------
 

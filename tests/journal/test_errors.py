@@ -126,3 +126,14 @@ def test_invalid_transition_messages_name_execution_status_and_event(journal_url
             "ExecutionStarted", "ExecutionPaused", "ExecutionResumed", "StepStarted",
             "StepCompleted", "ExecutionCompleted",
         ]
+
+
+def test_only_the_first_start_with_an_idempotency_key_created_the_execution(
+    journal_url: str,
+) -> None:
+    with Journal.open(journal_url) as first, Journal.open(journal_url) as second:
+        a = first.start("w", idempotency_key="order-42")
+        b = second.start("w", idempotency_key="order-42")
+        assert a.id == b.id
+        assert (a.created, b.created) == (True, False)
+        assert len(first.events(a.id)) == 1
