@@ -36,7 +36,7 @@ __all__ = ["SQLiteStore", "sqlite_path"]
 
 _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 #: Batches up to this many events are one multi-row INSERT statement.
-MULTI_ROW_LIMIT = 250  # 1,000 parameters: far below SQLite's limit of 32,766
+MULTI_ROW_LIMIT = 240  # 960 parameters: within SQLite's oldest default limit (999)
 
 
 def sqlite_path(url: str) -> tuple[str, dict[str, str]]:
