@@ -166,7 +166,7 @@ def _reject(state: ExecutionState, event: Event, reason: str) -> InvalidTransiti
 def check(state: ExecutionState, event: Event) -> None:
     """Raise InvalidTransition if ``event`` cannot follow ``state``; change nothing."""
     eid = event.execution_id
-    if eid is not state.execution_id and eid != state.execution_id:
+    if eid is not state.execution_id and eid.int != state.execution_id.int:
         raise _reject(state, event, f"event belongs to execution {eid}")
     if event.position != state.position + 1:
         raise _reject(
