@@ -26,11 +26,11 @@ class Lease:
         self.execution_id = execution_id
         self._released = False
 
-    def release(self, *, ended: bool = False) -> None:
-        """Let the lease go; ``ended`` when the execution is over (its traces can go too)."""
+    def release(self) -> None:
+        """Let the lease go (idempotent)."""
         if not self._released:
             self._released = True
-            self.keeper.release(self.execution_id, ended=ended)
+            self.keeper.release(self.execution_id)
 
 
 class LeaseKeeper(ABC):
@@ -50,24 +50,24 @@ class LeaseKeeper(ABC):
             self._held.add(execution_id)
         return Lease(self, execution_id)
 
-    def release(self, execution_id: UUID, *, ended: bool = False) -> None:
+    def release(self, execution_id: UUID) -> None:
         """Release a lease taken by :meth:`try_acquire`."""
         with self._lock:
             if execution_id in self._held:
                 self._held.discard(execution_id)
-                self._release(execution_id, ended=ended)
+                self._release(execution_id)
 
     @abstractmethod
     def _acquire(self, execution_id: UUID) -> bool: ...
 
     @abstractmethod
-    def _release(self, execution_id: UUID, *, ended: bool) -> None: ...
+    def _release(self, execution_id: UUID) -> None: ...
 
     def close(self) -> None:
         """Release every lease this process holds."""
         with self._lock:
             for eid in list(self._held):
-                self._release(eid, ended=False)
+                self._release(eid)
             self._held.clear()
 
 
@@ -77,5 +77,5 @@ class ProcessLeases(LeaseKeeper):
     def _acquire(self, execution_id: UUID) -> bool:
         return True
 
-    def _release(self, execution_id: UUID, *, ended: bool) -> None:
+    def _release(self, execution_id: UUID) -> None:
         pass

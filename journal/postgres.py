@@ -89,6 +89,15 @@ def connect_params(url: str) -> dict[str, Any]:
     return params
 
 
+@functools.lru_cache(maxsize=64)
+def _multi_row_sql(schema: str, table: str, rows: int) -> Composed:
+    values = SQL(",").join([SQL("(%s, %s, %s, %b)")] * rows)
+    return SQL(
+        "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+        "VALUES {values} RETURNING notification_id"
+    ).format(schema=Identifier(schema), table=Identifier(table), values=values)
+
+
 class JournalPostgresRecorder(PostgresApplicationRecorder):
     """Lock-free appends, gap-aware notification reads, NOTIFY after commit."""
 
@@ -164,17 +173,8 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
         self._wake_followers()
         return [r["notification_id"] for r in rows]
 
-    @functools.cache  # noqa: B019 - a handful of statements per recorder, kept for its life
     def _multi_row_statement(self, rows: int) -> Composed:
-        values = SQL(",").join([SQL("(%s, %s, %s, %b)")] * rows)
-        return SQL(
-            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "VALUES {values} RETURNING notification_id"
-        ).format(
-            schema=Identifier(self.datastore.schema),
-            table=Identifier(self.events_table_name),
-            values=values,
-        )
+        return _multi_row_sql(self.datastore.schema, self.events_table_name, rows)
 
     def _wake_followers(self) -> None:
         if self._notifier is None:
@@ -321,7 +321,16 @@ class JournalPostgresRecorder(PostgresApplicationRecorder):
 
 class AdvisoryLeases(LeaseKeeper):
     """A lease is a session-level advisory lock held on this process's own connection;
-    PostgreSQL drops it when that session ends, so when the process dies."""
+    PostgreSQL drops it when that session ends, so when the process dies. TCP keepalives
+    make the server notice a vanished client host within about a minute. A session lost
+    while this process lives is replaced and its leases taken again (a lease another process
+    took meanwhile is logged: the log still fences every writer)."""
+
+    #: libpq keepalives for the lease session: a dead client host is noticed in ~1 minute.
+    KEEPALIVES: dict[str, Any] = {
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
 
     def __init__(self, url: str, conninfo: dict[str, Any], namespace: str) -> None:
         super().__init__()
@@ -329,52 +338,64 @@ class AdvisoryLeases(LeaseKeeper):
         self.conninfo = conninfo
         self.namespace = namespace
         self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
 
     def _key(self, execution_id: UUID) -> int:
         digest = hashlib.sha256(f"{self.namespace}:{execution_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
-    def _session(self) -> psycopg.Connection[Any]:
-        if self._conn is None or self._conn.closed:
-            if self._held:
-                # The session that held them is gone, and the locks with it.
-                logger.warning(
-                    "journal: lease session lost; %d executions driven here may be recovered "
-                    "elsewhere if stale (the log still fences every writer)", len(self._held)
-                )
-                self._held.clear()
-            try:
-                self._conn = psycopg.connect(**self.conninfo, autocommit=True)
-            except psycopg.Error as e:
-                raise JournalUnavailable(self.url, e) from e
-        return self._conn
-
-    def _acquire(self, execution_id: UUID) -> bool:
-        statement, key = "SELECT pg_try_advisory_lock(%s)", (self._key(execution_id),)
-        session = self._session()
-        try:
-            row = session.execute(statement, key).fetchone()
-        except psycopg.Error:
-            session.close()  # a dead session: void its leases, try once on a new one
-            try:
-                row = self._session().execute(statement, key).fetchone()
-            except psycopg.Error as e:
-                raise JournalUnavailable(self.url, e) from e
+    def _try_lock(self, conn: psycopg.Connection[Any], execution_id: UUID) -> bool:
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s)", (self._key(execution_id),)
+        ).fetchone()
         return bool(row and row[0])
 
-    def _release(self, execution_id: UUID, *, ended: bool) -> None:
-        if self._conn is None or self._conn.closed:
-            return
+    def _session(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise JournalError("the journal is closed; no lease can be taken through it")
+        if self._conn is not None and not self._conn.broken and not self._conn.closed:
+            return self._conn
         try:
-            self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key(execution_id),))
-        except psycopg.Error:
-            # The session is gone, and every lock it held went with it: nothing to release.
-            self._conn.close()
+            conn = psycopg.connect(**{**self.conninfo, **self.KEEPALIVES}, autocommit=True)
+            conn.execute("SET idle_session_timeout = 0")
+            for eid in self._held:  # the old session's locks died with it: take them again
+                if not self._try_lock(conn, eid):
+                    logger.warning(
+                        "journal: lease of %s was taken by another process while this "
+                        "one's lease session was down", eid,
+                    )
+        except psycopg.Error as e:
+            raise JournalUnavailable(self.url, e) from e
+        self._conn = conn
+        return conn
+
+    def _acquire(self, execution_id: UUID) -> bool:
+        try:
+            return self._try_lock(self._session(), execution_id)
+        except psycopg.Error as e:
+            if self._conn is not None and not self._conn.broken:
+                raise JournalUnavailable(self.url, e) from e
+            try:  # the session broke: a new one, once
+                return self._try_lock(self._session(), execution_id)
+            except psycopg.Error as e:
+                raise JournalUnavailable(self.url, e) from e
+
+    def _release(self, execution_id: UUID) -> None:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return  # the session is gone, and the lock with it
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self._key(execution_id),))
+        except psycopg.Error as e:
+            logger.warning("journal: could not release the lease of %s: %s", execution_id, e)
 
     def close(self) -> None:
-        super().close()
-        if self._conn is not None:
-            self._conn.close()
+        """Closing the session drops every lock at once (no round trip per lease)."""
+        with self._lock:
+            self._closed = True
+            self._held.clear()
+            if self._conn is not None:
+                self._conn.close()
 
 
 class PostgresStore(Store):

@@ -66,6 +66,14 @@ class _Pool(SQLiteConnectionPool):
         return conn
 
 
+@functools.lru_cache(maxsize=64)
+def _multi_row_sql(table: str, rows: int) -> str:
+    return (
+        f"INSERT INTO {table} (originator_id, originator_version, topic, state) VALUES "
+        + ",".join(["(?,?,?,?)"] * rows)
+    )
+
+
 class JournalSQLiteRecorder(SQLiteApplicationRecorder):
     """eventsourcing's SQLite application recorder with never-reused notification ids."""
 
@@ -123,13 +131,8 @@ class JournalSQLiteRecorder(SQLiteApplicationRecorder):
         finally:
             self.datastore.pool.put_connection(conn)
 
-    @functools.cache  # noqa: B019 - a handful of statements per recorder, kept for its life
     def _multi_row_statement(self, rows: int) -> str:
-        return (
-            f"INSERT INTO {self.events_table_name} "
-            "(originator_id, originator_version, topic, state) VALUES "
-            + ",".join(["(?,?,?,?)"] * rows)
-        )
+        return _multi_row_sql(self.events_table_name, rows)
 
     def select_notifications(
         self,
@@ -173,36 +176,46 @@ class JournalSQLiteRecorder(SQLiteApplicationRecorder):
 
 class FileLeases(LeaseKeeper):
     """A lease is an ``flock`` on a file in ``<journal file>.leases/``; the OS drops it when
-    the process dies. Files of ended executions are removed (a late taker finds it ended)."""
+    the process dies. Files are removed only with their execution's stream (retention), so
+    no process can lock an unlinked file while another locks its successor."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, url: str, directory: Path) -> None:
         super().__init__()
+        self.url = url
         self.directory = directory
         self._fds: dict[UUID, int] = {}
 
+    def path(self, execution_id: UUID) -> Path:
+        """The lock file of one execution."""
+        return self.directory / execution_id.hex
+
     def _acquire(self, execution_id: UUID) -> bool:
-        self.directory.mkdir(exist_ok=True)
-        fd = os.open(self.directory / execution_id.hex, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.directory.mkdir(exist_ok=True)
+            fd = os.open(self.path(execution_id), os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise JournalUnavailable(self.url, f"lease file for {execution_id}: {e}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
+        except OSError as e:
+            os.close(fd)
+            raise JournalUnavailable(self.url, f"lease file for {execution_id}: {e}") from e
         self._fds[execution_id] = fd
         return True
 
-    def _release(self, execution_id: UUID, *, ended: bool) -> None:
+    def _release(self, execution_id: UUID) -> None:
         fd = self._fds.pop(execution_id, None)
-        if fd is None:
-            return
-        if ended:
-            with contextlib.suppress(FileNotFoundError):
-                (self.directory / execution_id.hex).unlink()
-        os.close(fd)  # closing drops the flock
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
 
 
 class SQLiteStore(Store):
     """A journal in one SQLite file."""
+
+    leases: FileLeases
 
     def __init__(self, url: str, **_: Any) -> None:
         self.url = url
@@ -220,7 +233,7 @@ class SQLiteStore(Store):
         pool.synchronous = synchronous
         self.datastore.pool = pool
         self.recorder = JournalSQLiteRecorder(self.datastore)
-        self.leases = FileLeases(Path(f"{path}.leases"))
+        self.leases = FileLeases(url, Path(f"{path}.leases"))
         self._read_stream_sql = (
             f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} "
             "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
@@ -261,6 +274,9 @@ class SQLiteStore(Store):
                 c.execute(f"DELETE FROM {EVENTS_TABLE} WHERE originator_id = ?", (eid.hex,))
                 c.execute("SELECT changes()")
                 removed += int(c.fetchone()[0])
+        for eid in execution_ids:  # their lease files go with them (they have ended)
+            with contextlib.suppress(FileNotFoundError):
+                self.leases.path(eid).unlink()
         return removed
 
     def connect(self) -> sqlite3.Connection:

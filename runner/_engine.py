@@ -50,6 +50,7 @@ from journal import (
     UnsupportedValue,
 )
 from journal.capture import Capture
+from journal.lease import Lease
 from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED
 from journal.values import to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
@@ -245,6 +246,8 @@ class Engine:
         self.is_async = is_async
         self.index = _ReplayIndex(handle.state, events)
         self.resume_value = resume_value
+        #: The liveness lease this engine holds while it drives the execution (if it got it).
+        self.lease: Lease | None = None
         self.halt: BaseException | None = None
         self._lock = threading.RLock()
         self._held: list[Callable[[], object]] = []

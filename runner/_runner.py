@@ -39,7 +39,6 @@ from journal import (
     fold,
 )
 from journal.encoding import as_uuid
-from journal.lease import Lease
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
 from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
@@ -96,7 +95,6 @@ class Runner:
         self._names: dict[Callable[..., Any], str] = {}
         self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
         self._engines_lock = threading.Lock()
-        self._leases: dict[UUID, Lease] = {}  # executions this runner drives (liveness)
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
 
@@ -322,14 +320,17 @@ class Runner:
         """``recover()`` from inside an event loop."""
         runs = []
         for eid in await asyncio.to_thread(self.stale_executions, stale_after):
-            loaded = self._load_stale(eid, stale_after, on_error)
+            loaded = await asyncio.to_thread(self._load_stale, eid, stale_after, on_error)
             if loaded is None:
                 continue
             engine, wf = loaded
-            run = await self._guard(
-                eid, self._adrive_loaded(engine, wf) if wf.is_async
-                else asyncio.to_thread(self._drive_loaded, engine, wf), on_error,
-            )
+            try:
+                run = await self._guard(
+                    eid, self._adrive_loaded(engine, wf) if wf.is_async
+                    else asyncio.to_thread(self._drive_loaded, engine, wf), on_error,
+                )
+            finally:
+                _release(engine)
             if run is not None:
                 runs.append(run)
         return runs
@@ -341,13 +342,18 @@ class Runner:
         if loaded is None:
             return None
         engine, wf = loaded
-        if wf.is_async:
-            return _run_coroutine(self._guard(eid, self._adrive_loaded(engine, wf), on_error))
         try:
-            return self._drive_loaded(engine, wf)
-        except (ConcurrencyConflict, RunnerError) as e:
-            _skipped(eid, e, on_error)
-            return None
+            if wf.is_async:
+                return _run_coroutine(
+                    self._guard(eid, self._adrive_loaded(engine, wf), on_error)
+                )
+            try:
+                return self._drive_loaded(engine, wf)
+            except (ConcurrencyConflict, RunnerError) as e:
+                _skipped(eid, e, on_error)
+                return None
+        finally:
+            _release(engine)  # a no-op after a drive; frees the lease if none started
 
     async def _guard(
         self, eid: UUID, coro: Awaitable[Run], on_error: OnRecoveryError | None
@@ -364,7 +370,11 @@ class Runner:
     ) -> tuple[Engine, _Workflow] | None:
         """Load an execution for recovery, if it is (still) running, stale and driven by no
         live process (its lease is free: a step may simply be taking long)."""
-        lease = self.journal.lease(eid)
+        try:
+            lease = self.journal.lease(eid)
+        except JournalError as e:
+            _skipped(eid, e, on_error)  # cannot tell whether a live process drives it
+            return None
         if lease is None:
             logger.info("runner: %s is driven by a live process; not recovered", eid)
             return None
@@ -375,7 +385,7 @@ class Runner:
             _skipped(eid, e, on_error)
             return None
         except InvalidTransition:
-            lease.release(ended=True)
+            lease.release()
             return None  # ended meanwhile
         except BaseException:
             lease.release()
@@ -383,10 +393,9 @@ class Runner:
         state = engine.state
         cutoff = datetime.now(UTC) - stale_after
         if state.status != RUNNING or (state.updated_at is not None and state.updated_at > cutoff):
-            lease.release(ended=state.status in TERMINAL_STATUSES)
+            lease.release()
             return None
-        with self._engines_lock:
-            self._leases[eid] = lease
+        engine.lease = lease  # released when the drive ends, or by the caller if it never starts
         return engine, wf
 
     def stale_executions(self, older_than: timedelta) -> list[UUID]:
@@ -493,16 +502,14 @@ class Runner:
     # -- background flushing -------------------------------------------------------------------
 
     def _track(self, engine: Engine) -> None:
+        if engine.lease is None:
+            # Taken when free; if another process holds it, the log still fences us. Lease
+            # I/O happens outside the runner's lock: a slow database must not stall the flusher.
+            try:
+                engine.lease = self.journal.lease(engine.id)
+            except Exception as e:  # only the liveness signal is lost, never a write
+                logger.warning("runner: no liveness lease for %s: %s", engine.id, e)
         with self._engines_lock:
-            if engine.id not in self._leases:
-                # Taken when free; if another process holds it, the log still fences us.
-                try:
-                    lease = self.journal.lease(engine.id)
-                except JournalError as e:  # only the liveness hint is lost, not a write
-                    logger.warning("runner: no lease for %s: %s", engine.id, e)
-                    lease = None
-                if lease is not None:
-                    self._leases[engine.id] = lease
             self._engines.add(engine)
             if self._flusher is None and not self._closed.is_set():
                 self._flusher = threading.Thread(
@@ -513,9 +520,7 @@ class Runner:
     def _untrack(self, engine: Engine) -> None:
         with self._engines_lock:
             self._engines.discard(engine)
-            lease = self._leases.pop(engine.id, None)
-        if lease is not None:
-            lease.release(ended=engine.state.status in TERMINAL_STATUSES)
+        _release(engine)
 
     def _flush_loop(self) -> None:
         while not self._closed.wait(HOLD_SECONDS / 4):
@@ -536,6 +541,13 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _release(engine: Engine) -> None:
+    """Let go of the engine's liveness lease, once."""
+    lease, engine.lease = engine.lease, None
+    if lease is not None:
+        lease.release()
 
 
 def _flush_quietly(engine: Engine, error: BaseException) -> None:

@@ -28,8 +28,13 @@ def _hold_in_another_process(url: str, eid: str) -> subprocess.Popen[str]:
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, url, eid], stdout=subprocess.PIPE, text=True
     )
-    assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == "held"
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+    except BaseException:
+        holder.kill()
+        holder.communicate()
+        raise
     return holder
 
 
@@ -41,9 +46,7 @@ def test_a_lease_is_exclusive_until_its_process_dies(journal_url: str) -> None:
             assert journal.lease(eid) is None  # a live process drives it
         finally:
             os.kill(holder.pid, signal.SIGKILL)
-            holder.wait()
-            assert holder.stdout is not None
-            holder.stdout.close()
+            holder.communicate()
         deadline = time.monotonic() + 10
         lease = journal.lease(eid)
         while lease is None and time.monotonic() < deadline:  # PostgreSQL notices the death
@@ -54,10 +57,12 @@ def test_a_lease_is_exclusive_until_its_process_dies(journal_url: str) -> None:
         lease.release()
         again = journal.lease(eid)
         assert again is not None
-        again.release(ended=True)
+        again.release()
+        again.release()  # idempotent
+        assert journal.lease(eid) is not None
 
 
-def test_an_ended_executions_lease_file_is_removed(tmp_path: Path) -> None:
+def test_a_lease_file_goes_with_its_stream(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'j.db'}"
     with Journal.open(url) as journal:
         run = journal.start("w")
@@ -65,5 +70,17 @@ def test_an_ended_executions_lease_file_is_removed(tmp_path: Path) -> None:
         assert lease is not None
         assert (tmp_path / "j.db.leases" / run.id.hex).exists()
         run.completed()
-        lease.release(ended=True)
+        lease.release()
+        assert (tmp_path / "j.db.leases" / run.id.hex).exists()  # never unlinked while live
+        journal.store.delete_streams([run.id])
         assert not (tmp_path / "j.db.leases" / run.id.hex).exists()
+
+
+def test_no_lease_through_a_closed_journal(journal_url: str) -> None:
+    journal = Journal.open(journal_url)
+    eid = journal.start("w").id
+    journal.close()
+    with Journal.open(journal_url) as other:
+        lease = other.lease(eid)  # the closed journal's process holds nothing
+        assert lease is not None
+        lease.release()

@@ -40,4 +40,45 @@ def test_a_slow_step_of_a_live_process_is_not_recovered(journal_url: str, tmp_pa
     finally:
         if proc.poll() is None:
             proc.kill()
+        if proc.returncode is None or (proc.stdout and not proc.stdout.closed):
             proc.communicate()
+
+
+def test_a_resumed_drive_holds_its_lease_while_a_second_resume_fails(journal_url: str) -> None:
+    """While a resumed run is inside a step, its lease is held (no other journal, nor a
+    second resume's failure in the same process, frees it), so nothing can recover it."""
+    import threading
+
+    from runner import Context, Runner
+
+    with Journal.open(journal_url) as journal:
+        runner = Runner(journal)
+        entered, proceed = threading.Event(), threading.Event()
+
+        def slow() -> str:
+            entered.set()
+            assert proceed.wait(10)
+            return "done"
+
+        @runner.workflow()
+        def review(ctx: Context) -> str:
+            ctx.pause("go")
+            return ctx.step("slow", slow)
+
+        run = runner.run(review)
+        results: list[object] = []
+        winner = threading.Thread(target=lambda: results.append(runner.resume(run.id, 1)))
+        winner.start()
+        assert entered.wait(10)  # the winner holds the lease and is inside its step
+        try:
+            runner.resume(run.id, 2)
+        except Exception as e:  # the loser: already resumed
+            results.append(e)
+        try:
+            with Journal.open(journal_url) as elsewhere:
+                assert elsewhere.lease(run.id) is None  # still held by the winner
+        finally:
+            proceed.set()
+            winner.join(10)
+        runner.close()
+        assert any(getattr(r, "status", None) == "completed" for r in results)
