@@ -57,6 +57,9 @@ class LeaseKeeper(ABC):
                 self._held.discard(execution_id)
                 self._release(execution_id)
 
+    def check(self) -> None:  # noqa: B027 - nothing to check where the OS keeps the locks
+        """Make sure the leases this process holds are still held (a heartbeat; cheap)."""
+
     @abstractmethod
     def _acquire(self, execution_id: UUID) -> bool: ...
 

@@ -369,6 +369,24 @@ class AdvisoryLeases(LeaseKeeper):
         self._conn = conn
         return conn
 
+    def check(self) -> None:
+        """Ping the lease session while leases are held; if it died, open a new one and
+        take the leases again (the old session's locks died with it)."""
+        with self._lock:
+            if not self._held or self._closed:
+                return
+            conn = self._conn
+            try:
+                if conn is not None and not conn.broken and not conn.closed:
+                    conn.execute("SELECT 1")
+                    return
+            except psycopg.Error:
+                pass
+            try:
+                self._session()
+            except JournalError as e:
+                logger.warning("journal: lease session down: %s", e)
+
     def _acquire(self, execution_id: UUID) -> bool:
         try:
             return self._try_lock(self._session(), execution_id)

@@ -46,6 +46,9 @@ from runner.errors import AlreadyResumed, RunnerError, SecretInput, WorkflowNotF
 
 __all__ = ["OnRecoveryError", "Run", "Runner"]
 
+#: Flusher ticks between lease heartbeats (HOLD_SECONDS / 4 = 0.125 s each: every 2.5 s).
+LEASE_CHECK_TICKS = 20
+
 logger = logging.getLogger("runner")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -523,11 +526,19 @@ class Runner:
         _release(engine)
 
     def _flush_loop(self) -> None:
+        ticks = 0
         while not self._closed.wait(HOLD_SECONDS / 4):
             with self._engines_lock:
                 engines = list(self._engines)
             for engine in engines:
                 engine.flush_if_older(HOLD_SECONDS)
+            ticks += 1
+            if engines and ticks % LEASE_CHECK_TICKS == 0:
+                # Heartbeat for the liveness leases of the runs in progress.
+                try:
+                    self.journal.store.leases.check()
+                except Exception as e:
+                    logger.warning("runner: lease check failed: %s", e)
 
     def close(self) -> None:
         """Stop the background flusher (runs in progress still commit what they hold)."""

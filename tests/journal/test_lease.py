@@ -84,3 +84,34 @@ def test_no_lease_through_a_closed_journal(journal_url: str) -> None:
         lease = other.lease(eid)  # the closed journal's process holds nothing
         assert lease is not None
         lease.release()
+
+
+def test_a_lost_postgres_lease_session_is_replaced_and_its_leases_retaken(
+    pg_database: str,
+) -> None:
+    import psycopg
+
+    from journal.postgres import connect_params
+
+    url = f"{pg_database}?schema=s_lease"
+    with Journal.open(url) as journal, Journal.open(url) as other:
+        eid = journal.start("w").id
+        lease = journal.lease(eid)
+        assert lease is not None
+        keeper = journal.store.leases
+        pid = keeper._conn.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect(**connect_params(url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            deadline = time.monotonic() + 10
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)
+            ).fetchone() != (0,):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        keeper.check()  # the heartbeat notices, reconnects and takes the lease again
+        assert keeper._conn.info.backend_pid != pid  # type: ignore[attr-defined]
+        assert other.lease(eid) is None
+        lease.release()
+        again = other.lease(eid)
+        assert again is not None
+        again.release()
