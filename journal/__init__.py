@@ -12,7 +12,12 @@ from journal.errors import (
     ExecutionNotFound,
     InvalidTransition,
     JournalError,
+    JournalNotFound,
     JournalUnavailable,
+    NotAJournal,
+    StorageFull,
+    StoragePermissionDenied,
+    StorageReadOnly,
     UnsupportedValue,
 )
 from journal.events import (
@@ -34,6 +39,7 @@ from journal.events import (
 )
 from journal.journal import ExecutionHandle, Journal
 from journal.state import ExecutionState, StepMarker, StepState, apply, fold
+from journal.values import Unresolved
 
 __all__ = [
     "Capture",
@@ -54,15 +60,21 @@ __all__ = [
     "InvalidTransition",
     "Journal",
     "JournalError",
+    "JournalNotFound",
     "JournalUnavailable",
     "LogRecorded",
+    "NotAJournal",
     "OutOfLine",
     "StepCompleted",
     "StepFailed",
     "StepMarker",
     "StepStarted",
     "StepState",
+    "StorageFull",
+    "StoragePermissionDenied",
+    "StorageReadOnly",
     "Truncated",
+    "Unresolved",
     "UnsupportedValue",
     "apply",
     "fold",

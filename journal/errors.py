@@ -4,6 +4,11 @@
 
     JournalError
      ├── JournalUnavailable        the database cannot be reached or failed a write
+     │    ├── JournalNotFound      no journal there (opened with create=False, or a typo)
+     │    ├── StorageFull          the disk (or the database's quota) is full
+     │    ├── StorageReadOnly      the file system, file or database refuses writes
+     │    ├── StoragePermissionDenied  the OS or the database role refuses access
+     │    └── NotAJournal          a directory, a corrupt file, not a database at all
      ├── ExecutionNotFound         no stream for that execution id
      ├── InvalidTransition         the event is impossible in the execution's state
      ├── ConcurrencyConflict       another writer appended at that position first
@@ -27,7 +32,12 @@ __all__ = [
     "ExecutionNotFound",
     "InvalidTransition",
     "JournalError",
+    "JournalNotFound",
     "JournalUnavailable",
+    "NotAJournal",
+    "StorageFull",
+    "StoragePermissionDenied",
+    "StorageReadOnly",
     "UnsupportedValue",
     "mask_url",
 ]
@@ -52,14 +62,73 @@ class JournalError(Exception):
 
 
 class JournalUnavailable(JournalError):
-    """The database could not be reached, or a write to it failed; nothing was recorded."""
+    """The database could not be reached, or a write to it failed; nothing was recorded.
 
-    def __init__(self, url: str, cause: BaseException | str) -> None:
+    Its subclasses name local trouble precisely (a full disk is not a server that is down);
+    ``where`` is the file or database concerned, ``cause`` the driver's own reason.
+    """
+
+    def __init__(self, url: str, cause: BaseException | str, *, where: str | None = None) -> None:
         self.url = mask_url(url)
         self.cause = cause
-        super().__init__(
-            f"journal database {self.url} is unavailable: {cause}. "
+        self.where = where or self.url
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return (
+            f"journal database {self.where} is unavailable: {self.cause}. "
             "Nothing was recorded; check that the database is running and reachable, then retry."
+        )
+
+
+class JournalNotFound(JournalUnavailable):
+    """There is no journal at that place, and this open was not allowed to create one."""
+
+    def _message(self) -> str:
+        return (
+            f"no journal at {self.where} ({self.cause}); check the URL "
+            "(sqlite:///relative.db, sqlite:////absolute.db, postgresql://user@host/db?schema=), "
+            "or write to it once to create it"
+        )
+
+
+class StorageFull(JournalUnavailable):
+    """The disk holding the journal (or the database's space) is full."""
+
+    def _message(self) -> str:
+        return (
+            f"journal {self.where}: no space left ({self.cause}); nothing was recorded. "
+            "Free disk space (or prune old executions), then retry."
+        )
+
+
+class StorageReadOnly(JournalUnavailable):
+    """The journal can be read but not written here (read-only file system, file or server)."""
+
+    def _message(self) -> str:
+        return (
+            f"journal {self.where} is read-only here ({self.cause}); nothing was recorded. "
+            "Write from a process that can write to it; read commands still work."
+        )
+
+
+class StoragePermissionDenied(JournalUnavailable):
+    """The operating system or the database role does not allow this access."""
+
+    def _message(self) -> str:
+        return (
+            f"permission denied on journal {self.where} ({self.cause}); nothing was recorded. "
+            "Grant this user (or database role) access, or use one that has it."
+        )
+
+
+class NotAJournal(JournalUnavailable):
+    """The path is a directory, a corrupt file, or not a database at all."""
+
+    def _message(self) -> str:
+        return (
+            f"{self.where} is not a journal database ({self.cause}); point the URL at the "
+            "journal's file (or restore it from a backup if it was damaged)"
         )
 
 

@@ -22,7 +22,7 @@ from uuid import UUID, uuid4, uuid5
 from eventsourcing.persistence import StoredEvent
 
 from journal.capture import Capture
-from journal.encoding import as_uuid, decode_event, decode_payload, encode_event
+from journal.encoding import as_uuid, decode_event, encode_event
 from journal.errors import (
     ConcurrencyConflict,
     DecodingError,
@@ -47,9 +47,9 @@ from journal.events import (
     StepFailed,
     StepStarted,
 )
-from journal.lease import Lease
-from journal.state import ExecutionState, apply, check, fold
-from journal.store import Store, open_store
+from journal.state import ExecutionState, apply, fold
+from journal.storage import Blob, Storage, forks, open_storage
+from journal.storage.leases import Lease
 from journal.values import decode_value, encode_value
 
 __all__ = ["IDEMPOTENCY_NAMESPACE", "ExecutionHandle", "Journal"]
@@ -71,8 +71,8 @@ def _now() -> datetime:
 class Journal:
     """An append-only journal of executions on one database (SQLite, PostgreSQL or memory)."""
 
-    def __init__(self, store: Store, *, capture: Capture | None = None) -> None:
-        self.store = store
+    def __init__(self, storage: Storage, *, capture: Capture | None = None) -> None:
+        self.storage = storage
         self.capture = capture or Capture()
         # Handles with buffered log lines, held strongly: a handle dropped by its caller must
         # still have its lines flushed (within a second, or at close()).
@@ -80,22 +80,48 @@ class Journal:
         self._handles_lock = threading.Lock()
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
+        forks.register(self)
 
     @classmethod
     def open(
-        cls, url: str | None = None, *, capture: Capture | None = None, **options: Any
+        cls,
+        url: str | None = None,
+        *,
+        create: bool = True,
+        capture: Capture | None = None,
+        **options: Any,
     ) -> Journal:
         """Open the journal at ``url`` (else ``$JOURNAL_URL``, else ``sqlite:///journal.db``).
 
-        The schema is created on first open. Raises ``JournalUnavailable`` (URL password
-        masked) when the database cannot be reached.
+        The tables are created on first open, unless ``create=False``: then nothing is ever
+        created, and a journal that does not exist raises ``JournalNotFound`` (what read-only
+        tools want: a typo in a path must not make an empty journal). PostgreSQL takes
+        ``reconnect_timeout=`` (seconds a lost session is retried; default 10). Raises
+        ``JournalUnavailable`` (URL password masked) when the database cannot be reached.
         """
-        return cls(open_store(url, **options), capture=capture)
+        return cls(open_storage(url, create=create, **options), capture=capture)
 
     @property
     def url(self) -> str:
         """The URL this journal was opened with."""
-        return self.store.url
+        return self.storage.url
+
+    def _after_fork(self) -> None:
+        """In a forked child: a lock or event another parent thread held would never be
+        released here, and the flusher thread did not come along. Lines the parent buffered
+        are the parent's to write: this process drops them and re-reads those executions."""
+        closed = self._closed.is_set()
+        self._closed = threading.Event()
+        if closed:
+            self._closed.set()
+        self._handles_lock = threading.Lock()
+        self._flusher = None
+        for handle in self._handles:
+            handle._lock = threading.RLock()
+            handle._pending = []
+            handle._pending_blobs = []
+            handle._stale = True
+        self._handles = set()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -152,7 +178,40 @@ class Journal:
         The process driving an execution holds its lease; it vanishes when that process
         dies. ``recover()`` only takes over executions whose lease it can take.
         """
-        return self.store.leases.try_acquire(as_uuid(execution_id))
+        return self.storage.leases.try_acquire(as_uuid(execution_id))
+
+    def restore(self, events: list[Event]) -> bool:
+        """Append a whole archived stream (``journal import``) under the same policy as a
+        live write: captured values redacted and truncated, big resumable values out of line.
+
+        Returns False, writing nothing, if the execution is already in the journal.
+        """
+        if not events:
+            raise ValueError("an archive with no events cannot be restored")
+        eid = events[0].execution_id
+        fold(eid, events)  # a stream that is not a valid history is refused before writing
+        handle = ExecutionHandle(self, ExecutionState(execution_id=eid))
+        stored: list[StoredEvent] = []
+        blobs: list[Blob] = []
+        for event in events:
+            changes: dict[str, Any] = {}
+            for name in type(event).payload_fields:
+                value = getattr(event, name)
+                if name in _RESUMABLE.get(type(event), ()):
+                    changes[name] = handle._resumable(value, name)
+                else:
+                    changes[name] = self.capture.captured(value, name)
+            if changes:
+                event = _replace(event, **changes)
+                blobs += [(w.ref.sha256, w.data) for w in changes.values()
+                          if type(w) is _OutOfLineValue]
+                event = _unwrap(event, lambda w: w.ref)
+            stored.append(encode_event(event))
+        try:
+            self.storage.append(stored, blobs)
+        except ConcurrencyConflict:
+            return False
+        return True
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -160,11 +219,8 @@ class Journal:
         """The execution's events in order (after position ``after``), values read whole."""
         eid = as_uuid(execution_id)
         events = []
-        for position, topic, data in self.store.read_stream(eid, after=after):
-            try:
-                event = decode_payload(topic, data)
-            except Exception as e:
-                raise DecodingError(eid, position, topic, e) from e
+        for position, topic, data in self.storage.read_stream(eid, after=after):
+            event = decode_event(topic, data, execution_id=eid, position=position)
             if type(event).payload_fields:
                 event = self._resolve(event)
             events.append(event)
@@ -180,8 +236,17 @@ class Journal:
     def notifications(
         self, *, after: int = 0, limit: int = 500
     ) -> list[tuple[int, Event]]:
-        """Every execution's events in commit order: (notification id, event) after ``after``."""
-        return [(n.id, decode_event(n)) for n in self.store.notifications(after=after, limit=limit)]
+        """Every execution's events in commit order: (notification id, event) after ``after``.
+
+        Values are read whole, out-of-line ones included, exactly as :meth:`events` reads them.
+        """
+        out = []
+        for nid, eid, position, topic, data in self.storage.read_log(after, limit):
+            event = decode_event(topic, data, execution_id=eid, position=position)
+            if type(event).payload_fields:
+                event = self._resolve(event)
+            out.append((nid, event))
+        return out
 
     def _resolve(self, event: Event) -> Event:
         """Replace out-of-line references by the values they stand for."""
@@ -189,7 +254,7 @@ class Journal:
             ref = getattr(event, name)
             if isinstance(ref, OutOfLine):
                 try:
-                    data = self.store.get_blob(ref.sha256)
+                    data = self.storage.get_blob(ref.sha256)
                 except KeyError:
                     raise DecodingError(
                         event.execution_id, event.position, type(event).__name__,
@@ -248,7 +313,7 @@ class Journal:
             self._closed.set()
             if self._flusher is not None:
                 self._flusher.join(timeout=5)
-            self.store.close()
+            self.storage.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -260,6 +325,16 @@ class Journal:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+#: Values resume needs whole (never truncated; out of line when big); the other user values
+#: are captured evidence (redacted, truncated above the capture limit).
+_RESUMABLE: dict[type[Event], tuple[str, ...]] = {
+    ExecutionStarted: ("input",),
+    StepCompleted: ("output",),
+    ExecutionResumed: ("value",),
+    ExecutionCompleted: ("output",),
+}
 
 
 def _replace(event: Event, **changes: Any) -> Any:
@@ -281,6 +356,7 @@ class ExecutionHandle:
         self._state = state
         self._lock = threading.RLock()
         self._pending: list[StoredEvent] = []
+        self._pending_blobs: list[Blob] = []
         self._pending_since = 0.0
         self._batch: list[StoredEvent] | None = None
         self._stale = False
@@ -434,6 +510,7 @@ class ExecutionHandle:
                 yield self
             except BaseException:
                 self._batch = None
+                self._pending_blobs = []
                 self._stale = True
                 # Log lines buffered before the block are not part of it: keep them.
                 try:
@@ -461,28 +538,32 @@ class ExecutionHandle:
                 execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
                 **fields,
             )
+            blobs: list[Blob] = []
             if _OutOfLineValue in map(type, fields.values()):
                 # The stored event holds out-of-line references; the state holds the values.
+                # The blobs are committed in the event's own transaction.
                 stored = encode_event(_unwrap(event, lambda w: w.ref))
                 event = _unwrap(event, lambda w: w.value)
-                check(self._state, event)  # a rejected transition must not write the blob
-                for wrapped in fields.values():
-                    if type(wrapped) is _OutOfLineValue:
-                        self.journal.store.put_blob(wrapped.ref.sha256, wrapped.data)
+                blobs = [(w.ref.sha256, w.data) for w in fields.values()
+                         if type(w) is _OutOfLineValue]
             else:
                 stored = encode_event(event)  # refuses unsupported values before any change
             apply(self._state, event)
             if self._batch is not None:
                 self._batch.append(stored)
+                self._pending_blobs += blobs
             else:
-                self._commit([stored])
+                self._commit([stored], blobs)
 
-    def _commit(self, stored: list[StoredEvent]) -> None:
+    def _commit(self, stored: list[StoredEvent], blobs: list[Blob] | None = None) -> None:
         events, self._pending = [*self._pending, *stored], []
+        if blobs:
+            self._pending_blobs += blobs
+        blobs, self._pending_blobs = self._pending_blobs, []
         if not events:
             return
         try:
-            self.journal.store.append(events)
+            self.journal.storage.append(events, blobs)
         except BaseException:
             self._stale = True
             raise
@@ -518,6 +599,7 @@ class ExecutionHandle:
         if self._stale:
             # After a failed or abandoned write, believe the log, not this handle's memory.
             self._pending = []
+            self._pending_blobs = []
             try:
                 self._state = self.journal.state(self.id)
             except ExecutionNotFound:

@@ -384,6 +384,12 @@ _FOLDS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
 }
 
 
+def register_variant(variant: type[Event], base: type[Event]) -> None:
+    """Fold ``variant`` (a subclass read differently, e.g. with raw payloads) as ``base``."""
+    _CHECKS[variant] = _CHECKS[base]
+    _FOLDS[variant] = _FOLDS[base]
+
+
 def fold(execution_id: UUID, events: list[Event]) -> ExecutionState:
     """Replay ``events`` from the beginning into a fresh state."""
     state = ExecutionState(execution_id=execution_id)

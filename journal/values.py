@@ -20,7 +20,7 @@ import msgspec
 
 from journal.errors import UnsupportedValue
 
-__all__ = ["decode_value", "encode_value", "ext_hook", "to_wire"]
+__all__ = ["Unresolved", "decode_value", "encode_value", "ext_hook", "plain", "to_wire"]
 
 EXT_UUID = 1
 EXT_DECIMAL = 2
@@ -38,8 +38,82 @@ _SCALARS = (str, int, float, bool, bytes, type(None))
 _encoder = msgspec.msgpack.Encoder()
 
 
+class Unresolved(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored dataclass or Struct whose class this process cannot import.
+
+    Readers without the writer's code (an on-call shell, another service, a later release)
+    get this instead of an error: the class's ``topic`` (``module:qualname``) and its fields
+    as plain data. Equal across processes, printable, and written back exactly as it was
+    read (so re-recording or importing it changes nothing).
+    """
+
+    topic: str
+    fields: dict[str, Any]
+
+    @property
+    def type_name(self) -> str:
+        """The class's name (its qualname), e.g. ``Report``."""
+        return self.topic.partition(":")[2] or self.topic
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"{self.type_name}({args})"
+
+
 def _topic(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
+
+
+_resolved: dict[str, type] = {}
+
+
+def _build(topic: str, fields: dict[str, Any]) -> Any:
+    """The stored object rebuilt with its own class, or an :class:`Unresolved` stand-in."""
+    cls = _resolved.get(topic)
+    if cls is None:
+        try:
+            cls = _resolve(topic)
+        except (ImportError, AttributeError, TypeError, ValueError):
+            return Unresolved(topic=topic, fields=fields)
+        _resolved[topic] = cls  # only successes: a module may become importable later
+    try:
+        return cls(**fields)
+    except (TypeError, ValueError, msgspec.ValidationError):
+        # The class changed since the value was stored (a field renamed or removed).
+        return Unresolved(topic=topic, fields=fields)
+
+
+def plain(value: Any) -> Any:
+    """``value`` with every :class:`Unresolved` replaced by its fields (a dict), at any depth:
+    the shape ``msgspec.convert`` turns into the real class through a type annotation."""
+    cls = type(value)
+    if cls is Unresolved:
+        return {k: plain(v) for k, v in value.fields.items()}
+    if cls is dict:
+        return {k: plain(v) for k, v in value.items()}
+    if cls is list:
+        return [plain(v) for v in value]
+    if cls is tuple:
+        return tuple(plain(v) for v in value)
+    return value
+
+
+def find_unresolved(value: Any) -> Unresolved | None:
+    """The first :class:`Unresolved` inside ``value`` (depth first), if any."""
+    cls = type(value)
+    if cls is Unresolved:
+        return value  # type: ignore[no-any-return]
+    if cls is dict:
+        items: Any = value.values()
+    elif cls is list or cls is tuple:
+        items = value
+    else:
+        return None
+    for v in items:
+        found = find_unresolved(v)
+        if found is not None:
+            return found
+    return None
 
 
 def _resolve(topic: str) -> type:
@@ -82,6 +156,10 @@ def to_wire(value: Any, path: str = "value") -> Any:
         return msgspec.msgpack.Ext(EXT_BIGINT, str(value).encode())
     if cls in _SCALARS:
         return value
+    if cls is Unresolved:
+        # Written back as it was read: the same topic and fields, so the same bytes.
+        fields = {k: to_wire(v, f"{path}.{k}") for k, v in value.fields.items()}
+        return msgspec.msgpack.Ext(EXT_OBJECT, _encoder.encode([value.topic, fields]))
     if cls is dict:
         out = {}
         for k, v in value.items():
@@ -138,7 +216,7 @@ def ext_hook(code: int, data: memoryview) -> Any:
         return int(bytes(data).decode())
     if code == EXT_OBJECT:
         topic, fields = _decoder.decode(data)
-        return _resolve(topic)(**fields)
+        return _build(topic, fields)
     raise ValueError(f"unknown value extension code {code}")
 
 

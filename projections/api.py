@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -11,9 +12,11 @@ from uuid import UUID
 
 from journal import Journal
 from journal.encoding import as_uuid
+from journal.errors import JournalUnavailable
 from journal.state import StepMarker
-from projections.backend import Backend, open_backend
-from projections.projector import EXECUTION_COLUMNS, STEP_COLUMNS, Projector
+from journal.storage import Listener, ViewStore
+from projections.projector import Projector
+from projections.tables import COSTS, EXECUTIONS, STEPS
 from projections.views import (
     COST_DIMENSIONS,
     VIEWS,
@@ -27,10 +30,6 @@ __all__ = ["STATUSES", "Projections"]
 
 STATUSES = ("running", "paused", "completed", "failed", "cancelled")
 
-_EXEC_SELECT = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM proj_executions"
-_STEP_SELECT = f"SELECT {', '.join(STEP_COLUMNS)} FROM proj_steps"
-
-
 class Projections:
     """Read models of ``journal`` (executions, steps, costs) in the journal's own database.
 
@@ -42,11 +41,11 @@ class Projections:
 
     def __init__(self, journal: Journal, *, page_size: int = 1000) -> None:
         self.journal = journal
-        self.backend: Backend = open_backend(journal)
+        self.views: ViewStore = journal.storage.views()
         try:
-            self.projector = Projector(journal, self.backend, page_size=page_size)
+            self.projector = Projector(journal, self.views, page_size=page_size)
         except BaseException:
-            self.backend.close()
+            self.views.close()
             raise
         self._stopping = threading.Event()
         self._following = threading.Lock()  # one page-applier at a time
@@ -79,34 +78,38 @@ class Projections:
         def stopped() -> bool:
             return self._stopping.is_set() or (stop is not None and stop.is_set())
 
-        listen = getattr(self.backend, "listen", None)
-        with self._in_follow:
-            return self._follow(stopped, listen, poll_interval, on_update)
+        # Listening starts before the first catch-up, so no append falls in between.
+        with self._in_follow, self.journal.storage.listen(poll_interval=poll_interval) as lis:
+            return self._follow(stopped, lis, on_update)
 
     def _follow(
         self,
         stopped: Callable[[], bool],
-        listen: Callable[[], None] | None,
-        poll_interval: float,
+        listener: Listener,
         on_update: Callable[[int, int], None] | None,
     ) -> int:
         applied = 0
+        lost_since: float | None = None
         try:
-            if listen is not None:
-                listen()  # before the first catch-up, so no append falls in between
             while not stopped():
-                applied += self.catch_up(progress=on_update)
+                try:
+                    applied += self.catch_up(progress=on_update)
+                    lost_since = None
+                except JournalUnavailable as e:
+                    # The database went away for longer than one call's retries: keep
+                    # following (nothing is lost: the views resume from their position)
+                    # until it has been gone for twice the reconnect budget.
+                    if type(e) is not JournalUnavailable:
+                        raise
+                    now = time.monotonic()
+                    lost_since = lost_since or now
+                    if now - lost_since > 2 * self.journal.storage.reconnect_timeout:
+                        raise
                 if stopped():
                     break
-                if listen is not None:
-                    # Bounded so that stop() is noticed within a quarter second.
-                    self.backend.wait_for_append(0.25)
-                else:
-                    self._stopping.wait(poll_interval)
+                # Bounded so that stop() is noticed within a quarter second.
+                listener.wait(0.25)
         finally:
-            unlisten = getattr(self.backend, "unlisten", None)
-            if unlisten is not None:
-                unlisten()
             self._stopping.clear()
         return applied
 
@@ -147,14 +150,13 @@ class Projections:
 
     def head(self) -> int:
         """The notification id of the last event in the log."""
-        return self.backend.head()
+        return self.journal.storage.head()
 
     # -- queries --------------------------------------------------------------------------------
 
     def execution(self, execution_id: UUID | str) -> ExecutionSummary | None:
         """One execution as the view has it, or None if the view has not seen it."""
-        b = self.backend
-        rows = b.query(f"{_EXEC_SELECT} WHERE execution_id = ?", (b.uuid(as_uuid(execution_id)),))
+        rows = self.views.select(EXECUTIONS, "execution_id = ?", (as_uuid(execution_id),))
         return self._execution(rows[0]) if rows else None
 
     def executions(
@@ -173,7 +175,6 @@ class Projections:
         """
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
-        b = self.backend
         where: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -184,24 +185,22 @@ class Projections:
             params.append(workflow)
         if since is not None:
             where.append("started_at >= ?")
-            params.append(b.ts(_utc(since)))
+            params.append(_utc(since))
         if before is not None:
             where.append("(started_at, execution_id) < (?, ?)")
-            params += [b.ts(before.started_at), b.uuid(before.execution_id)]
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = b.query(
-            f"{_EXEC_SELECT}{clause} ORDER BY started_at DESC, execution_id DESC LIMIT ?",
-            [*params, int(limit)],
+            params += [before.started_at, before.execution_id]
+        rows = self.views.select(
+            EXECUTIONS, " AND ".join(where), params,
+            order="started_at DESC, execution_id DESC", limit=limit,
         )
         return [self._execution(r) for r in rows]
 
     def steps(self, execution_id: UUID | str) -> list[StepSummary]:
         """The steps of one execution in seq order (empty if the view has not seen it)."""
-        b = self.backend
-        rows = b.query(
-            f"{_STEP_SELECT} WHERE execution_id = ? ORDER BY seq", (b.uuid(as_uuid(execution_id)),)
+        rows = self.views.select(
+            STEPS, "execution_id = ?", (as_uuid(execution_id),), order="seq"
         )
-        return [self._step(r) for r in rows]
+        return [StepSummary(**dict(zip(STEPS.names, r, strict=True))) for r in rows]
 
     def costs(self, by: str = "workflow") -> list[CostSummary]:
         """Cost totals by ``workflow``, ``step`` (name), ``model`` or ``day`` (UTC), by key."""
@@ -209,23 +208,18 @@ class Projections:
             raise ValueError(
                 f"cannot group costs by {by!r}: use one of {', '.join(COST_DIMENSIONS)}"
             )
-        b = self.backend
-        rows = b.query(
-            "SELECT key, usd, input_tokens, output_tokens, calls FROM proj_costs "
-            "WHERE dimension = ? ORDER BY key",
-            (by,),
-        )
+        rows = self.views.select(COSTS, "dimension = ?", (by,), order="key")
         return [
-            CostSummary(key=k, usd=b.to_dec(u), input_tokens=i, output_tokens=o, calls=c)
-            for k, u, i, o, c in rows
+            CostSummary(key=k, usd=u, input_tokens=i, output_tokens=o, calls=c)
+            for _, k, u, i, o, c in rows
         ]
 
     def step_stats(self) -> list[StepStats]:
         """Per step name: runs, failures, failure rate, retries, mean/p50/p95 duration."""
-        b = self.backend
+        v = self.views
         finished = "status IN ('completed', 'failed')"
-        if b.sql_percentiles:
-            rows = b.query(
+        if v.dialect.percentiles:
+            rows = v.query(
                 "SELECT name, "
                 f"count(*) FILTER (WHERE {finished}), "
                 "count(*) FILTER (WHERE status = 'completed'), "
@@ -248,7 +242,7 @@ class Projections:
                 for n, runs, c, f, r, running, m, p50, p95 in rows
             ]
         stats: list[StepStats] = []
-        counts = b.query(
+        counts = v.query(
             "SELECT name, "
             f"sum(CASE WHEN {finished} THEN 1 ELSE 0 END), "
             "sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), "
@@ -259,7 +253,7 @@ class Projections:
         )
         for n, runs, c, f, r, running in counts:
             durations = [
-                d for (d,) in b.query(
+                d for (d,) in v.query(
                     f"SELECT duration FROM proj_steps WHERE name = ? AND {finished} "
                     "AND duration IS NOT NULL ORDER BY duration",
                     (n,),
@@ -284,12 +278,10 @@ class Projections:
         Each carries ``last_started_step``: where it got to. Paused executions are waiting
         for someone on purpose and are not listed.
         """
-        b = self.backend
         cutoff = _utc(now or datetime.now(UTC)) - older_than
-        rows = b.query(
-            f"{_EXEC_SELECT} WHERE status = 'running' AND updated_at < ? "
-            "ORDER BY updated_at LIMIT ?",
-            (b.ts(cutoff), int(limit)),
+        rows = self.views.select(
+            EXECUTIONS, "status = 'running' AND updated_at < ?", (cutoff,),
+            order="updated_at", limit=limit,
         )
         return [self._execution(r) for r in rows]
 
@@ -299,33 +291,24 @@ class Projections:
         """Ids of executions whose id starts with ``prefix`` (text form; dashes optional)."""
         raw = prefix.strip().lower()
         pattern = raw if "-" in raw else _dashed(raw)
-        b = self.backend
-        rows = b.query(
-            "SELECT execution_id FROM proj_executions WHERE CAST(execution_id AS TEXT) LIKE ? "
-            "ORDER BY execution_id LIMIT ?",
-            (pattern + "%", limit),
+        rows = self.views.select(
+            EXECUTIONS, "CAST(execution_id AS TEXT) LIKE ?", (pattern + "%",),
+            order="execution_id", limit=limit,
         )
-        return [b.to_uuid(r[0]) for r in rows]
+        return [r[0] for r in rows]
 
     def ended_before(self, cutoff: datetime) -> list[UUID]:
         """Executions that completed, failed or were cancelled before ``cutoff``, oldest first."""
-        b = self.backend
-        rows = b.query(
-            "SELECT execution_id FROM proj_executions "
-            "WHERE status IN ('completed', 'failed', 'cancelled') AND ended_at < ? "
-            "ORDER BY ended_at, execution_id",
-            (b.ts(cutoff.astimezone(UTC)),),
+        rows = self.views.select(
+            EXECUTIONS, "status IN ('completed', 'failed', 'cancelled') AND ended_at < ?",
+            (cutoff.astimezone(UTC),), order="ended_at, execution_id",
         )
-        return [b.to_uuid(r[0]) for r in rows]
+        return [r[0] for r in rows]
 
     def updated_since(self, since: datetime) -> list[UUID]:
         """Executions with an event at or after ``since``."""
-        b = self.backend
-        rows = b.query(
-            "SELECT execution_id FROM proj_executions WHERE updated_at >= ?",
-            (b.ts(since.astimezone(UTC)),),
-        )
-        return [b.to_uuid(r[0]) for r in rows]
+        rows = self.views.select(EXECUTIONS, "updated_at >= ?", (since.astimezone(UTC),))
+        return [r[0] for r in rows]
 
     def forget(self, execution_ids: Iterable[UUID]) -> None:
         """Remove executions' rows from the executions and steps views (after retention).
@@ -333,36 +316,22 @@ class Projections:
         The costs view holds sums, not rows: rebuild it (``rebuild(only=["costs"])``) when a
         forgotten execution had costs.
         """
-        b = self.backend
-        with b.transaction():
+        v = self.views
+        with v.transaction():
             for eid in execution_ids:
-                key = (b.uuid(eid),)
-                b.execute("DELETE FROM proj_steps WHERE execution_id = ?", key)
-                b.execute("DELETE FROM proj_executions WHERE execution_id = ?", key)
+                v.execute(f"DELETE FROM {STEPS.name} WHERE execution_id = ?", (eid,))
+                v.execute(f"DELETE FROM {EXECUTIONS.name} WHERE execution_id = ?", (eid,))
 
     def _execution(self, r: Sequence[Any]) -> ExecutionSummary:
-        b = self.backend
-        ts = b.to_ts
-        started_at, updated_at = ts(r[3]), ts(r[4])
-        assert started_at is not None and updated_at is not None
         return ExecutionSummary(
-            execution_id=b.to_uuid(r[0]), workflow=r[1], status=r[2],
-            started_at=started_at, updated_at=updated_at, ended_at=ts(r[5]), duration=r[6],
-            last_started_step=_marker(r[7], r[8], ts(r[9])),
-            last_completed_step=_marker(r[10], r[11], ts(r[12])),
+            execution_id=r[0], workflow=r[1], status=r[2],
+            started_at=r[3], updated_at=r[4], ended_at=r[5], duration=r[6],
+            last_started_step=_marker(r[7], r[8], r[9]),
+            last_completed_step=_marker(r[10], r[11], r[12]),
             finalization_path=r[13], error_type=r[14], error_message=r[15],
-            error_step=r[16], error_step_seq=r[17], pause_reason=r[18], paused_at=ts(r[19]),
+            error_step=r[16], error_step_seq=r[17], pause_reason=r[18], paused_at=r[19],
             steps_completed=r[20], steps_failed=r[21], retries=r[22], event_count=r[23],
-            log_count=r[24], cost_usd=b.to_dec(r[25]), input_tokens=r[26], output_tokens=r[27],
-        )
-
-    def _step(self, r: Sequence[Any]) -> StepSummary:
-        b = self.backend
-        return StepSummary(
-            execution_id=b.to_uuid(r[0]), seq=r[1], name=r[2], status=r[3], attempts=r[4],
-            started_at=b.to_ts(r[5]), ended_at=b.to_ts(r[6]), duration=r[7],
-            cost_usd=b.to_dec(r[8]), input_tokens=r[9], output_tokens=r[10],
-            error_type=r[11], error_message=r[12],
+            log_count=r[24], cost_usd=r[25], input_tokens=r[26], output_tokens=r[27],
         )
 
     # -- lifetime --------------------------------------------------------------------------------
@@ -371,7 +340,7 @@ class Projections:
         """Stop following and release the views' connection (the journal stays open)."""
         self.stop()
         with self._in_follow, self._following:
-            self.backend.close()
+            self.views.close()
 
     def __enter__(self) -> Projections:
         return self

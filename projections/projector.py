@@ -24,6 +24,7 @@ snapshots of that state (idempotent); cost totals are sums, kept exact in Decima
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC
@@ -34,13 +35,16 @@ from uuid import UUID
 import msgspec
 
 from journal import Journal
-from journal.encoding import decode_event, decode_payload
-from journal.errors import DecodingError, InvalidTransition
+from journal.encoding import decode_event
+from journal.errors import (
+    DecodingError,
+    InvalidTransition,
+    JournalUnavailable,
+    StoragePermissionDenied,
+    StorageReadOnly,
+)
 from journal.events import (
     Event,
-    ExecutionCompleted,
-    ExecutionPaused,
-    ExecutionStarted,
     StepCompleted,
     StepFailed,
     StepStarted,
@@ -55,65 +59,38 @@ from journal.state import (
     apply,
     fold,
 )
-from projections.backend import SCHEMA, TRACKING_DDL, TRACKING_TABLE, Backend, Upsert
-from projections.errors import ProjectionError
+from journal.storage import ViewStore
+from projections.errors import ProjectionError, ViewsBehind
+from projections.tables import COSTS, EXECUTIONS, STEPS, TABLES, TRACKING, VIEW_TABLES
 from projections.views import VIEWS
 
-__all__ = ["EXECUTION_COLUMNS", "STEP_COLUMNS", "Projector"]
-
-EXECUTION_COLUMNS = (
-    "execution_id", "workflow", "status", "started_at", "updated_at", "ended_at", "duration",
-    "last_started_name", "last_started_seq", "last_started_at",
-    "last_completed_name", "last_completed_seq", "last_completed_at",
-    "finalization_path", "error_type", "error_message", "error_step", "error_step_seq",
-    "pause_reason", "paused_at", "steps_completed", "steps_failed", "retries",
-    "event_count", "log_count", "cost_usd", "input_tokens", "output_tokens",
-)
-STEP_COLUMNS = (
-    "execution_id", "seq", "name", "status", "attempts", "started_at", "ended_at",
-    "duration", "cost_usd", "input_tokens", "output_tokens", "error_type", "error_message",
-)
-COST_COLUMNS = ("dimension", "key", "usd", "input_tokens", "output_tokens", "calls")
-
-# Column type tokens (as in the DDL), for backends that upsert whole typed arrays at once.
-EXECUTION_TYPES = (
-    "UUID", "TEXT", "TEXT", "TS", "TS", "TS", "FLOAT", "TEXT", "INTEGER", "TS", "TEXT",
-    "INTEGER", "TS", "TEXT", "TEXT", "TEXT", "TEXT", "INTEGER", "TEXT", "TS", "INTEGER",
-    "INTEGER", "INTEGER", "INTEGER", "INTEGER", "DEC", "BIGINT", "BIGINT",
-)
-STEP_TYPES = (
-    "UUID", "INTEGER", "TEXT", "TEXT", "INTEGER", "TS", "TS", "FLOAT", "DEC", "BIGINT",
-    "BIGINT", "TEXT", "TEXT",
-)
-COST_TYPES = ("TEXT", "TEXT", "DEC", "BIGINT", "BIGINT", "BIGINT")
-
-
-UPSERT_EXECUTION = Upsert("proj_executions", EXECUTION_COLUMNS, EXECUTION_TYPES, ("execution_id",))
-UPSERT_STEP = Upsert("proj_steps", STEP_COLUMNS, STEP_TYPES, ("execution_id", "seq"))
-UPSERT_COST = Upsert("proj_costs", COST_COLUMNS, COST_TYPES, ("dimension", "key"))
+__all__ = ["Projector", "execution_row", "step_row"]
 
 CostKey = tuple[str, str]
+#: Errors that mean "this connection may read but not write" (a SELECT-only role, a
+#: read-only file): the views can still be queried as they are.
+READ_ONLY_ERRORS = (StoragePermissionDenied, StorageReadOnly)
 
 
 class _Conflict(Exception):
     """Another projector (or a rebuild) moved a tracking position under us."""
 
 
-def decode(nid: int, topic: str, data: bytes) -> Event:
-    """Decode one notification with its event type's own decoder."""
+def decode(nid: int, eid: UUID, position: int, topic: str, data: bytes) -> Event:
+    """Decode one notification, leaving user values undecoded (the views never read them,
+    so reading never needs the writer's code)."""
     try:
-        event: Event = decode_payload(topic, data)
-    except (KeyError, msgspec.DecodeError, ValueError, TypeError) as e:
+        return decode_event(topic, data, lean=True, execution_id=eid, position=position)
+    except DecodingError as e:
         raise ProjectionError(
-            f"notification {nid}: cannot decode {topic}: {e}; the projections cannot "
-            "continue past an event they cannot read (upgrade the journal package?)",
+            f"notification {nid}: {e}; the projections cannot continue past an event they "
+            "cannot read (upgrade the journal package?)",
             position=nid,
         ) from e
-    return event
 
 
-def execution_row(s: ExecutionState, b: Backend) -> tuple[Any, ...]:
-    """The ``proj_executions`` row of a state, in :data:`EXECUTION_COLUMNS` order."""
+def execution_row(s: ExecutionState) -> tuple[Any, ...]:
+    """The ``proj_executions`` row of a state, in the table's column order."""
     completed = failed = retries = 0
     failed_steps = []
     for st in s.steps.values():
@@ -149,22 +126,19 @@ def execution_row(s: ExecutionState, b: Backend) -> tuple[Any, ...]:
         if s.ended_at is not None and s.started_at is not None
         else None
     )
-    usd = s.cost.usd
-    t = b.text
     return (
-        b.uuid(s.execution_id), t(s.workflow), s.status, b.ts(s.started_at), b.ts(s.updated_at),
-        b.ts(s.ended_at), duration,
-        t(ls.name) if ls else None, ls.seq if ls else None, b.ts(ls.at) if ls else None,
-        t(lc.name) if lc else None, lc.seq if lc else None, b.ts(lc.at) if lc else None,
-        path, t(error_type), t(error_message), t(error_step), error_seq,
-        t(pause.reason) if pause else None, b.ts(pause.at) if pause else None,
+        s.execution_id, s.workflow, s.status, s.started_at, s.updated_at, s.ended_at, duration,
+        ls.name if ls else None, ls.seq if ls else None, ls.at if ls else None,
+        lc.name if lc else None, lc.seq if lc else None, lc.at if lc else None,
+        path, error_type, error_message, error_step, error_seq,
+        pause.reason if pause else None, pause.at if pause else None,
         completed, failed, retries, s.position, s.log_count,
-        b.dec(usd), s.cost.input_tokens, s.cost.output_tokens,
+        s.cost.usd, s.cost.input_tokens, s.cost.output_tokens,
     )
 
 
-def step_row(s: ExecutionState, seq: int, b: Backend) -> tuple[Any, ...]:
-    """The ``proj_steps`` row of one step of a state, in :data:`STEP_COLUMNS` order."""
+def step_row(s: ExecutionState, seq: int) -> tuple[Any, ...]:
+    """The ``proj_steps`` row of one step of a state, in the table's column order."""
     st = s.steps[seq]
     usd = Decimal(0)
     tin = tout = 0
@@ -173,11 +147,10 @@ def step_row(s: ExecutionState, seq: int, b: Backend) -> tuple[Any, ...]:
         tin += c.input_tokens
         tout += c.output_tokens
     err = st.error
-    t = b.text
     return (
-        b.uuid(s.execution_id), seq, t(st.name), st.status, st.attempts, b.ts(st.started_at),
-        b.ts(st.ended_at), st.duration, b.dec(usd), tin, tout,
-        t(err.type) if err else None, t(err.message) if err else None,
+        s.execution_id, seq, st.name, st.status, st.attempts, st.started_at,
+        st.ended_at, st.duration, usd, tin, tout,
+        err.type if err else None, err.message if err else None,
     )
 
 
@@ -185,13 +158,14 @@ class Projector:
     """Applies the journal's log to the views, one page per transaction."""
 
     def __init__(
-        self, journal: Journal, backend: Backend, *, page_size: int = 1000,
+        self, journal: Journal, views: ViewStore, *, page_size: int = 1000,
         cache_size: int = 50_000,
     ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
         self.journal = journal
-        self.backend = backend
+        self.storage = journal.storage
+        self.views = views
         self.page_size = page_size
         self.cache_size = cache_size
         self.cache: OrderedDict[UUID, ExecutionState] = OrderedDict()
@@ -202,39 +176,47 @@ class Projector:
 
     # -- schema and tracking ------------------------------------------------------------------
 
-    def create_tables(self, views: Iterable[str] = VIEWS) -> None:
-        """Create the tables of ``views`` (and the tracking table) if missing."""
-        b = self.backend
-        with b.transaction():
-            b.lock_ddl()
-            b.execute(b.ddl(TRACKING_DDL))
-            for view in views:
-                for statement in SCHEMA[view][1]:
-                    b.execute(b.ddl(statement))
-                b.execute(
-                    f"INSERT INTO {TRACKING_TABLE} (name, position) VALUES (?, 0) "
-                    "ON CONFLICT (name) DO NOTHING",
-                    (view,),
-                )
+    def create_tables(self) -> None:
+        """Create whatever view table is missing (none exists: a catalog read, no DDL)."""
+        missing = self.views.missing(TABLES)
+        if not missing:
+            return
+        try:
+            with self.views.transaction():
+                self.views.create(missing)
+                for view in VIEWS:
+                    self.views.execute(
+                        f"INSERT INTO {TRACKING.name} (name, position) VALUES (?, 0) "
+                        "ON CONFLICT (name) DO NOTHING",
+                        (view,),
+                    )
+        except READ_ONLY_ERRORS as e:
+            raise ProjectionError(
+                f"the views of {self.storage.where} do not exist yet "
+                f"({', '.join(t.name for t in missing)}) and this connection cannot create "
+                f"them ({e.cause}); run `journal rebuild` once as a user that can write",
+                position=0,
+            ) from e
 
     def drop_and_create(self, views: Iterable[str]) -> None:
         """Drop ``views`` and create them empty at position 0, in one transaction."""
-        b = self.backend
         views = list(views)
-        with b.transaction():
-            b.lock_ddl()
+        tables = [t for v in views for t in VIEW_TABLES[v]]
+        with self.views.transaction():
+            self.views.drop(tables)
+            self.views.create(tables)
             for view in views:
-                for table in SCHEMA[view][0]:
-                    b.execute(f"DROP TABLE IF EXISTS {table}")
-                for statement in SCHEMA[view][1]:
-                    b.execute(b.ddl(statement))
                 # Unconditional: a follower's next compare-and-set fails, so it reloads.
-                b.execute(f"UPDATE {TRACKING_TABLE} SET position = 0 WHERE name = ?", (view,))
+                self.views.execute(
+                    f"INSERT INTO {TRACKING.name} (name, position) VALUES (?, 0) "
+                    "ON CONFLICT (name) DO UPDATE SET position = 0",
+                    (view,),
+                )
         self.reset()
 
     def load_positions(self) -> dict[str, int]:
         """Read every view's committed position."""
-        rows = self.backend.query(f"SELECT name, position FROM {TRACKING_TABLE}")
+        rows = self.views.select(TRACKING)
         found = {name: int(pos) for name, pos in rows}
         self.positions = {v: found.get(v, 0) for v in VIEWS}
         return dict(self.positions)
@@ -246,11 +228,7 @@ class Projector:
         self.load_positions()
 
     def _load_costs(self) -> dict[CostKey, list[Any]]:
-        b = self.backend
-        rows = b.query(
-            "SELECT dimension, key, usd, input_tokens, output_tokens, calls FROM proj_costs"
-        )
-        return {(d, k): [b.to_dec(u), i, o, c] for d, k, u, i, o, c in rows}
+        return {(d, k): [u, i, o, c] for d, k, u, i, o, c in self.views.select(COSTS)}
 
     # -- applying pages -----------------------------------------------------------------------
 
@@ -268,10 +246,9 @@ class Projector:
             raise
 
     def _step(self) -> int:
-        b = self.backend
         pos = self.positions
         start = min(pos.values())
-        rows = b.read_page(start, self.page_size)
+        rows = self.storage.read_log(start, self.page_size)
         if not rows:
             return 0
         p_exec, p_steps, p_costs = pos["executions"], pos["steps"], pos["costs"]
@@ -281,12 +258,11 @@ class Projector:
         steps: dict[tuple[UUID, int], ExecutionState] = {}
         deltas: dict[CostKey, list[Any]] = {}
         cache = self.cache
-        for nid, topic, data in rows:
-            event = decode(nid, topic, bytes(data))
-            eid = event.execution_id
+        for nid, eid, position, topic, data in rows:
+            event = decode(nid, eid, position, topic, data)
             state = cache.get(eid)
-            if state is None or state.position != event.position - 1:
-                state = self._replay(eid, event.position - 1, nid)
+            if state is None or state.position != position - 1:
+                state = self._replay(eid, position - 1, nid)
                 cache[eid] = state
             else:
                 cache.move_to_end(eid)
@@ -297,7 +273,7 @@ class Projector:
                     f"notification {nid}: {e}; the log holds an impossible transition",
                     position=nid,
                 ) from e
-            if type(event) in _CARRIES_PAYLOAD:
+            if type(event).payload_fields:
                 _forget_payloads(state, event)
             if nid > p_exec:
                 touched[eid] = state
@@ -305,7 +281,7 @@ class Projector:
                 if nid > p_steps:
                     steps[(eid, event.seq)] = state
                 if nid > p_costs and not isinstance(event, StepStarted) and event.costs:
-                    _add_costs(deltas, state, event, b.text)
+                    _add_costs(deltas, state, event)
         last = rows[-1][0]
         self._commit(last, touched, steps, deltas)
         for eid, state in touched.items():
@@ -321,8 +297,9 @@ class Projector:
             return ExecutionState(execution_id=eid)
         try:
             events = [
-                decode_event(s) for s in self.journal.store.read(eid)
-                if s.originator_version <= upto
+                decode_event(topic, data, lean=True, execution_id=eid, position=p)
+                for p, topic, data in self.storage.read_stream(eid)
+                if p <= upto
             ]
             state = fold(eid, events)
             _forget_payloads(state)
@@ -345,9 +322,9 @@ class Projector:
         steps: dict[tuple[UUID, int], ExecutionState],
         deltas: dict[CostKey, list[Any]],
     ) -> None:
-        b = self.backend
+        v = self.views
         pos = self.positions
-        advancing = [v for v in VIEWS if pos[v] < last]
+        advancing = [view for view in VIEWS if pos[view] < last]
         totals = self.cost_totals
         new_totals: dict[CostKey, list[Any]] = {}
         if deltas:
@@ -355,25 +332,22 @@ class Projector:
             for key, (usd, tin, tout, calls) in deltas.items():
                 old = totals.get(key) or [Decimal(0), 0, 0, 0]
                 new_totals[key] = [old[0] + usd, old[1] + tin, old[2] + tout, old[3] + calls]
-        with b.transaction():
+        with v.transaction():
             for view in advancing:
                 # Compare-and-set first: it takes the row lock, so a rival projector waits
                 # here and then fails, before either writes a row.
-                n = b.execute(
-                    f"UPDATE {TRACKING_TABLE} SET position = ? WHERE name = ? AND position = ?",
+                n = v.execute(
+                    f"UPDATE {TRACKING.name} SET position = ? WHERE name = ? AND position = ?",
                     (last, view, pos[view]),
                 )
                 if n != 1:
                     raise _Conflict(view)
             if touched and "executions" in advancing:
-                b.upsert(UPSERT_EXECUTION, [execution_row(s, b) for s in touched.values()])
+                v.upsert(EXECUTIONS, [execution_row(s) for s in touched.values()])
             if steps and "steps" in advancing:
-                b.upsert(UPSERT_STEP, [step_row(s, seq, b) for (_, seq), s in steps.items()])
+                v.upsert(STEPS, [step_row(s, seq) for (_, seq), s in steps.items()])
             if new_totals:
-                b.upsert(
-                    UPSERT_COST,
-                    [(d, k, b.dec(v[0]), v[1], v[2], v[3]) for (d, k), v in new_totals.items()],
-                )
+                v.upsert(COSTS, [(d, k, *vals) for (d, k), vals in new_totals.items()])
         for view in advancing:
             pos[view] = last
         if totals is not None:
@@ -389,10 +363,29 @@ class Projector:
         A short page is not the end: on PostgreSQL the reader stops before a gap that an
         in-flight writer may still fill, so only an empty page (or the target) ends it.
         """
-        target = self.backend.head()
+        target = self.storage.head()
         total = 0
+        lost_since: float | None = None
         while True:
-            n = self.step()
+            try:
+                n = self.step()
+            except READ_ONLY_ERRORS as e:
+                raise ViewsBehind(
+                    position=min(self.positions.values()), head=self.storage.head(),
+                    where=self.storage.where, cause=e.cause,
+                ) from e
+            except JournalUnavailable as e:
+                # A session lost mid-page: the page rolled back whole; go again on a new one
+                # (the storage retries reads itself; a transaction cannot be resumed).
+                if type(e) is not JournalUnavailable:
+                    raise
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if now - lost_since > self.storage.reconnect_timeout:
+                    raise
+                time.sleep(0.05)
+                continue
+            lost_since = None
             if n < 0:
                 continue  # conflict: positions reloaded, go again
             total += n
@@ -403,15 +396,11 @@ class Projector:
                 return total
 
 
-#: Events whose user values the views never read; cached states drop them (outputs may be
-#: hundreds of KiB each, and the cache holds tens of thousands of executions).
-_CARRIES_PAYLOAD = frozenset(
-    {ExecutionStarted, StepStarted, StepCompleted, ExecutionPaused, ExecutionCompleted}
-)
-
-
 def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:
-    """Drop the user values ``event`` brought into a cached state (all of them if None)."""
+    """Drop the user values ``event`` brought into a cached state (all of them if None).
+
+    The views never read them (they are undecoded bytes here), and outputs may be hundreds
+    of KiB each while the cache holds tens of thousands of executions."""
     if event is None:
         for step in state.steps.values():
             step.input = step.output = None
@@ -423,15 +412,20 @@ def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:
         state.pause = msgspec.structs.replace(state.pause, payload=None)
 
 
+def _key(text: str) -> str:
+    # A key as every backend stores it (PostgreSQL text cannot hold NUL), so the totals
+    # cached here match the rows they are read back from.
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def _add_costs(
-    deltas: dict[CostKey, list[Any]], state: ExecutionState, event: StepCompleted | StepFailed,
-    text: Callable[[str | None], str | None],
+    deltas: dict[CostKey, list[Any]], state: ExecutionState, event: StepCompleted | StepFailed
 ) -> None:
-    step = text(state.steps[event.seq].name) or ""
-    workflow = text(state.workflow) or ""
+    step = _key(state.steps[event.seq].name)
+    workflow = _key(state.workflow)
     day = event.timestamp.astimezone(UTC).date().isoformat()
     for c in event.costs:
-        for key in (("workflow", workflow), ("step", step), ("model", text(c.model) or ""),
+        for key in (("workflow", workflow), ("step", step), ("model", _key(c.model)),
                     ("day", day)):
             d = deltas.get(key)
             if d is None:

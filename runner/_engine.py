@@ -50,8 +50,8 @@ from journal import (
     UnsupportedValue,
 )
 from journal.capture import Capture
-from journal.lease import Lease
 from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED
+from journal.storage.leases import Lease
 from journal.values import to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
 from runner.errors import (

@@ -536,7 +536,7 @@ class Runner:
             if engines and ticks % LEASE_CHECK_TICKS == 0:
                 # Heartbeat for the liveness leases of the runs in progress.
                 try:
-                    self.journal.store.leases.check()
+                    self.journal.storage.leases.check()
                 except Exception as e:
                     logger.warning("runner: lease check failed: %s", e)
 

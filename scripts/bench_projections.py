@@ -42,7 +42,7 @@ from journal.events import (
     StepCompleted,
     StepStarted,
 )
-from journal.postgres import parse_postgres_url
+from journal.storage.postgres import parse_postgres_url
 from projections import Projections
 from projections.backend import open_backend
 
@@ -85,7 +85,7 @@ def fill(journal: Journal, n_events: int, *, interleave: int = 500) -> int:
             for k in range(min(interleave, n_exec - done))
         ]
         for position in range(10):  # event k of every execution of the block, in turn
-            journal.store.append([encode_event(ev[position]) for ev in block])
+            journal.storage.append([encode_event(ev[position]) for ev in block])
         done += len(block)
     return n_exec * 10
 

@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from journal import Journal  # noqa: E402
-from journal.postgres import parse_postgres_url  # noqa: E402
+from journal.storage.postgres import parse_postgres_url  # noqa: E402
 from runner import Context, Runner  # noqa: E402
 
 ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

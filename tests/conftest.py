@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 
-from journal.postgres import parse_postgres_url
+from journal.storage.postgres import parse_postgres_url
 
 settings.register_profile(
     "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -23,7 +23,9 @@ EXPECTED = [
     "InvalidTransition",
     "Journal",
     "JournalError",
+    "JournalNotFound",
     "JournalUnavailable",
+    "NotAJournal",
     "LogRecorded",
     "OutOfLine",
     "StepCompleted",
@@ -31,8 +33,12 @@ EXPECTED = [
     "StepMarker",
     "StepStarted",
     "StepState",
+    "StorageFull",
+    "StoragePermissionDenied",
+    "StorageReadOnly",
     "Truncated",
     "UnsupportedValue",
+    "Unresolved",
     "apply",
     "fold",
 ]
@@ -49,8 +55,11 @@ def test_every_export_exists_and_is_documented() -> None:
 
 
 def test_errors_share_one_root() -> None:
-    errors = [getattr(journal, n) for n in journal.__all__ if n.endswith(("Error", "Conflict",
-              "NotFound", "Transition", "Unavailable", "Value"))]
-    assert len(errors) == 7
+    errors = [m for n in journal.__all__
+              if isinstance(m := getattr(journal, n), type) and issubclass(m, Exception)]
+    assert len(errors) == 13
+    storage = [journal.JournalNotFound, journal.NotAJournal, journal.StorageFull,
+               journal.StoragePermissionDenied, journal.StorageReadOnly]
+    assert all(issubclass(e, journal.JournalUnavailable) for e in storage)
     assert all(issubclass(e, journal.JournalError) for e in errors)
     assert issubclass(journal.UnsupportedValue, TypeError)

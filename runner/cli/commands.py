@@ -26,7 +26,7 @@ from typer.core import TyperGroup
 from journal import Journal
 from journal.errors import JournalError, mask_url
 from journal.events import TERMINAL_EVENTS, StepStarted
-from journal.store import DEFAULT_URL
+from journal.storage import DEFAULT_URL
 from projections import Projections
 from projections import rebuild as rebuild_views
 from runner._runner import Run, Runner

@@ -85,7 +85,7 @@ def follow(
     runs until ``stop`` is set or ``timeout`` seconds pass (forever when both are None).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    after = journal.store.max_notification_id()
+    after = journal.storage.head()
     seen = 0
     if execution_id is not None and history:
         for event in journal.events(execution_id):

@@ -32,11 +32,10 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from eventsourcing.persistence import StoredEvent
 
 from journal import Journal
 from journal.encoding import decode_event, encode_event
-from journal.errors import ConcurrencyConflict, ExecutionNotFound, JournalError
+from journal.errors import ExecutionNotFound, InvalidTransition, JournalError
 from journal.events import Event, StepCompleted, StepFailed
 from journal.state import TERMINAL_STATUSES, ExecutionState, fold
 from projections import ExecutionSummary, Projections
@@ -165,14 +164,13 @@ def read_archive(path: Path) -> tuple[dict[str, Any], list[Event]]:
     try:
         eid = UUID(doc["execution_id"])
         events = [
-            decode_event(StoredEvent(
-                originator_id=eid, originator_version=int(rec["position"]),
-                topic=rec["stored"]["topic"],
-                state=base64.b64decode(rec["stored"]["state"]),
-            ))
+            decode_event(
+                rec["stored"]["topic"], base64.b64decode(rec["stored"]["state"]),
+                execution_id=eid, position=int(rec["position"]),
+            )
             for rec in doc["events"]
         ]
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, JournalError) as e:
         raise ArchiveError(path, f"malformed: {e!r}") from e
     for event in events:
         if event.execution_id != eid:
@@ -278,7 +276,7 @@ def prune(
             ended_at=state.ended_at, events=len(events), archive=archive,
         )
         if not dry_run:
-            removed += journal.store.delete_streams([eid])
+            removed += journal.storage.delete_streams([eid])
             views.forget([eid])
             costs_changed = costs_changed or _has_costs(events)
         pruned.append(item)
@@ -301,10 +299,11 @@ def import_archive(journal: Journal, path: Path) -> ImportOutcome:
     if not events:
         raise ArchiveError(path, "it holds no events")
     eid = events[0].execution_id
-    fold(eid, events)  # a stream that is not a valid history is refused before writing
     try:
-        journal.store.append([encode_event(e) for e in events])
-    except ConcurrencyConflict:
+        restored = journal.restore(events)
+    except InvalidTransition as e:
+        raise ArchiveError(path, f"it is not a valid history: {e}") from e
+    if not restored:
         return ImportOutcome(execution_id=eid, path=Path(path), action="exists", events=0)
     return ImportOutcome(
         execution_id=eid, path=Path(path), action="imported", events=len(events)

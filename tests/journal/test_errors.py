@@ -13,6 +13,7 @@ from journal import (
     InvalidTransition,
     Journal,
     JournalError,
+    JournalNotFound,
     JournalUnavailable,
 )
 from journal.errors import mask_url
@@ -30,11 +31,12 @@ def test_unreachable_postgres_masks_the_password() -> None:
     assert info.value.__cause__ is not None  # the driver's error is kept, not swallowed
 
 
-def test_sqlite_in_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'j.db'}"
-    with pytest.raises(JournalUnavailable, match="does not exist") as info:
-        Journal.open(url)
-    assert url in str(info.value)
+def test_sqlite_in_a_missing_directory_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "dir" / "j.db"
+    with pytest.raises(JournalNotFound, match="does not exist") as info:
+        Journal.open(f"sqlite:///{path}")
+    assert str(path) in str(info.value)
+    assert "check that the database is running" not in str(info.value)
     assert not (tmp_path / "no").exists()
 
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-import journal.postgres as journal_postgres
+import journal.storage.postgres as journal_postgres
 from journal import ExecutionStarted, Journal, JournalError
 from journal.encoding import encode_event
 
@@ -63,18 +63,16 @@ def test_follower_sees_every_event_once_in_order(journal_url: str) -> None:
     seen: list[int] = []
     with Journal.open(journal_url) as follower:
         while any(w.poll() is None for w in writers):
-            page = follower.store.notifications(after=seen[-1] if seen else 0, limit=50)
-            seen.extend(n.id for n in page)
+            page = follower.storage.read_log(seen[-1] if seen else 0, 50)
+            seen.extend(n[0] for n in page)
             if not page:
                 time.sleep(0.001)
         assert all(w.wait() == 0 for w in writers)
-        while page := follower.store.notifications(after=seen[-1] if seen else 0, limit=500):
-            seen.extend(n.id for n in page)
+        while page := follower.storage.read_log(seen[-1] if seen else 0, 500):
+            seen.extend(n[0] for n in page)
         everything = []
-        while page := follower.store.notifications(
-            after=everything[-1] if everything else 0, limit=1000
-        ):
-            everything.extend(n.id for n in page)
+        while page := follower.storage.read_log(everything[-1] if everything else 0, 1000):
+            everything.extend(n[0] for n in page)
     assert len(everything) > 200
     assert seen == sorted(set(seen))
     assert seen == everything
@@ -82,7 +80,7 @@ def test_follower_sees_every_event_once_in_order(journal_url: str) -> None:
 
 def _hold_a_position(url: str, schema: str) -> psycopg.Connection[Any]:
     """A transaction that takes the next notification id and keeps it uncommitted."""
-    from journal.postgres import connect_params
+    from journal.storage.postgres import connect_params
 
     conn = psycopg.connect(**connect_params(url))
     stored = encode_event(
@@ -111,21 +109,21 @@ def test_postgres_readers_stop_at_a_gap_until_its_writer_ends(
         held = _hold_a_position(url, schema)  # id 2, uncommitted
         try:
             j.start("third")  # id 3, committed
-            assert [n.id for n in j.store.notifications(after=0)] == [1]
-            assert j.store.notifications(after=1) == []  # waits, then reports nothing final
+            assert [n[0] for n in j.storage.read_log(0, 500)] == [1]
+            assert j.storage.read_log(1, 500) == []  # waits, then reports nothing final
             with pytest.raises(JournalError, match="held a write lock"):
-                j.store.max_notification_id()
+                j.storage.head()
             held.commit()
         finally:
             held.close()
-        assert [n.id for n in j.store.notifications(after=1)] == [2, 3]
+        assert [n[0] for n in j.storage.read_log(1, 500)] == [2, 3]
 
         rolled_back = _hold_a_position(url, schema)  # id 4, will be rolled back
         try:
             j.start("fifth")  # id 5
-            assert [n.id for n in j.store.notifications(after=3)] == []
+            assert [n[0] for n in j.storage.read_log(3, 500)] == []
             rolled_back.rollback()
         finally:
             rolled_back.close()
-        assert [n.id for n in j.store.notifications(after=3)] == [5]  # the gap is passed
-        assert j.store.max_notification_id() == 5
+        assert [n[0] for n in j.storage.read_log(3, 500)] == [5]  # the gap is passed
+        assert j.storage.head() == 5

@@ -72,7 +72,7 @@ def test_a_lease_file_goes_with_its_stream(tmp_path: Path) -> None:
         run.completed()
         lease.release()
         assert (tmp_path / "j.db.leases" / run.id.hex).exists()  # never unlinked while live
-        journal.store.delete_streams([run.id])
+        journal.storage.delete_streams([run.id])
         assert not (tmp_path / "j.db.leases" / run.id.hex).exists()
 
 
@@ -91,14 +91,14 @@ def test_a_lost_postgres_lease_session_is_replaced_and_its_leases_retaken(
 ) -> None:
     import psycopg
 
-    from journal.postgres import connect_params
+    from journal.storage.postgres import connect_params
 
     url = f"{pg_database}?schema=s_lease"
     with Journal.open(url) as journal, Journal.open(url) as other:
         eid = journal.start("w").id
         lease = journal.lease(eid)
         assert lease is not None
-        keeper = journal.store.leases
+        keeper = journal.storage.leases
         pid = keeper._conn.info.backend_pid  # type: ignore[attr-defined]
         with psycopg.connect(**connect_params(url), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))

@@ -50,7 +50,7 @@ def _run(journal: Journal, workflow: str = "etl", *, end: str = "completed") -> 
 
 def test_execution_view_holds_how_it_ended(journal: Journal, views: Projections) -> None:
     ok, bad, paused = _run(journal), _run(journal, end="failed"), _run(journal, end="paused")
-    assert views.catch_up() == journal.store.max_notification_id()
+    assert views.catch_up() == journal.storage.head()
     for run in (ok, bad, paused):
         assert_matches_state(views, journal.state(run.id))  # type: ignore[attr-defined]
     e = views.execution(bad.id)  # type: ignore[attr-defined]
@@ -159,7 +159,7 @@ def test_follow_applies_appends_until_stopped(journal: Journal, views: Projectio
         views.stop()
         t.join(timeout=5)
     assert not t.is_alive(), "stop() did not end follow()"
-    assert applied == [4] and updates[-1] == journal.store.max_notification_id()
+    assert applied == [4] and updates[-1] == journal.storage.head()
 
 
 def test_restart_resumes_from_tracked_position(journal: Journal) -> None:
@@ -202,7 +202,7 @@ def test_rebuild_only_one_view_keeps_the_others(journal: Journal, views: Project
     views.catch_up()
     before = {by: views.costs(by=by) for by in ("workflow", "model")}
     executions = views.executions()
-    assert views.rebuild(only=["costs"]) == journal.store.max_notification_id()
+    assert views.rebuild(only=["costs"]) == journal.storage.head()
     assert {by: views.costs(by=by) for by in ("workflow", "model")} == before
     assert views.executions() == executions
     assert_costs_add_up(views, journal, [r.id for r in runs])  # type: ignore[attr-defined]
@@ -249,7 +249,7 @@ def test_impossible_event_in_log_is_a_projection_error(journal: Journal) -> None
 
     run = journal.start("etl")
     bogus = StepCompleted(execution_id=run.id, position=2, timestamp=datetime.now(UTC), seq=9)
-    journal.store.append([encode_event(bogus)])
+    journal.storage.append([encode_event(bogus)])
     with Projections(journal) as views, pytest.raises(ProjectionError, match="never started"):
         views.catch_up()
 

@@ -8,7 +8,6 @@ writes fail with the error a full or broken disk gives.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import psycopg
 import pytest
 
 from journal import Journal, JournalUnavailable
-from journal.postgres import parse_postgres_url
+from journal.storage.postgres import parse_postgres_url
 from runner import Context, Runner
 from tests.conftest import _admin_conninfo
 from tests.runner.workflows import effect, effects
@@ -30,11 +29,11 @@ from tests.runner.workflows import effect, effects
 def outage(journal: Journal) -> Iterator[Callable[[], None]]:
     """Yields a function that takes the database away; it comes back when the block ends."""
     if journal.url.startswith("sqlite"):
-        store: Any = journal.store
+        store: Any = journal.storage
         real = store._append
 
-        def fail(stored: object) -> None:
-            raise sqlite3.OperationalError("disk I/O error")
+        def fail(stored: object, blobs: object = ()) -> None:
+            raise JournalUnavailable(journal.url, "disk I/O error")
 
         def down() -> None:
             store._append = fail
@@ -110,15 +109,15 @@ def test_journal_failure_stops_the_run_and_recover_finishes_it(
 
 def fail_append(journal: Journal, monkeypatch: pytest.MonkeyPatch, *, at: int) -> list[int]:
     """Make the store's ``at``-th append raise a RuntimeError (not a journal error), once."""
-    store: Any = journal.store
+    store: Any = journal.storage
     real = store._append
     calls: list[int] = []
 
-    def append(stored: Any) -> None:
+    def append(stored: Any, blobs: Any = ()) -> Any:
         calls.append(len(stored))
         if len(calls) == at:
             raise RuntimeError("injected store failure")
-        real(stored)
+        return real(stored, blobs)
 
     monkeypatch.setattr(store, "_append", append)
     return calls

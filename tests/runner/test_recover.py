@@ -58,15 +58,15 @@ def test_catch_up_goes_on_past_a_short_page(
 
     stalled = [journal.start("steps_then_pause", {}).id for _ in range(12)]
     with Projections(journal, page_size=5) as views:
-        real = views.backend.read_page
+        real = journal.storage.read_log
         calls: list[int] = []
 
-        def short_first(start: int, limit: int) -> Any:
+        def short_first(start: int, limit: int, **kw: Any) -> Any:
             calls.append(start)
-            rows = real(start, limit)
+            rows = real(start, limit, **kw)
             return rows[:2] if len(calls) == 1 else rows  # as if a gap followed row 2
 
-        monkeypatch.setattr(views.backend, "read_page", short_first)
+        monkeypatch.setattr(journal.storage, "read_log", short_first)
         assert views.catch_up() == 12
         assert sorted(s.execution_id for s in views.stuck(older_than=timedelta(0))) == sorted(
             stalled)

@@ -67,13 +67,13 @@ def test_typed_outputs_replay_equal_and_same_type(runner: Runner, journal: Journ
 
 def spy_appends(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Record the event types of every store append (one append is one commit)."""
-    store: Any = journal.store
+    store: Any = journal.storage
     real = store._append
     appends: list[list[str]] = []
 
-    def append(stored: Any) -> None:
+    def append(stored: Any, blobs: Any = ()) -> Any:
         appends.append([s.topic.rpartition(":")[2].rpartition(".")[2] for s in stored])
-        real(stored)
+        return real(stored, blobs)
 
     monkeypatch.setattr(store, "_append", append)
     return appends

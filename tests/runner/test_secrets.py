@@ -40,7 +40,7 @@ class Connection:
 
 
 def stored_bytes(journal: Journal, eid: Any) -> bytes:
-    return b"".join(s.state for s in journal.store.read(eid))
+    return b"".join(s[2] for s in journal.storage.read_stream(eid))
 
 
 @pytest.mark.parametrize(
@@ -61,12 +61,12 @@ def test_run_refuses_input_the_journal_would_redact(
     def call_api(ctx: Context, config: Any = None, api_key: str = "") -> None:
         called.append(1)
 
-    before = journal.store.max_notification_id()
+    before = journal.storage.head()
     with runner, pytest.raises(SecretInput, match=re.escape(where)) as caught:
         runner.run(call_api, *args, **kwargs)
     assert isinstance(caught.value, RunnerError) and isinstance(caught.value, ValueError)
     assert "reference" in str(caught.value) and "sk-live-123" not in str(caught.value)
-    assert journal.store.max_notification_id() == before  # nothing written
+    assert journal.storage.head() == before  # nothing written
     assert not called
 
 
@@ -81,7 +81,7 @@ def test_arun_refuses_secret_input_too(journal: Journal) -> None:
 
     with runner, pytest.raises(SecretInput, match="'api_key'"):
         asyncio.run(runner.arun(call_api, api_key="sk-live-123"))
-    assert journal.store.max_notification_id() == 0
+    assert journal.storage.head() == 0
 
 
 def test_input_without_secrets_runs_and_resumes_equal(journal: Journal) -> None:

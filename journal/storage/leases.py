@@ -15,7 +15,7 @@ import threading
 from abc import ABC, abstractmethod
 from uuid import UUID
 
-__all__ = ["Lease", "LeaseKeeper"]
+__all__ = ["Lease", "LeaseKeeper", "ProcessLeases"]
 
 
 class Lease:
@@ -65,6 +65,11 @@ class LeaseKeeper(ABC):
 
     @abstractmethod
     def _release(self, execution_id: UUID) -> None: ...
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's leases are the parent's; this process holds none."""
+        self._held = set()
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Release every lease this process holds."""

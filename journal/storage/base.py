@@ -1,0 +1,214 @@
+"""What every backend offers: the log, blobs, leases, and a store for view tables.
+
+:class:`Storage` is the one owner of a journal's database. The recording API appends and
+reads streams through it; projections read the log by position, ask for the safe head and
+wait for appends through it, and keep their view tables in a :class:`ViewStore` it opens on
+the same database. Nothing outside ``journal.storage`` names a journal table, writes SQL
+against one, or sees a driver exception: every error leaves here translated
+(:mod:`journal.storage.errors`).
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from journal.errors import mask_url
+from journal.storage.leases import LeaseKeeper
+from journal.storage.schema import Dialect, Table
+
+__all__ = ["Blob", "Listener", "LogRow", "Storage", "StreamRow", "ViewStore"]
+
+#: (position, topic, bytes): one event of one stream.
+StreamRow = tuple[int, str, bytes]
+#: (notification id, execution id, position, topic, bytes): one event of the whole log.
+LogRow = tuple[int, UUID, int, str, bytes]
+#: (sha256 hex digest, bytes): a value kept out of line.
+Blob = tuple[str, bytes]
+
+
+class Listener(ABC):
+    """Wakes a follower when something may have been appended (a hint, never the data)."""
+
+    @abstractmethod
+    def wait(self, timeout: float) -> None:
+        """Return when an append may have happened, or after ``timeout`` seconds."""
+
+    def close(self) -> None:  # noqa: B027 - nothing to release where waiting is polling
+        """Stop listening."""
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class PollingListener(Listener):
+    """Wakes every ``interval`` seconds (SQLite has no notification channel)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+
+    def wait(self, timeout: float) -> None:
+        self._stop.wait(min(timeout, self.interval))
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class Storage(ABC):
+    """Append-only streams, a notification log, blobs and leases, on one database."""
+
+    #: The URL it was opened with (with any password; show it with ``mask_url``).
+    url: str
+    #: Whether this open may create the journal's tables (``Journal.open(create=...)``).
+    create: bool
+    leases: LeaseKeeper
+    dialect: Dialect
+    #: Seconds a lost session is retried before ``JournalUnavailable`` (PostgreSQL).
+    reconnect_timeout: float = 10.0
+
+    @property
+    def where(self) -> str:
+        """The journal's place, for messages: its file, or its URL with the password masked."""
+        return mask_url(self.url)
+
+    # -- the log -------------------------------------------------------------------------------
+
+    def append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob] = ()) -> list[int]:
+        """Append ``events`` (and the out-of-line values they reference) atomically.
+
+        Returns their notification ids. All are committed, or none and an error is raised:
+        :class:`ConcurrencyConflict` when another writer holds one of the positions.
+        """
+        if not events:
+            return []
+        return self._append(events, blobs)
+
+    @abstractmethod
+    def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]: ...
+
+    @abstractmethod
+    def read_stream(self, execution_id: UUID, *, after: int = 0) -> list[StreamRow]:
+        """One execution's events after position ``after``, in order."""
+
+    @abstractmethod
+    def read_log(self, after: int, limit: int, *, topics: Sequence[str] = ()) -> list[LogRow]:
+        """Every execution's events after notification id ``after``, in id order, up to
+        ``limit`` of them (only ``topics``, if given).
+
+        Never reads past an id that a writer still in flight may fill: a follower that
+        resumes from the last id it saw misses nothing.
+        """
+
+    @abstractmethod
+    def head(self) -> int:
+        """The last notification id below which every event is final (0 when empty)."""
+
+    def listen(self, *, poll_interval: float = 0.05) -> Listener:
+        """A listener that wakes when something may have been appended (where the database
+        has no notifications, every ``poll_interval`` seconds)."""
+        return PollingListener(poll_interval)
+
+    @abstractmethod
+    def get_blob(self, digest: str) -> bytes:
+        """An out-of-line value's bytes; KeyError if absent."""
+
+    @abstractmethod
+    def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
+        """Delete whole streams (retention) with the blobs only they referenced, in one
+        transaction; returns the number of events removed."""
+
+    # -- views and lifetime --------------------------------------------------------------------
+
+    @abstractmethod
+    def views(self) -> ViewStore:
+        """A store for view tables in the same database (its own connection)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections, leases and threads."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.where}>"
+
+
+class ViewStore(ABC):
+    """Tables that projections declare, in the journal's database; SQL with ``?`` marks.
+
+    Rows go in and come out as Python values (UUID, aware UTC datetime, Decimal), converted
+    by the column types of the table's declaration. Thread-safe.
+    """
+
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+
+    @abstractmethod
+    def missing(self, tables: Sequence[Table]) -> list[Table]:
+        """Which of ``tables`` do not exist (a catalog read; no DDL)."""
+
+    @abstractmethod
+    def create(self, tables: Sequence[Table]) -> None:
+        """Create ``tables`` and their indexes inside the current transaction; concurrent
+        creators in other processes wait for each other."""
+
+    def drop(self, tables: Sequence[Table]) -> None:
+        """Drop ``tables`` inside the current transaction."""
+        for table in tables:
+            self.execute(f"DROP TABLE IF EXISTS {table.name}")
+
+    @abstractmethod
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement (``?`` marks, Python values); returns the row count."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one query (``?`` marks, Python values); rows as stored."""
+
+    @abstractmethod
+    def upsert(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows (Python values, in column order), replacing those whose key exists."""
+
+    def select(
+        self,
+        table: Table,
+        where: str = "",
+        params: Sequence[Any] = (),
+        *,
+        order: str = "",
+        limit: int | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Whole rows of ``table`` as Python values (column order)."""
+        sql = f"SELECT {table.select_list} FROM {table.name}"
+        args = list(params)
+        if where:
+            sql += f" WHERE {where}"
+        if order:
+            sql += f" ORDER BY {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        load = self.dialect.loader(table)
+        return [load(r) for r in self.query(sql, args)]
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection."""

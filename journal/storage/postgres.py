@@ -1,0 +1,917 @@
+"""PostgreSQL at scale: many processes on many machines share one log through psycopg 3.
+
+* An append is one statement in autocommit (a multi-row INSERT; ``unnest`` of arrays for a
+  big batch). eventsourcing's recorder takes ``LOCK TABLE ... IN EXCLUSIVE MODE`` and
+  ``NOTIFY`` inside the writing transaction; both are held until COMMIT, so commits of
+  concurrent writers are serialized and PostgreSQL's group commit never happens.
+* Without the lock, notification ids (a sequence) can commit out of order: id 7 may become
+  visible before id 6. Readers never pass a gap that an in-flight writer may still fill:
+  :meth:`PostgresStorage._safe_id` returns the highest id below which every id is final,
+  waiting, when it must, only for the transactions that held a write lock on the table when
+  the gap was seen. Gaps left by rolled-back writers (a lost race) are passed once those
+  writers are gone.
+* Followers are woken by a ``NOTIFY`` sent just after the commit, from a background thread
+  that coalesces bursts; it is a hint, so followers also poll at a low rate as a backstop.
+* Sessions come and go (restarts, failovers, ``pg_terminate_backend``, a proxy's idle
+  timeout). A lost session is replaced and the call retried for up to ``reconnect_timeout``
+  seconds; an append whose commit outcome is unknown is retried only after checking, by
+  position, whether it landed: never a duplicate, never a silent loss.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from psycopg import pq
+
+from journal.errors import (
+    ConcurrencyConflict,
+    JournalError,
+    JournalNotFound,
+    JournalUnavailable,
+)
+from journal.storage import forks
+from journal.storage.base import Blob, Listener, LogRow, Storage, StreamRow, ViewStore
+from journal.storage.errors import is_connection_lost, translate
+from journal.storage.leases import LeaseKeeper
+from journal.storage.schema import BLOB_REFS, BLOBS, EVENTS, JOURNAL_TABLES, POSTGRES, Table
+
+__all__ = ["PostgresStorage", "connect_params", "parse_postgres_url"]
+
+logger = logging.getLogger("journal")
+T = TypeVar("T")
+
+#: URL query options the journal reads itself; every other one is a libpq parameter.
+JOURNAL_OPTIONS = frozenset({"schema"})
+#: How long a reader waits for in-flight writers before returning what is final so far.
+GAP_WAIT_SECONDS = 5.0
+#: Batches up to this many events are one multi-row INSERT with scalar parameters.
+MULTI_ROW_LIMIT = 64
+#: Followers are woken at most once per interval per writing process (adds at most this lag).
+NOTIFY_INTERVAL_SECONDS = 0.002
+#: Reads of a topic-filtered page scan at most this many ids per round.
+TOPIC_SCAN = 5000
+
+
+def parse_postgres_url(url: str) -> dict[str, Any]:
+    """Read host, port, user, password, database and options from a PostgreSQL URL."""
+    parts = urlsplit(url)
+    dbname = unquote(parts.path.lstrip("/"))
+    if not dbname:
+        raise ValueError(f"bad PostgreSQL URL {url!r}: no database name")
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    return {
+        "dbname": dbname,
+        "host": parts.hostname or "localhost",
+        "port": parts.port or 5432,
+        "user": unquote(parts.username or "postgres"),
+        "password": unquote(parts.password or ""),
+        "options": options,
+    }
+
+
+def connect_params(url: str) -> dict[str, Any]:
+    """Keyword arguments for ``psycopg.connect`` from a journal URL.
+
+    Every query option except the journal's own (``schema``) is passed to libpq, so
+    ``?sslmode=verify-full&sslrootcert=...`` or ``?application_name=`` take effect on every
+    connection the journal and its projections open.
+    """
+    p = parse_postgres_url(url)
+    params: dict[str, Any] = {
+        "host": p["host"], "port": p["port"], "user": p["user"],
+        "password": p["password"] or None, "dbname": p["dbname"],
+    }
+    params.update({k: v for k, v in p["options"].items() if k not in JOURNAL_OPTIONS})
+    params["connect_timeout"] = max(1, int(float(params.get("connect_timeout", 5))))
+    return params
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _close_quietly(conn: psycopg.Connection[Any] | None) -> None:
+    if conn is None:
+        return
+    try:
+        conn.close()
+    except Exception as e:  # a dead socket: nothing left to release
+        logger.debug("journal: closing a lost connection: %s", e)
+
+
+_IDLE = pq.TransactionStatus.IDLE
+
+
+class _Pool:
+    """This process's sessions, reused last-in first-out; at most ``size`` at once."""
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], size: int) -> None:
+        self.connect = connect
+        self.size = size
+        self.idle: list[psycopg.Connection[Any]] = []
+        self.count = 0
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def get(self, timeout: float) -> psycopg.Connection[Any]:
+        with self.cond:
+            if not self.idle and self.count >= self.size and not self.cond.wait_for(
+                lambda: self.idle or self.count < self.size, timeout=timeout
+            ):
+                raise psycopg.OperationalError(
+                        f"all {self.size} connections of this process stayed busy for "
+                        f"{timeout:.0f} s"
+                    )
+            if self.idle:
+                return self.idle.pop()
+            self.count += 1
+        try:
+            return self.connect()
+        except BaseException:
+            with self.cond:
+                self.count -= 1
+                self.cond.notify()
+            raise
+
+    def put(self, conn: psycopg.Connection[Any], *, discard: bool = False) -> None:
+        if (discard or self.closed or conn.broken or conn.closed
+                or conn.info.transaction_status != _IDLE):
+            _close_quietly(conn)
+            with self.cond:
+                self.count -= 1
+                self.cond.notify()
+            return
+        with self.cond:
+            self.idle.append(conn)
+            self.cond.notify()
+
+    def drop_idle(self) -> None:
+        """Close every idle session: after one was found dead, the others likely are."""
+        with self.cond:
+            idle, self.idle = self.idle, []
+            self.count -= len(idle)
+            self.cond.notify_all()
+        for conn in idle:
+            _close_quietly(conn)
+
+    def close(self) -> None:
+        self.closed = True
+        self.drop_idle()
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row_sql(table: str, rows: int) -> str:
+    values = ",".join(["(%s, %s, %s, %b)"] * rows)
+    return (
+        f"INSERT INTO {table} (originator_id, originator_version, topic, state) "
+        f"VALUES {values} RETURNING notification_id"
+    )
+
+
+class PostgresStorage(Storage):
+    """A journal in one PostgreSQL schema, shared by any number of processes."""
+
+    dialect = POSTGRES
+    leases: AdvisoryLeases
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        reconnect_timeout: float = 10.0,
+        pool_size: int = 1,
+        max_overflow: int = 15,
+    ) -> None:
+        self.url = url
+        self.create = create
+        if reconnect_timeout < 0:
+            raise ValueError(f"reconnect_timeout must be >= 0 seconds, not {reconnect_timeout}")
+        self.reconnect_timeout = reconnect_timeout
+        self.schema = parse_postgres_url(url)["options"].get("schema") or "public"
+        self.conninfo = connect_params(url)
+        self.max_connections = max(1, int(pool_size) + int(max_overflow))
+        self._tables = {t.name: f"{_quote(self.schema)}.{t.name}" for t in JOURNAL_TABLES}
+        self.events_table = self._tables[EVENTS.name]
+        self.channel = f"{self.schema}_{EVENTS.name}"
+        self._sql()
+        self._closed = False
+        self._pool = _Pool(self._connect, self.max_connections)
+        self._notifier = _Notifier(self)
+        try:
+            # One direct connection first: the user needs the driver's reason (refused,
+            # unknown database, bad password), not a retry loop's timeout.
+            conn = self._connect()
+        except psycopg.Error as e:
+            raise translate(e, url) from e
+        with self._cond_put(conn):
+            self._ensure_schema(conn)
+        self.leases = AdvisoryLeases(url, self.conninfo, self.events_table)
+        forks.register(self)
+
+    def _sql(self) -> None:
+        e, b, r = self.events_table, self._tables[BLOBS.name], self._tables[BLOB_REFS.name]
+        self._read_stream_sql = (
+            f"SELECT originator_version, topic, state FROM {e} "
+            "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version"
+        )
+        self._read_log_sql = (
+            "SELECT notification_id, originator_id, originator_version, topic, state "
+            f"FROM {e} WHERE notification_id > %s AND notification_id <= %s "
+            "ORDER BY notification_id LIMIT %s"
+        )
+        self._read_log_topics_sql = self._read_log_sql.replace(
+            "ORDER BY", "AND topic = ANY(%s) ORDER BY"
+        )
+        self._append_many_sql = (
+            f"INSERT INTO {e} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %b::bytea[]) "
+            "RETURNING notification_id"
+        )
+        self._landed_sql = (
+            f"SELECT e.originator_id, e.originator_version, e.notification_id, e.topic, e.state "
+            f"FROM {e} e JOIN unnest(%s::uuid[], %s::bigint[]) AS k(id, v) "
+            "ON e.originator_id = k.id AND e.originator_version = k.v"
+        )
+        self._put_blob_sql = (
+            f"INSERT INTO {b} (sha256, data) VALUES (%s, %b) ON CONFLICT DO NOTHING"
+        )
+        self._put_ref_sql = (
+            f"INSERT INTO {r} (execution_id, sha256) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+        )
+        self._get_blob_sql = f"SELECT data FROM {b} WHERE sha256 = %s"
+        self._delete_sql = f"DELETE FROM {e} WHERE originator_id = ANY(%s)"
+        self._delete_refs_sql = (
+            f"DELETE FROM {r} WHERE execution_id = ANY(%s) RETURNING sha256"
+        )
+        self._delete_blobs_sql = (
+            f"DELETE FROM {b} WHERE sha256 = ANY(%s) AND NOT EXISTS "
+            f"(SELECT 1 FROM {r} WHERE {r}.sha256 = {b}.sha256)"
+        )
+        self._count_ids_sql = (
+            "SELECT count(*), max(notification_id) FROM (SELECT notification_id "
+            f"FROM {e} WHERE notification_id > %s ORDER BY notification_id LIMIT %s) AS page"
+        )
+        self._select_ids_sql = (
+            f"SELECT notification_id FROM {e} WHERE notification_id > %s "
+            "ORDER BY notification_id LIMIT %s"
+        )
+        self._max_sql = f"SELECT max(notification_id) FROM {e}"
+        self._writers_sql = (
+            "SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks "
+            "WHERE locktype = 'relation' AND relation = %s::regclass "
+            "AND mode = 'RowExclusiveLock' AND granted AND pid <> pg_backend_pid()"
+        )
+        self._still_writing_sql = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
+            "AND relation = %s::regclass AND virtualtransaction = ANY(%s)"
+        )
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(**self.conninfo, autocommit=True)
+
+    @contextmanager
+    def _cond_put(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        """Hand ``conn`` (taken outside the pool) to the pool when done, as one of its own."""
+        with self._pool.cond:
+            self._pool.count += 1
+        try:
+            yield
+        except BaseException:
+            self._pool.put(conn, discard=True)
+            raise
+        self._pool.put(conn)
+
+    def _run(
+        self,
+        op: Callable[[psycopg.Connection[Any]], T],
+        *,
+        execution_id: UUID | None = None,
+        position: int = 0,
+    ) -> T:
+        """Run ``op`` on a session; on a lost session, retry on a new one until
+        ``reconnect_timeout`` passes. ``op`` must be safe to run again (appends check first)."""
+        deadline: float | None = None
+        delay = 0.0
+        while True:
+            if self._closed:
+                raise JournalError(f"the journal {self.where} is closed")
+            conn: psycopg.Connection[Any] | None = None
+            try:
+                conn = self._pool.get(timeout=max(self.reconnect_timeout, 1.0))
+                result = op(conn)
+            except psycopg.Error as e:
+                lost = (conn is not None and conn.broken) or is_connection_lost(e)
+                if conn is not None:
+                    self._pool.put(conn, discard=lost)
+                if not lost:
+                    raise translate(e, self.url, execution_id=execution_id,
+                                    position=position) from e
+                self._pool.drop_idle()
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.reconnect_timeout
+                if now >= deadline:
+                    raise JournalUnavailable(
+                        self.url,
+                        f"{str(e).strip() or type(e).__name__} (no working session for "
+                        f"{self.reconnect_timeout:g} s)",
+                    ) from e
+                logger.info("journal: session to %s lost (%s); reconnecting", self.where,
+                            str(e).strip())
+                time.sleep(min(delay, max(0.0, deadline - now)))
+                delay = min(max(delay * 2, 0.05), 1.0)
+                continue
+            except BaseException:
+                if conn is not None:
+                    self._pool.put(conn, discard=True)  # interrupted mid-call: state unknown
+                raise
+            self._pool.put(conn)
+            return result
+
+    def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            missing = self._missing(conn, JOURNAL_TABLES)
+            if not missing:
+                return
+            if not self.create:
+                if EVENTS in missing:
+                    raise JournalNotFound(
+                        self.url, f"schema {self.schema} holds no journal tables",
+                        where=self.where,
+                    )
+                return  # an older journal without blob references: readable as it is
+            # Processes opening a new journal at once would race on its DDL ("tuple
+            # concurrently updated"): one creates it, the others wait, then find it.
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                             (f"journal schema {self.schema}",))
+                if self.schema != "public":
+                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(self.schema)}")
+                for table in missing:
+                    for statement in POSTGRES.create(table, self._tables[table.name]):
+                        conn.execute(statement)
+        except psycopg.Error as e:
+            raise translate(e, self.url) from e
+
+    def _missing(self, conn: psycopg.Connection[Any], tables: Sequence[Table]) -> list[Table]:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (self.schema, [t.name for t in tables]),
+        ).fetchall()
+        present = {r[0] for r in rows}
+        return [t for t in tables if t.name not in present]
+
+    def _after_fork(self) -> None:
+        forks.abandon(*self._pool.idle)
+        self._pool = _Pool(self._connect, self.max_connections)
+        self._notifier = _Notifier(self)
+        self.leases._after_fork()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
+        first = events[0]
+        eid: Any = first.originator_id
+        sent = False
+
+        def op(conn: psycopg.Connection[Any]) -> list[int]:
+            nonlocal sent
+            if sent:  # the last attempt's outcome is unknown: did it land?
+                landed = self._landed(conn, events)
+                if landed is not None:
+                    return landed
+            sent = True
+            return self._insert(conn, events, blobs)
+
+        ids = self._run(op, execution_id=eid, position=first.originator_version)
+        self._notifier.wake()
+        return ids
+
+    def _insert(
+        self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent], blobs: Sequence[Blob]
+    ) -> list[int]:
+        if blobs:
+            with conn.transaction():
+                owner = events[0].originator_id
+                for digest, data in blobs:
+                    conn.execute(self._put_blob_sql, (digest, data), prepare=True)
+                    conn.execute(self._put_ref_sql, (owner, digest), prepare=True)
+                return self._insert_events(conn, events)
+        return self._insert_events(conn, events)
+
+    def _insert_events(
+        self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]
+    ) -> list[int]:
+        n = len(events)
+        if n <= MULTI_ROW_LIMIT:
+            # Scalar parameters: psycopg dumps them several times faster than arrays.
+            flat: list[Any] = []
+            for s in events:
+                flat += (s.originator_id, s.originator_version, s.topic, s.state)
+            rows = conn.execute(
+                _multi_row_sql(self.events_table, n), flat, prepare=True
+            ).fetchall()
+        else:
+            rows = conn.execute(
+                self._append_many_sql,
+                (
+                    [s.originator_id for s in events],
+                    [s.originator_version for s in events],
+                    [s.topic for s in events],
+                    [s.state for s in events],
+                ),
+                prepare=True,
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def _landed(
+        self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent]
+    ) -> list[int] | None:
+        """The ids of ``events`` if an earlier attempt committed them; None if it did not.
+
+        Raises ConcurrencyConflict if other events hold (some of) their positions.
+        """
+        with conn.cursor(binary=True) as cur:
+            cur.execute(
+                self._landed_sql,
+                ([s.originator_id for s in events], [s.originator_version for s in events]),
+            )
+            found = {(r[0], r[1]): (r[2], r[3], bytes(r[4])) for r in cur.fetchall()}
+        if not found:
+            return None
+        ids = []
+        for s in events:
+            row = found.get((s.originator_id, s.originator_version))  # type: ignore[arg-type]
+            if row is None or row[1] != s.topic or row[2] != bytes(s.state):
+                raise ConcurrencyConflict(s.originator_id, s.originator_version)  # type: ignore[arg-type]
+            ids.append(row[0])
+        logger.info("journal: an append whose outcome was unknown had landed (%d events)",
+                    len(events))
+        return ids
+
+    def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
+        ids = list(execution_ids)
+
+        def op(conn: psycopg.Connection[Any]) -> int:
+            with conn.transaction():
+                removed = conn.execute(self._delete_sql, (ids,)).rowcount
+                if not self._missing(conn, [BLOB_REFS]):
+                    digests = [r[0] for r in conn.execute(self._delete_refs_sql, (ids,))]
+                    if digests:
+                        conn.execute(self._delete_blobs_sql, (digests,))
+                return removed
+
+        return self._run(op)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_stream(self, execution_id: UUID, *, after: int = 0) -> list[StreamRow]:
+        def op(conn: psycopg.Connection[Any]) -> list[StreamRow]:
+            with conn.cursor(binary=True) as cur:
+                cur.execute(self._read_stream_sql, (execution_id, after), prepare=True)
+                rows: list[StreamRow] = cur.fetchall()
+                return rows
+
+        return self._run(op, execution_id=execution_id)
+
+    def read_log(self, after: int, limit: int, *, topics: Sequence[str] = ()) -> list[LogRow]:
+        def op(conn: psycopg.Connection[Any]) -> list[LogRow]:
+            if not topics:
+                safe = self._safe_id(conn, after, max(limit, 1))
+                if safe <= after:
+                    return []
+                with conn.cursor(binary=True) as cur:
+                    cur.execute(self._read_log_sql, (after, safe, limit), prepare=True)
+                    rows: list[LogRow] = cur.fetchall()
+                    return rows
+            # Filtered: scan forward window by window until enough rows or the safe end.
+            out: list[LogRow] = []
+            start = after
+            while len(out) < limit:
+                safe = self._safe_id(conn, start, TOPIC_SCAN)
+                if safe <= start:
+                    break
+                with conn.cursor(binary=True) as cur:
+                    cur.execute(self._read_log_topics_sql,
+                                (start, safe, limit - len(out), list(topics)))
+                    out += cur.fetchall()
+                start = safe
+            return out
+
+        return self._run(op)
+
+    def head(self) -> int:
+        def op(conn: psycopg.Connection[Any]) -> int:
+            row = conn.execute(self._max_sql).fetchone()
+            highest = row[0] if row else None
+            # Writers in flight now may hold ids below it; once they end, all below is final.
+            deadline = time.monotonic() + GAP_WAIT_SECONDS
+            if not self._wait_for(conn, self._writers(conn), deadline):
+                raise JournalError(
+                    f"{self.events_table}: a transaction has held a write lock for over "
+                    f"{GAP_WAIT_SECONDS:.0f} s, so the last final event is unknown; appends "
+                    "are single statements, so look for a stuck session in pg_stat_activity"
+                )
+            return int(highest or 0)
+
+        return self._run(op)
+
+    def _safe_id(self, conn: psycopg.Connection[Any], after: int, limit: int) -> int:
+        """The highest id ``n >= after`` such that every id in ``(after, n]`` is final.
+
+        Final means committed (visible) or never to appear (rolled back or deleted). Reads
+        ahead at most ``limit`` ids.
+        """
+        final_below = after + 1  # ids below this are known final
+        deadline = time.monotonic() + GAP_WAIT_SECONDS
+        while True:
+            # The common case, no gap: one row back instead of ``limit``.
+            row = conn.execute(self._count_ids_sql, (after, limit), prepare=True).fetchone()
+            if row is None or row[0] == 0:
+                return after
+            if row[1] - after == row[0] and after + 1 >= final_below:
+                return int(row[1])
+            ids = [r[0] for r in conn.execute(self._select_ids_sql, (after, limit),
+                                              prepare=True).fetchall()]
+            expected, last_final = after + 1, after
+            blocked_at: int | None = None
+            writers: list[str] | None = None
+            for i in ids:
+                if i != expected and i > final_below:
+                    # A gap: final unless a writer that was in flight may still fill it.
+                    if writers is None:
+                        writers = self._writers(conn)
+                    if writers:
+                        blocked_at = i
+                        break
+                last_final, expected = i, i + 1
+            if blocked_at is None or last_final > after:
+                return last_final
+            if not self._wait_for(conn, writers or [], deadline):
+                return after
+            final_below = blocked_at
+
+    def _writers(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """Transactions (other than ours) holding a write lock on the events table now."""
+        row = conn.execute(self._writers_sql, (self.events_table,)).fetchone()
+        return list(row[0]) if row else []
+
+    def _wait_for(self, conn: psycopg.Connection[Any], writers: list[str],
+                  deadline: float) -> bool:
+        """Wait until none of ``writers`` holds its lock; False if the deadline passed."""
+        while writers:
+            row = conn.execute(self._still_writing_sql, (self.events_table, writers)).fetchone()
+            if not row or not row[0]:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return True
+
+    def get_blob(self, digest: str) -> bytes:
+        def op(conn: psycopg.Connection[Any]) -> Any:
+            with conn.cursor(binary=True) as cur:
+                return cur.execute(self._get_blob_sql, (digest,)).fetchone()
+
+        row = self._run(op)
+        if row is None:
+            raise KeyError(digest)
+        return bytes(row[0])
+
+    def listen(self, *, poll_interval: float = 0.05) -> Listener:
+        return _PgListener(self)
+
+    # -- views and lifetime ----------------------------------------------------------------------
+
+    def views(self) -> ViewStore:
+        return PostgresViewStore(self)
+
+    def close(self) -> None:
+        self._closed = True
+        self.leases.close()
+        self._notifier.close()
+        self._pool.close()
+
+
+class _Notifier:
+    """Sends ``NOTIFY`` after appends, from its own session, at most every 2 ms.
+
+    Its own session: NOTIFY assigns a transaction id, so in the writing transaction its
+    commit would wait for a WAL flush and serialize committers; the hint needs no durability
+    (``synchronous_commit=off``).
+    """
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self.storage = storage
+        self.statement = f"NOTIFY {_quote(storage.channel)}"
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def wake(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._loop, name="journal-notify", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            while not self._closing.is_set():
+                self._wake.wait(timeout=1.0)
+                if self._closing.is_set():
+                    return
+                if not self._wake.is_set():
+                    continue
+                self._wake.clear()
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = psycopg.connect(**self.storage.conninfo, autocommit=True)
+                        conn.execute("SET synchronous_commit TO off")
+                    conn.execute(self.statement)
+                except psycopg.Error:  # a missed hint: followers' backstop poll picks it up
+                    _close_quietly(conn)
+                    conn = None
+                    self._closing.wait(0.1)
+                # At most one NOTIFY per interval: appends in between ride on the next one.
+                self._closing.wait(NOTIFY_INTERVAL_SECONDS)
+        finally:
+            _close_quietly(conn)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class _PgListener(Listener):
+    """``LISTEN`` on the journal's channel; a dropped session is re-established, and the
+    first wait after that returns at once (appends may have happened while it was down)."""
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        self.storage = storage
+        self.conn: psycopg.Connection[Any] | None = None
+        try:
+            self.conn = self._connect()
+        except psycopg.Error as e:
+            raise translate(e, storage.url) from e
+        forks.register(self)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(**self.storage.conninfo, autocommit=True)
+        conn.execute(f"LISTEN {_quote(self.storage.channel)}")
+        return conn
+
+    def wait(self, timeout: float) -> None:
+        conn = self.conn
+        if conn is None or conn.closed or conn.broken:
+            try:
+                self.conn = self._connect()
+            except psycopg.Error as e:
+                logger.info("journal: listener cannot reconnect yet: %s", e)
+                time.sleep(min(timeout, 0.2))
+            return
+        try:
+            for _ in conn.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error as e:
+            logger.info("journal: listener session lost (%s); reconnecting", e)
+            _close_quietly(conn)
+            self.conn = None
+
+    def _after_fork(self) -> None:
+        forks.abandon(self.conn)
+        self.conn = None
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        _close_quietly(conn)
+
+
+class PostgresViewStore(ViewStore):
+    """View tables in the journal's schema, on a session of their own (``search_path`` set to
+    the schema, so view SQL needs no qualification). A lost session is re-established at the
+    next statement outside a transaction, or the next transaction."""
+
+    dialect = POSTGRES
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        super().__init__()
+        self.storage = storage
+        self._depth = 0
+        try:
+            self.conn = self._connect()
+        except psycopg.Error as e:
+            raise translate(e, storage.url) from e
+        forks.register(self)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(**self.storage.conninfo, autocommit=True)
+        conn.execute(f"SET search_path TO {_quote(self.storage.schema)}")
+        return conn
+
+    def _after_fork(self) -> None:
+        forks.abandon(self.conn)
+        self.lock = threading.RLock()
+        self._depth = 0
+        self.conn = self._connect()
+
+    def _usable(self) -> psycopg.Connection[Any]:
+        """The session, re-established (within reconnect_timeout) if it was lost."""
+        if not (self.conn.broken or self.conn.closed):
+            return self.conn
+        deadline = time.monotonic() + self.storage.reconnect_timeout
+        while True:
+            try:
+                self.conn = self._connect()
+                return self.conn
+            except psycopg.Error as e:
+                if not is_connection_lost(e) or time.monotonic() >= deadline:
+                    raise translate(e, self.storage.url) from e
+                time.sleep(0.1)
+
+    def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with self.lock:
+            for attempt in (1, 2):
+                conn = self._usable()
+                try:
+                    return fn(conn)
+                except psycopg.Error as e:
+                    lost = conn.broken or is_connection_lost(e)
+                    if lost and self._depth == 0 and attempt == 1:
+                        continue  # outside a transaction a read or write can just go again
+                    raise translate(e, self.storage.url) from e
+            raise AssertionError("unreachable")
+
+    def missing(self, tables: Sequence[Table]) -> list[Table]:
+        def op(conn: psycopg.Connection[Any]) -> list[Table]:
+            return self.storage._missing(conn, tables)
+
+        return self._call(op)
+
+    def create(self, tables: Sequence[Table]) -> None:
+        # Concurrent CREATE TABLE IF NOT EXISTS of one table fails in PostgreSQL (duplicate
+        # pg_type): creators in other processes take turns.
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))",
+                     (f"projections {self.storage.schema}",))
+        for table in tables:
+            for statement in POSTGRES.create(table, table.name):
+                self.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            conn = self._usable()
+            try:
+                with conn.transaction():
+                    self._depth += 1
+                    try:
+                        yield
+                    finally:
+                        self._depth -= 1
+            except psycopg.Error as e:
+                raise translate(e, self.storage.url) from e
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        statement = POSTGRES.sql(sql)
+        p = [POSTGRES.param(v) for v in params]
+        return self._call(lambda conn: conn.execute(statement, p).rowcount)  # type: ignore[arg-type]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        statement = POSTGRES.sql(sql)
+        p = [POSTGRES.param(v) for v in params]
+        return self._call(lambda conn: conn.execute(statement, p).fetchall())  # type: ignore[arg-type]
+
+    def upsert(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        dump = POSTGRES.dumper(table)
+        columns = [list(c) for c in zip(*(dump(r) for r in rows), strict=True)]
+        statement = POSTGRES.upsert_arrays(table, table.name)
+        self._call(lambda conn: conn.execute(statement, columns))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self.lock:
+            _close_quietly(self.conn)
+
+
+class AdvisoryLeases(LeaseKeeper):
+    """A lease is a session-level advisory lock held on this process's own connection;
+    PostgreSQL drops it when that session ends, so when the process dies. TCP keepalives
+    make the server notice a vanished client host within about a minute. A session lost
+    while this process lives is replaced and its leases taken again (a lease another process
+    took meanwhile is logged: the log still fences every writer)."""
+
+    #: libpq keepalives for the lease session: a dead client host is noticed in ~1 minute.
+    KEEPALIVES: dict[str, Any] = {
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+
+    def __init__(self, url: str, conninfo: dict[str, Any], namespace: str) -> None:
+        super().__init__()
+        self.url = url
+        self.conninfo = conninfo
+        self.namespace = namespace
+        self._conn: psycopg.Connection[Any] | None = None
+        self._closed = False
+
+    def _key(self, execution_id: UUID) -> int:
+        digest = hashlib.sha256(f"{self.namespace}:{execution_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def _try_lock(self, conn: psycopg.Connection[Any], execution_id: UUID) -> bool:
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s)", (self._key(execution_id),)
+        ).fetchone()
+        return bool(row and row[0])
+
+    def _session(self) -> psycopg.Connection[Any]:
+        if self._closed:
+            raise JournalError("the journal is closed; no lease can be taken through it")
+        if self._conn is not None and not self._conn.broken and not self._conn.closed:
+            return self._conn
+        try:
+            conn = psycopg.connect(**{**self.conninfo, **self.KEEPALIVES}, autocommit=True)
+            conn.execute("SET idle_session_timeout = 0")
+            for eid in self._held:  # the old session's locks died with it: take them again
+                if not self._try_lock(conn, eid):
+                    logger.warning(
+                        "journal: lease of %s was taken by another process while this "
+                        "one's lease session was down", eid,
+                    )
+        except psycopg.Error as e:
+            raise translate(e, self.url) from e
+        self._conn = conn
+        return conn
+
+    def check(self) -> None:
+        """Ping the lease session while leases are held; if it died, open a new one and
+        take the leases again (the old session's locks died with it)."""
+        with self._lock:
+            if not self._held or self._closed:
+                return
+            conn = self._conn
+            try:
+                if conn is not None and not conn.broken and not conn.closed:
+                    conn.execute("SELECT 1")
+                    return
+            except psycopg.Error:
+                pass
+            try:
+                self._session()
+            except JournalError as e:
+                logger.warning("journal: lease session down: %s", e)
+
+    def _acquire(self, execution_id: UUID) -> bool:
+        try:
+            return self._try_lock(self._session(), execution_id)
+        except psycopg.Error as e:
+            if self._conn is not None and not self._conn.broken:
+                raise translate(e, self.url) from e
+            try:  # the session broke: a new one, once
+                return self._try_lock(self._session(), execution_id)
+            except psycopg.Error as e:
+                raise translate(e, self.url) from e
+
+    def _release(self, execution_id: UUID) -> None:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return  # the session is gone, and the lock with it
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self._key(execution_id),))
+        except psycopg.Error as e:
+            logger.warning("journal: could not release the lease of %s: %s", execution_id, e)
+
+    def _after_fork(self) -> None:
+        # The parent's session (and its locks) stay the parent's: never close it here.
+        forks.abandon(self._conn)
+        self._conn = None
+        super()._after_fork()
+
+    def close(self) -> None:
+        """Closing the session drops every lock at once (no round trip per lease)."""
+        with self._lock:
+            self._closed = True
+            self._held.clear()
+            _close_quietly(self._conn)

@@ -1,0 +1,431 @@
+"""The embedded default: one SQLite file in WAL mode, durable on commit (synchronous=FULL).
+
+Notification ids are ``INTEGER PRIMARY KEY AUTOINCREMENT``, so they are never reused after
+retention deletes old streams (which would confuse followers). Every connection sets
+``synchronous`` (``FULL`` by default; ``?synchronous=NORMAL`` trades durability on power
+loss for speed, as SQLite documents) and a busy timeout for other processes' writers.
+Writers in one process take turns on a lock instead of spinning in SQLite's busy handler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+
+from journal.errors import JournalNotFound, NotAJournal
+from journal.storage import forks
+from journal.storage.base import Blob, LogRow, Storage, StreamRow, ViewStore
+from journal.storage.errors import translate, translate_os_error
+from journal.storage.leases import LeaseKeeper
+from journal.storage.schema import BLOB_REFS, BLOBS, EVENTS, JOURNAL_TABLES, SQLITE, Table
+
+__all__ = ["SQLiteStorage", "sqlite_path"]
+
+_SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
+#: Batches up to this many events are one multi-row INSERT statement.
+MULTI_ROW_LIMIT = 240  # 960 parameters: within SQLite's oldest default limit (999)
+BUSY_TIMEOUT_MS = 10_000
+
+_E, _B, _R = EVENTS.name, BLOBS.name, BLOB_REFS.name
+_READ_STREAM = (
+    f"SELECT originator_version, topic, state FROM {_E} "
+    "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
+)
+_READ_LOG = (
+    f"SELECT notification_id, originator_id, originator_version, topic, state FROM {_E} "
+    "WHERE notification_id > ? ORDER BY notification_id LIMIT ?"
+)
+_INSERT_ONE = (
+    f"INSERT INTO {_E} (originator_id, originator_version, topic, state) VALUES (?,?,?,?)"
+)
+
+
+def sqlite_path(url: str) -> tuple[str, dict[str, str]]:
+    """Split ``sqlite:///rel.db`` / ``sqlite:////abs.db`` into a path and its query options."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite" or not url.startswith("sqlite:///") or parts.netloc:
+        raise ValueError(
+            f"bad SQLite URL {url!r}: write sqlite:///relative.db (three slashes) or "
+            "sqlite:////absolute/path.db (four)"
+        )
+    path = parts.path[1:]
+    if not path:
+        raise ValueError(f"bad SQLite URL {url!r}: no file name (sqlite:///journal.db)")
+    options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(options) - {"synchronous"}
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(sorted(unknown))} in {url!r}: "
+                         "SQLite URLs take ?synchronous=FULL|NORMAL")
+    return path, options
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row_sql(rows: int) -> str:
+    return (
+        f"INSERT INTO {_E} (originator_id, originator_version, topic, state) VALUES "
+        + ",".join(["(?,?,?,?)"] * rows)
+    )
+
+
+class _Connections:
+    """Idle connections to one file, reused last-in first-out (any thread may take one)."""
+
+    def __init__(self, storage: SQLiteStorage) -> None:
+        self.storage = storage
+        self.idle: list[sqlite3.Connection] = []
+        self.lock = threading.Lock()
+
+    def get(self) -> sqlite3.Connection:
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+        return self.storage.connect()
+
+    def put(self, conn: sqlite3.Connection) -> None:
+        with self.lock:
+            if len(self.idle) < 8:
+                self.idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+
+
+class SQLiteStorage(Storage):
+    """A journal in one SQLite file."""
+
+    dialect = SQLITE
+    leases: FileLeases
+
+    def __init__(self, url: str, *, create: bool = True, **_: Any) -> None:
+        self.url = url
+        self.create = create
+        path, options = sqlite_path(url)
+        synchronous = options.get("synchronous", "FULL").upper()
+        if synchronous not in _SYNCHRONOUS:
+            raise ValueError(f"bad synchronous={synchronous!r} in {url!r}: use FULL or NORMAL")
+        self.synchronous = synchronous
+        self.path = path
+        self._check_path()
+        self._pool = _Connections(self)
+        self._write_lock = threading.Lock()
+        self.leases = FileLeases(url, Path(f"{path}.leases"))
+        self._closed = False
+        self._ensure_schema()
+        forks.register(self)
+
+    @property
+    def where(self) -> str:
+        return self.path
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _check_path(self) -> None:
+        p = Path(self.path)
+        if p.is_dir():
+            raise NotAJournal(self.url, "it is a directory", where=self.path)
+        if not p.parent.is_dir():
+            raise JournalNotFound(
+                self.url, f"directory {p.parent} does not exist", where=self.path
+            )
+        if not self.create and not p.exists():
+            raise JournalNotFound(self.url, "the file does not exist", where=self.path)
+
+    def connect(self) -> sqlite3.Connection:
+        """A new connection to the file (never creating it unless this open may create)."""
+        mode = "rwc" if self.create else "rw"
+        uri = f"file:{quote(os.path.abspath(self.path))}?mode={mode}"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+            )
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as e:
+            raise translate(e, self.url, where=self.path) from e
+        return conn
+
+    @contextmanager
+    def _conn(self, eid: UUID | None = None, position: int = 0) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            from journal.errors import JournalError
+
+            raise JournalError(f"the journal {self.path} is closed")
+        conn = self._pool.get()
+        try:
+            yield conn
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise translate(e, self.url, where=self.path, execution_id=eid,
+                            position=position) from e
+        finally:
+            self._pool.put(conn)
+
+    def _ensure_schema(self) -> None:
+        with self._conn() as c:
+            names = {r[0] for r in c.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )}
+            missing = [t for t in JOURNAL_TABLES if t.name not in names]
+            if not missing:
+                return
+            if EVENTS.name not in names and names and not self.create:
+                raise NotAJournal(self.url, f"it has no {EVENTS.name} table", where=self.path)
+            if not self.create:
+                if EVENTS.name not in names:
+                    raise JournalNotFound(self.url, "the file holds no journal yet",
+                                          where=self.path)
+                return  # an older journal without the blob references: readable as it is
+            if not names:
+                c.execute("PRAGMA journal_mode=WAL")
+            with self._write_lock:
+                c.execute("BEGIN IMMEDIATE")
+                for table in missing:
+                    for statement in SQLITE.create(table, table.name):
+                        c.execute(statement)
+                c.execute("COMMIT")
+
+    def _after_fork(self) -> None:
+        forks.abandon(*self._pool.idle)
+        self._pool = _Connections(self)
+        self._write_lock = threading.Lock()
+        self.leases._after_fork()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
+        n = len(events)
+        first = events[0]
+        eid: Any = first.originator_id
+        flat: list[Any] = []
+        for s in events:
+            flat += (s.originator_id.hex, s.originator_version, s.topic, s.state)  # type: ignore[union-attr]
+        with self._write_lock, self._conn(eid, first.originator_version) as c:
+            if n <= MULTI_ROW_LIMIT and not blobs:
+                # One statement in autocommit is atomic, and one fsync.
+                last = c.execute(_multi_row_sql(n), flat).lastrowid
+                assert last is not None
+                return list(range(last - n + 1, last + 1))
+            c.execute("BEGIN IMMEDIATE")
+            for digest, data in blobs:
+                c.execute(f"INSERT OR IGNORE INTO {_B} (sha256, data) VALUES (?, ?)",
+                          (digest, data))
+                c.execute(f"INSERT OR IGNORE INTO {_R} (execution_id, sha256) VALUES (?, ?)",
+                          (eid.hex, digest))
+            ids: list[int] = []
+            for i in range(0, n, MULTI_ROW_LIMIT):
+                chunk = flat[i * 4:(i + MULTI_ROW_LIMIT) * 4]
+                rows = len(chunk) // 4
+                last = c.execute(_multi_row_sql(rows), chunk).lastrowid
+                assert last is not None
+                ids += range(last - rows + 1, last + 1)
+            c.execute("COMMIT")
+            return ids
+
+    def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
+        removed = 0
+        with self._write_lock, self._conn() as c:
+            has_refs = bool(c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_R,)
+            ).fetchone())
+            c.execute("BEGIN IMMEDIATE")
+            for eid in execution_ids:
+                removed += c.execute(
+                    f"DELETE FROM {_E} WHERE originator_id = ?", (eid.hex,)
+                ).rowcount
+                if has_refs:
+                    digests = [r[0] for r in c.execute(
+                        f"SELECT sha256 FROM {_R} WHERE execution_id = ?", (eid.hex,)
+                    )]
+                    c.execute(f"DELETE FROM {_R} WHERE execution_id = ?", (eid.hex,))
+                    for digest in digests:
+                        c.execute(
+                            f"DELETE FROM {_B} WHERE sha256 = ? AND NOT EXISTS "
+                            f"(SELECT 1 FROM {_R} WHERE sha256 = ?)", (digest, digest),
+                        )
+            c.execute("COMMIT")
+        for eid in execution_ids:  # their lease files go with them (they have ended)
+            with contextlib.suppress(FileNotFoundError):
+                self.leases.path(eid).unlink()
+        return removed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_stream(self, execution_id: UUID, *, after: int = 0) -> list[StreamRow]:
+        with self._conn(execution_id) as c:
+            rows: list[StreamRow] = c.execute(
+                _READ_STREAM, (execution_id.hex, after)
+            ).fetchall()
+            return rows
+
+    def read_log(self, after: int, limit: int, *, topics: Sequence[str] = ()) -> list[LogRow]:
+        # Writers commit in id order here (one writer at a time): every id read is final.
+        sql = _READ_LOG
+        params: list[Any] = [after, limit]
+        if topics:
+            sql = sql.replace(
+                "ORDER BY", f"AND topic IN ({','.join('?' * len(topics))}) ORDER BY"
+            )
+            params = [after, *topics, limit]
+        with self._conn() as c:
+            return [
+                (nid, UUID(eid), pos, topic, state)
+                for nid, eid, pos, topic, state in c.execute(sql, params)
+            ]
+
+    def head(self) -> int:
+        with self._conn() as c:
+            row = c.execute(f"SELECT MAX(notification_id) FROM {_E}").fetchone()
+        return int(row[0] or 0)
+
+    def get_blob(self, digest: str) -> bytes:
+        with self._conn() as c:
+            row = c.execute(f"SELECT data FROM {_B} WHERE sha256 = ?", (digest,)).fetchone()
+        if row is None:
+            raise KeyError(digest)
+        return bytes(row[0])
+
+    # -- views and lifetime ----------------------------------------------------------------------
+
+    def views(self) -> ViewStore:
+        return SQLiteViewStore(self.connect, self.url, self.path)
+
+    def close(self) -> None:
+        self._closed = True
+        self.leases.close()
+        self._pool.close()
+
+
+class SQLiteViewStore(ViewStore):
+    """View tables in a SQLite database, on one connection of their own."""
+
+    dialect = SQLITE
+
+    def __init__(self, connect: Any, url: str, where: str) -> None:
+        super().__init__()
+        self._connect = connect
+        self.url = url
+        self.where = where
+        self.conn: sqlite3.Connection = connect()
+        forks.register(self)
+
+    def _after_fork(self) -> None:
+        forks.abandon(self.conn)
+        self.lock = threading.RLock()
+        self.conn = self._connect()
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise translate(e, self.url, where=self.where) from e
+
+    def missing(self, tables: Sequence[Table]) -> list[Table]:
+        names = {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return [t for t in tables if t.name not in names]
+
+    def create(self, tables: Sequence[Table]) -> None:
+        for table in tables:
+            for statement in SQLITE.create(table, table.name):
+                self.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock, self._translated():
+            # IMMEDIATE: take the write lock up front, so two projectors serialize here
+            # instead of failing to upgrade a read lock halfway through a page.
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        p = [SQLITE.param(v) for v in params]
+        with self.lock, self._translated():
+            return self.conn.execute(sql, p).rowcount
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        p = [SQLITE.param(v) for v in params]
+        with self.lock, self._translated():
+            return self.conn.execute(sql, p).fetchall()
+
+    def upsert(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        dump = SQLITE.dumper(table)
+        with self.lock, self._translated():
+            self.conn.executemany(SQLITE.upsert(table, table.name), [dump(r) for r in rows])
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+class FileLeases(LeaseKeeper):
+    """A lease is an ``flock`` on a file in ``<journal file>.leases/``; the OS drops it when
+    the process dies. Files are removed only with their execution's stream (retention), so
+    no process can lock an unlinked file while another locks its successor."""
+
+    def __init__(self, url: str, directory: Path) -> None:
+        super().__init__()
+        self.url = url
+        self.directory = directory
+        self._fds: dict[UUID, int] = {}
+
+    def path(self, execution_id: UUID) -> Path:
+        """The lock file of one execution."""
+        return self.directory / execution_id.hex
+
+    def _acquire(self, execution_id: UUID) -> bool:
+        path = self.path(execution_id)
+        try:
+            self.directory.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise translate_os_error(e, self.url, where=str(path)) from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError as e:
+            os.close(fd)
+            raise translate_os_error(e, self.url, where=str(path)) from e
+        self._fds[execution_id] = fd
+        return True
+
+    def _release(self, execution_id: UUID) -> None:
+        fd = self._fds.pop(execution_id, None)
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
+
+    def _after_fork(self) -> None:
+        # The parent's flocks belong to the parent's open file descriptions; the child's
+        # copies are closed without unlocking (closing a copy keeps the parent's lock).
+        for fd in self._fds.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = {}
+        super()._after_fork()

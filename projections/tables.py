@@ -1,0 +1,85 @@
+"""The view tables, each declared once: the storage layer derives their DDL, upserts, select
+lists and row conversion from these declarations (``journal.storage.schema``).
+
+Column order is row order everywhere: ``execution_row`` builds rows in it, ``ViewStore.select``
+returns them in it. Money is ``decimal`` (TEXT on SQLite, NUMERIC on PostgreSQL), never a float.
+"""
+
+from __future__ import annotations
+
+from journal.storage import Column, Index, Table
+
+__all__ = ["COSTS", "EXECUTIONS", "STEPS", "TABLES", "TRACKING", "VIEW_TABLES"]
+
+
+def _c(name: str, type: str, nullable: bool = True) -> Column:
+    return Column(name, type, nullable)
+
+
+EXECUTIONS = Table(
+    "proj_executions",
+    (
+        _c("execution_id", "uuid", False), _c("workflow", "text", False),
+        _c("status", "text", False), _c("started_at", "ts", False),
+        _c("updated_at", "ts", False), _c("ended_at", "ts"), _c("duration", "float"),
+        _c("last_started_name", "text"), _c("last_started_seq", "int"),
+        _c("last_started_at", "ts"), _c("last_completed_name", "text"),
+        _c("last_completed_seq", "int"), _c("last_completed_at", "ts"),
+        _c("finalization_path", "text"), _c("error_type", "text"), _c("error_message", "text"),
+        _c("error_step", "text"), _c("error_step_seq", "int"), _c("pause_reason", "text"),
+        _c("paused_at", "ts"), _c("steps_completed", "int", False),
+        _c("steps_failed", "int", False), _c("retries", "int", False),
+        _c("event_count", "int", False), _c("log_count", "int", False),
+        _c("cost_usd", "decimal", False), _c("input_tokens", "bigint", False),
+        _c("output_tokens", "bigint", False),
+    ),
+    key=("execution_id",),
+    indexes=(
+        # Keyset pagination newest first, with or without each filter.
+        Index("proj_executions_started", ("started_at", "execution_id")),
+        Index("proj_executions_status", ("status", "started_at", "execution_id")),
+        Index("proj_executions_workflow", ("workflow", "status", "started_at", "execution_id")),
+        Index("proj_executions_workflow_started", ("workflow", "started_at", "execution_id")),
+        # stuck(): running executions by time of their last event.
+        Index("proj_executions_updated", ("status", "updated_at")),
+    ),
+)
+
+STEPS = Table(
+    "proj_steps",
+    (
+        _c("execution_id", "uuid", False), _c("seq", "int", False), _c("name", "text", False),
+        _c("status", "text", False), _c("attempts", "int", False), _c("started_at", "ts"),
+        _c("ended_at", "ts"), _c("duration", "float"), _c("cost_usd", "decimal", False),
+        _c("input_tokens", "bigint", False), _c("output_tokens", "bigint", False),
+        _c("error_type", "text"), _c("error_message", "text"),
+    ),
+    key=("execution_id", "seq"),
+    indexes=(Index("proj_steps_name", ("name", "status")),),
+)
+
+COSTS = Table(
+    "proj_costs",
+    (
+        _c("dimension", "text", False), _c("key", "text", False), _c("usd", "decimal", False),
+        _c("input_tokens", "bigint", False), _c("output_tokens", "bigint", False),
+        _c("calls", "bigint", False),
+    ),
+    key=("dimension", "key"),
+)
+
+#: One row per view: the notification id its rows are committed up to.
+TRACKING = Table(
+    "proj_tracking",
+    (_c("name", "text", False), _c("position", "bigint", False)),
+    key=("name",),
+)
+
+#: The tables of each view (every listed table belongs to that view only).
+VIEW_TABLES: dict[str, tuple[Table, ...]] = {
+    "executions": (EXECUTIONS,),
+    "steps": (STEPS,),
+    "costs": (COSTS,),
+}
+
+TABLES: tuple[Table, ...] = (TRACKING, EXECUTIONS, STEPS, COSTS)
