@@ -30,6 +30,7 @@ from runner.errors import (
     RunnerError,
     SecretInput,
     StepFailedError,
+    ValueClassMissing,
     WorkflowNotFound,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "SecretInput",
     "StepFailedError",
     "StepInfo",
+    "ValueClassMissing",
     "WorkflowNotFound",
     "add_cost",
     "current_step",

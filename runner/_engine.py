@@ -52,13 +52,14 @@ from journal import (
 from journal.capture import Capture
 from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED
 from journal.storage.leases import Lease
-from journal.values import to_wire
+from journal.values import find_unresolved, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
 from runner.errors import (
     IncompatibleOutput,
     NonDeterministicWorkflow,
     RunnerError,
     StepFailedError,
+    ValueClassMissing,
 )
 
 __all__ = ["Cancelled", "Engine", "Halt", "Suspended", "current_scope"]
@@ -408,10 +409,20 @@ class Engine:
 
     def _convert(self, seq: int, rec: _RecordedStep, fn: Callable[..., Any]) -> Any:
         annotation = _return_type(fn)
+        output = rec.output
+        missing = find_unresolved(output)
         if annotation is None or annotation is Any or annotation is type(None):
-            return rec.output
+            if missing is not None:
+                # The workflow would get a stand-in where it expects its own class.
+                raise self._stop(ValueClassMissing(
+                    execution_id=self.id, step=f"output of step {rec.name!r}", seq=seq,
+                    topic=missing.topic,
+                ))
+            return output
+        if missing is not None:
+            output = plain(output)  # rebuilt from its fields, through the annotation
         try:
-            return msgspec.convert(rec.output, annotation, from_attributes=True)
+            return msgspec.convert(output, annotation, from_attributes=True)
         except (msgspec.ValidationError, TypeError) as e:
             raise self._stop(
                 IncompatibleOutput(

@@ -27,6 +27,7 @@ import msgspec
 
 from journal import (
     ConcurrencyConflict,
+    DecodingError,
     ErrorInfo,
     ExecutionHandle,
     ExecutionResumed,
@@ -40,9 +41,16 @@ from journal import (
 )
 from journal.encoding import as_uuid
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
+from journal.values import find_unresolved
 from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
-from runner.errors import AlreadyResumed, RunnerError, SecretInput, WorkflowNotFound
+from runner.errors import (
+    AlreadyResumed,
+    RunnerError,
+    SecretInput,
+    ValueClassMissing,
+    WorkflowNotFound,
+)
 
 __all__ = ["OnRecoveryError", "Run", "Runner"]
 
@@ -260,6 +268,11 @@ class Runner:
                 "runner died",
             )
         wf = self._lookup(state.workflow, eid)
+        missing = find_unresolved(state.input)
+        if missing is not None:
+            raise ValueClassMissing(
+                execution_id=eid, step="workflow input", seq=0, topic=missing.topic
+            )
         handle = ExecutionHandle(self.journal, state)
         engine = Engine(
             self.journal, handle, workflow=wf.name, events=events,
@@ -383,7 +396,7 @@ class Runner:
             return None
         try:
             engine, wf = self._load(eid, UNSET, for_resume=False)
-        except WorkflowNotFound as e:
+        except (WorkflowNotFound, ValueClassMissing, DecodingError) as e:
             lease.release()
             _skipped(eid, e, on_error)
             return None

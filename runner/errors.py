@@ -11,6 +11,7 @@
           ├── StepFailedError         a step failed for good (live, or as recorded on replay)
           ├── NonDeterministicWorkflow  replay called something other than what was recorded
           ├── IncompatibleOutput  a recorded output no longer fits the step's return annotation
+          ├── ValueClassMissing   a recorded value's class cannot be imported in this process
           ├── WorkflowNotFound        no workflow registered under the recorded name
           ├── SecretInput             run() given a secret the journal would redact; nothing written
           └── OutsideStep             add_cost()/current_step() called outside a step
@@ -34,6 +35,7 @@ __all__ = [
     "RunnerError",
     "SecretInput",
     "StepFailedError",
+    "ValueClassMissing",
     "WorkflowNotFound",
 ]
 
@@ -131,6 +133,27 @@ class IncompatibleOutput(RunnerError):
             f"not convert to its return annotation {annotation!r}: {cause}. Nothing was "
             "written. The step's return type changed since it ran: restore it to finish this "
             "execution."
+        )
+
+
+class ValueClassMissing(RunnerError):
+    """Replay needs a recorded value as its own class, and this process cannot import it."""
+
+    def __init__(self, *, execution_id: UUID, step: str, seq: int, topic: str) -> None:
+        self.execution_id = execution_id
+        self.step = step
+        self.seq = seq
+        self.topic = topic
+        module, _, name = topic.partition(":")
+        where = (
+            "it was defined in the writing process's __main__ (a script run as "
+            "`python script.py`); move it to an importable module"
+            if module == "__main__" else f"module {module!r} is not importable here"
+        )
+        super().__init__(
+            f"execution {execution_id}: the recorded {step} (seq {seq}) holds a {name} "
+            f"({topic}) that this process cannot import: {where}, or annotate the step's "
+            "return type so the value can be rebuilt from its fields. Nothing was written."
         )
 
 

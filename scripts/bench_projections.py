@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import statistics
 import tempfile
 import threading
@@ -42,9 +43,10 @@ from journal.events import (
     StepCompleted,
     StepStarted,
 )
-from journal.storage.postgres import parse_postgres_url
+from journal.storage.postgres import connect_params, parse_postgres_url
+from journal.storage.sqlite import sqlite_path
 from projections import Projections
-from projections.backend import open_backend
+from projections.tables import EXECUTIONS
 
 STEPS = ("fetch", "parse", "summarize", "write")
 MODELS = ("gpt-4o", "claude", "small")
@@ -90,19 +92,31 @@ def fill(journal: Journal, n_events: int, *, interleave: int = 500) -> int:
     return n_exec * 10
 
 
-def raw_scan(journal: Journal, page: int = 1000) -> int:
-    """Keyset-read every (id, topic, state) row, as the projector's reads do, but bare."""
-    backend = open_backend(journal)
+def raw_scan(url: str, page: int = 1000) -> int:
+    """Keyset-read every (id, topic, state) row with the bare driver: the baseline."""
+    if url.startswith("sqlite"):
+        conn: Any = sqlite3.connect(sqlite_path(url)[0])
+        sql = ("SELECT notification_id, topic, state FROM journal_events "
+               "WHERE notification_id > ? ORDER BY notification_id LIMIT ?")
+        cur = conn.cursor()
+    else:
+        conn = psycopg.connect(**connect_params(url), autocommit=True)
+        schema = parse_postgres_url(url)["options"].get("schema") or "public"
+        conn.execute(f'SET search_path TO "{schema}"')
+        sql = ("SELECT notification_id, topic, state FROM journal_events "
+               "WHERE notification_id > %s ORDER BY notification_id LIMIT %s")
+        cur = conn.cursor(binary=True)
     try:
         after, n = 0, 0
         while True:
-            rows = backend.read_page(after, page)
+            cur.execute(sql, (after, page))
+            rows = cur.fetchall()
             if not rows:
                 return n
             n += len(rows)
             after = rows[-1][0]
     finally:
-        backend.close()
+        conn.close()
 
 
 def timed(fn: Callable[[], int]) -> float:
@@ -120,7 +134,7 @@ def bench_rebuild(name: str, url: str, n_events: int, repeat: int) -> dict[str, 
         raws, rebuilds = [], []
         with Projections(journal) as views:
             for _ in range(repeat):
-                raws.append(timed(lambda: raw_scan(journal)))
+                raws.append(timed(lambda: raw_scan(url)))
                 rebuilds.append(timed(views.rebuild))
             assert views.catch_up() == 0
             assert len(views.executions(limit=10)) == 10
@@ -169,12 +183,12 @@ def bench_follow_lag(url: str, n: int = 1000) -> tuple[float, float]:
 
 def fill_execution_rows(views: Projections, n: int) -> None:
     """Insert ``n`` synthetic rows straight into the executions view."""
-    b = views.backend
+    v = views.views
     base = datetime(2026, 1, 1, tzinfo=UTC)
     statuses = ("completed", "completed", "completed", "failed", "running", "paused",
                 "cancelled")
-    if b.sql_percentiles:  # PostgreSQL: generate the rows in the server
-        b.execute(
+    if v.dialect.percentiles:  # PostgreSQL: generate the rows in the server
+        v.execute(
             "INSERT INTO proj_executions SELECT gen_random_uuid(), 'wf' || mod(g, 20), "
             "(ARRAY['completed','completed','completed','failed','running','paused',"
             "'cancelled'])[1 + mod(g, 7)], ?::timestamptz + g * interval '1 second', "
@@ -183,21 +197,19 @@ def fill_execution_rows(views: Projections, n: int) -> None:
             "1, 0, 0, 4, 0, 0.001, 10, 20 FROM generate_series(1, ?) g",
             (base, base, n),
         )
-        b.execute("ANALYZE proj_executions")
+        v.execute("ANALYZE proj_executions")
         return
 
     def rows() -> Iterator[tuple[Any, ...]]:
         for g in range(n):
-            at = b.ts(base + timedelta(seconds=g))
-            yield (str(uuid.uuid4()), f"wf{g % 20}", statuses[g % 7], at, at, None, None,
+            at = base + timedelta(seconds=g)
+            yield (uuid.uuid4(), f"wf{g % 20}", statuses[g % 7], at, at, None, None,
                    "fetch", 1, at, None, None, None, None, None, None, None, None, None, None,
-                   1, 0, 0, 4, 0, "0.001", 10, 20)
+                   1, 0, 0, 4, 0, Decimal("0.001"), 10, 20)
 
-    with b.transaction():
-        b.executemany(
-            f"INSERT INTO proj_executions VALUES ({', '.join('?' * 28)})", list(rows())
-        )
-    b.execute("ANALYZE")
+    with v.transaction():
+        v.upsert(EXECUTIONS, list(rows()))
+    v.execute("ANALYZE")
 
 
 def bench_queries(name: str, url: str, n_rows: int) -> None:

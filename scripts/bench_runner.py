@@ -168,7 +168,8 @@ def stored_bytes(url: str, n: int) -> float:
     """Bytes of stored events per step for a run of ``n`` steps (state + topic + keys)."""
     with Journal.open(url) as journal, _bench_runner(journal) as runner:
         run = runner.run("bench", n)
-        total = sum(len(s.state) + len(s.topic) + 16 + 8 for s in journal.store.read(run.id))
+        total = sum(len(state) + len(topic) + 16 + 8
+                    for _, topic, state in journal.storage.read_stream(run.id))
     return total / n
 
 

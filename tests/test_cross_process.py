@@ -216,6 +216,19 @@ def test_reader_process_reads_writer_classes_through_every_library_surface(
     }
     assert summary["stuck"] == sorted(STUCK)
 
+    # And in this process (which cannot import them either): equal to stand-ins built here.
+    with Journal.open(journal_url, create=False) as journal:
+        state = journal.state(ids["completed"])
+    fields = {"title": "report on doc-1", "pages": 3, "score": Decimal("0.75"),
+              "tags": ["draft", "doc-1"], "body": ""}
+    assert state.steps[1].output == Unresolved(topic="__main__:Report", fields=fields)
+    assert state.steps[1].output.type_name == "Report"
+    assert state.output["verdict"] == Unresolved(
+        topic="__main__:Verdict",
+        fields={"approved": True, "reason": "3 pages",
+                "report": Unresolved(topic="__main__:Report", fields=fields)},
+    )
+
     # recover() in a runner of another program: no crash; the execution of a workflow it
     # does not register and the one whose recorded Report it cannot rebuild (no return
     # annotation) are reported through on_error and left untouched; the one whose step is
@@ -236,19 +249,6 @@ def test_reader_process_reads_writer_classes_through_every_library_surface(
         assert after[name] == ["running", states[name]["position"]], name  # nothing written
     assert after["converted"][0] == "completed"
     assert summary["executions_after_recover"]["converted"] == "completed"
-
-    # And in this process (which cannot import them either): equal to stand-ins built here.
-    with Journal.open(journal_url, create=False) as journal:
-        state = journal.state(ids["completed"])
-    fields = {"title": "report on doc-1", "pages": 3, "score": Decimal("0.75"),
-              "tags": ["draft", "doc-1"], "body": ""}
-    assert state.steps[1].output == Unresolved(topic="__main__:Report", fields=fields)
-    assert state.steps[1].output.type_name == "Report"
-    assert state.output["verdict"] == Unresolved(
-        topic="__main__:Verdict",
-        fields={"approved": True, "reason": "3 pages",
-                "report": Unresolved(topic="__main__:Report", fields=fields)},
-    )
 
 
 # -- the command line ------------------------------------------------------------------------------

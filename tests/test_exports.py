@@ -25,8 +25,8 @@ EXPECTED = [
     "JournalError",
     "JournalNotFound",
     "JournalUnavailable",
-    "NotAJournal",
     "LogRecorded",
+    "NotAJournal",
     "OutOfLine",
     "StepCompleted",
     "StepFailed",
@@ -37,8 +37,8 @@ EXPECTED = [
     "StoragePermissionDenied",
     "StorageReadOnly",
     "Truncated",
-    "UnsupportedValue",
     "Unresolved",
+    "UnsupportedValue",
     "apply",
     "fold",
 ]
@@ -57,7 +57,7 @@ def test_every_export_exists_and_is_documented() -> None:
 def test_errors_share_one_root() -> None:
     errors = [m for n in journal.__all__
               if isinstance(m := getattr(journal, n), type) and issubclass(m, Exception)]
-    assert len(errors) == 13
+    assert len(errors) == 12
     storage = [journal.JournalNotFound, journal.NotAJournal, journal.StorageFull,
                journal.StoragePermissionDenied, journal.StorageReadOnly]
     assert all(issubclass(e, journal.JournalUnavailable) for e in storage)

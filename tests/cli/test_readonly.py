@@ -24,9 +24,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import projections
 from journal import Journal, JournalUnavailable
 from journal.errors import JournalNotFound, NotAJournal
-from projections import Projections, ViewsBehind
+from projections import Projections
+from projections.errors import ViewsBehind
 from tests.cli.conftest import Filled, Invoke
 from tests.conftest import ADMIN_URL
 
@@ -125,6 +127,11 @@ def test_read_commands_with_a_select_only_role(
         r = cli(*args, "--url", readonly_url)
         assert r.exit_code == 0, (args, r.output)
         assert "behind" in r.stderr.lower(), (args, r.stderr)
+
+
+def test_views_behind_is_exported_with_the_other_projection_errors() -> None:
+    assert getattr(projections, "ViewsBehind", None) is ViewsBehind
+    assert issubclass(ViewsBehind, projections.ProjectionError)
 
 
 # -- (b) SQLite, no journal there ----------------------------------------------------------------

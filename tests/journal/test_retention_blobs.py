@@ -30,7 +30,7 @@ from journal import (
     OutOfLine,
     StepCompleted,
 )
-from journal.encoding import decode_payload
+from journal.encoding import decode_event
 from runner import Context, Runner
 from runner.cli import app
 from runner.cli.retention import read_archive
@@ -89,7 +89,7 @@ def _refs(journal: Journal, execution_id: UUID) -> set[str]:
     """The sha256 of every out-of-line reference in the stored events of one execution."""
     digests = set()
     for _, topic, data in journal.storage.read_stream(execution_id):
-        event = decode_payload(topic, data)
+        event = decode_event(topic, data)
         for name in type(event).payload_fields:
             value = getattr(event, name)
             if isinstance(value, OutOfLine):

@@ -31,7 +31,8 @@ def test_public_exports_are_locked() -> None:
     assert sorted(runner.__all__) == [
         "AlreadyResumed", "AsyncContext", "Context", "IncompatibleOutput",
         "NonDeterministicWorkflow", "OutsideStep", "Retry", "Run", "Runner", "RunnerError",
-        "SecretInput", "StepFailedError", "StepInfo", "WorkflowNotFound", "add_cost",
+        "SecretInput", "StepFailedError", "StepInfo", "ValueClassMissing", "WorkflowNotFound",
+        "add_cost",
         "current_step",
     ]
     for name in runner.__all__:
