@@ -7,7 +7,7 @@ journal's own database and can always be dropped and rebuilt from the log (:func
 """
 
 from projections.api import STATUSES, Projections
-from projections.errors import ProjectionError
+from projections.errors import ProjectionError, ViewsBehind
 from projections.rebuild import RebuildResult, rebuild
 from projections.views import (
     COST_DIMENSIONS,
@@ -31,5 +31,6 @@ __all__ = [
     "StepMarker",
     "StepStats",
     "StepSummary",
+    "ViewsBehind",
     "rebuild",
 ]

@@ -15,6 +15,7 @@ from journal.encoding import as_uuid
 from journal.errors import JournalUnavailable
 from journal.state import StepMarker
 from journal.storage import Listener, ViewStore
+from projections.errors import ViewsBehind
 from projections.projector import Projector
 from projections.tables import COSTS, EXECUTIONS, STEPS
 from projections.views import (
@@ -47,6 +48,7 @@ class Projections:
         except BaseException:
             self.views.close()
             raise
+        self._behind: ViewsBehind | None = None  # set once catching up was refused
         self._stopping = threading.Event()
         self._following = threading.Lock()  # one page-applier at a time
         self._in_follow = threading.Lock()  # held for the whole of follow()
@@ -60,6 +62,24 @@ class Projections:
         """
         with self._following:
             return self.projector.catch_up(progress=progress)
+
+    def refresh(self) -> ViewsBehind | None:
+        """Catch up where this connection may write the views; where it may not (a
+        SELECT-only role, a read-only file), return how far behind they are instead of
+        raising, so readers can show what the views hold and say so."""
+        if self._behind is None:
+            try:
+                self.catch_up()
+                return None
+            except ViewsBehind as e:
+                self._behind = e
+                return e
+        head = self.head()
+        position = min(self.positions().values())
+        if position >= head:
+            return None
+        return ViewsBehind(position=position, head=head, where=self.journal.storage.where,
+                           cause=self._behind.cause)
 
     def follow(
         self,

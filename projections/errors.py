@@ -30,6 +30,7 @@ class ViewsBehind(ProjectionError):
     def __init__(self, *, position: int, head: int, where: str, cause: object) -> None:
         self.head = head
         self.behind = max(0, head - position)
+        self.cause = cause
         super().__init__(
             f"the views of {where} are {self.behind:,} events behind the log (at notification "
             f"{position:,} of {head:,}) and this connection cannot update them ({cause}); "

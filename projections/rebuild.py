@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import msgspec
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from journal import Journal
 from journal.errors import mask_url
 from projections.api import Projections, _views
+
+if TYPE_CHECKING:  # Rich is loaded only to draw progress: the library never pays for it
+    from rich.console import Console
 
 __all__ = ["RebuildResult", "rebuild"]
 
@@ -53,13 +48,25 @@ def rebuild(
     ``show_progress`` is false.
     """
     views = tuple(_views(only))
-    console = console or Console(stderr=True)
+    if show_progress and console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
     with Journal.open(url) as journal, Projections(journal) as projections:
         head = projections.head()
         start = time.perf_counter()
         if not show_progress:
             events = projections.rebuild(only=views, page_size=page_size)
         else:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
             with Progress(
                 TextColumn(f"rebuilding {', '.join(views)}"), BarColumn(),
                 MofNCompleteColumn(), TaskProgressColumn(), TimeElapsedColumn(),
@@ -79,7 +86,7 @@ def rebuild(
         seconds = time.perf_counter() - start
         position = min(projections.positions()[v] for v in views)
         result = RebuildResult(views=views, events=events, seconds=seconds, position=position)
-        if show_progress:
+        if show_progress and console is not None:
             console.print(
                 f"rebuilt {', '.join(views)} of {mask_url(journal.url)}: {events:,} events in "
                 f"{seconds:.2f} s ({result.events_per_second:,.0f} events/s), "

@@ -63,3 +63,17 @@ def test_errors_share_one_root() -> None:
     assert all(issubclass(e, journal.JournalUnavailable) for e in storage)
     assert all(issubclass(e, journal.JournalError) for e in errors)
     assert issubclass(journal.UnsupportedValue, TypeError)
+
+
+def test_libraries_do_not_load_the_command_line() -> None:
+    """``import journal`` / ``import projections`` pay for neither Typer nor Rich."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, journal, projections, journal.storage.sqlite, journal.storage.memory;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'rich', 'click'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -154,6 +154,8 @@ def translate_os_error(e: OSError, url: str, *, where: str | None = None) -> Jou
 def _translate_postgres(
     e: BaseException, url: str, where: str | None, eid: UUID | str | None, position: int
 ) -> JournalError:
+    import psycopg
+
     state = _sqlstate(e)
     reason: Any = str(e).strip() or type(e).__name__
     if state == _PG_UNIQUE:
@@ -168,4 +170,7 @@ def _translate_postgres(
         return JournalNotFound(url, reason, where=where)
     if state.startswith("23"):
         return JournalError(f"the database refused the write: {reason}")
-    return JournalUnavailable(url, reason, where=where)
+    if is_connection_lost(e) or isinstance(e, psycopg.OperationalError) or state in _PG_AUTH:
+        return JournalUnavailable(url, reason, where=where)
+    # A statement the server rejects (wrong type, bad syntax) is a bug here, not an outage.
+    return JournalError(f"journal {where or url}: the database rejected a statement: {reason}")

@@ -509,7 +509,7 @@ class PostgresStorage(Storage):
                     break
                 with conn.cursor(binary=True) as cur:
                     cur.execute(self._read_log_topics_sql,
-                                (start, safe, limit - len(out), list(topics)))
+                                (start, safe, list(topics), limit - len(out)))
                     out += cur.fetchall()
                 start = safe
             return out

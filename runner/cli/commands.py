@@ -151,10 +151,26 @@ def _reported(url: str | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _session(url: str) -> Iterator[tuple[Journal, Projections]]:
-    """The journal and its views, closed (log lines flushed) when the command ends."""
-    with _reported(url), Journal.open(url) as journal, Projections(journal) as views:
+def _session(url: str, *, read_only: bool = False) -> Iterator[tuple[Journal, Projections]]:
+    """The journal and its views, closed (log lines flushed) when the command ends.
+
+    Read commands never create anything (``create=False``): a mistyped path is an error,
+    not a new empty journal.
+    """
+    with (
+        _reported(url),
+        Journal.open(url, create=not read_only) as journal,
+        Projections(journal) as views,
+    ):
         yield journal, views
+
+
+def _catch_up(views: Projections) -> None:
+    """Bring the views up to the log; if this connection may not write them (a SELECT-only
+    role, a read-only file), say how far behind they are and show them as they are."""
+    behind = views.refresh()
+    if behind is not None:
+        typer.echo(f"warning: {behind}", err=True)
 
 
 def _echo_json(value: Any) -> None:
@@ -187,9 +203,9 @@ def ls_command(
     as_json: Json = False,
 ) -> None:
     """List executions, newest first: id, workflow, status, started, duration, last step, cost."""
-    with _session(url) as (_, views):
+    with _session(url, read_only=True) as (_, views):
         when = parse_since(since) if since else None
-        views.catch_up()
+        _catch_up(views)
         rows = views.executions(status=status, workflow=workflow, since=when, limit=limit)
     if as_json:
         _echo_json(rows)
@@ -206,7 +222,7 @@ def show_command(
     as_json: Json = False,
 ) -> None:
     """Show one execution's timeline: steps, attempts, errors, logs, pause, costs."""
-    with _session(url) as (journal, views):
+    with _session(url, read_only=True) as (journal, views):
         eid = resolve_id(journal, views, execution)
         timeline = build_timeline(eid, journal.events(eid))
     if as_json:
@@ -227,7 +243,7 @@ def tail_command(
 ) -> None:
     """Follow new events live until Ctrl-C (one execution: its history first, until it ends)."""
     out = render.console()
-    with _session(url) as (journal, views):
+    with _session(url, read_only=True) as (journal, views):
         eid = resolve_id(journal, views, execution) if execution else None
         what = f"execution {eid}" if eid else f"all executions of {mask_url(journal.url)}"
         typer.echo(f"following {what} (Ctrl-C to stop)", err=True)
@@ -263,9 +279,9 @@ def stuck_command(
     as_json: Json = False,
 ) -> None:
     """Running executions with no event for a while, and the step each last started."""
-    with _session(url) as (_, views):
+    with _session(url, read_only=True) as (_, views):
         quiet = parse_duration(older_than, option="--older-than")
-        views.catch_up()
+        _catch_up(views)
         rows = views.stuck(older_than=quiet)
     if as_json:
         _echo_json(rows)
@@ -285,10 +301,10 @@ def costs_command(
     as_json: Json = False,
 ) -> None:
     """Cost totals (usd, tokens, calls) grouped by workflow, step, model or day."""
-    with _session(url) as (journal, views):
+    with _session(url, read_only=True) as (journal, views):
         when = parse_since(since) if since else None
         if when is None:
-            views.catch_up()
+            _catch_up(views)
             rows = views.costs(by)
         else:
             rows = costs_since(journal, views, by=by, since=when)
@@ -303,8 +319,8 @@ def costs_command(
 @app.command("stats")
 def stats_command(url: Url = DEFAULT_URL, as_json: Json = False) -> None:
     """Step statistics: runs, failure rate, retries, p50/p95 duration per step name."""
-    with _session(url) as (_, views):
-        views.catch_up()
+    with _session(url, read_only=True) as (_, views):
+        _catch_up(views)
         rows = views.step_stats()
     if as_json:
         _echo_json(rows)
@@ -430,7 +446,8 @@ def export_command(
     if sum((execution is not None, all_, status is not None)) != 1:
         raise _UsageError("give exactly one of ID, --all or --status")
     outcomes = []
-    with _session(url) as (journal, views):
+    with _session(url, read_only=True) as (journal, views):
+        _catch_up(views)
         if execution is not None:
             ids = [resolve_id(journal, views, execution)]
         else:

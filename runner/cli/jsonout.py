@@ -4,7 +4,8 @@ Scripts read what the CLI prints, so every value is made machine-readable the sa
 Decimal as a string (exact), datetimes and dates as ISO 8601, UUIDs as strings, bytes as
 base64, tuples as lists, and msgspec Structs and dataclasses (journal events are msgpack
 *arrays* on disk) as objects keyed by field name. Nothing here is lossy for the journal's
-own types; user classes become their fields.
+own types; user classes become their fields (with a ``"$type"`` naming the class when this
+process cannot import it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+
+from journal.values import Unresolved
 
 __all__ = ["dumps", "preview", "to_jsonable"]
 
@@ -40,6 +43,10 @@ def to_jsonable(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Enum):
         return to_jsonable(value.value)
+    if isinstance(value, Unresolved):
+        # A class this process cannot import: its fields, as the class itself would print,
+        # after a "$type" naming it (so a reader sees what it is, and why replay needs it).
+        return {"$type": value.topic, **{_key(k): to_jsonable(v) for k, v in value.fields.items()}}
     if isinstance(value, msgspec.Struct):
         return {f: to_jsonable(getattr(value, f)) for f in value.__struct_fields__}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

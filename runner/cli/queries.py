@@ -39,7 +39,7 @@ def costs_since(
     """Cost totals by ``by`` of cost entries recorded at or after ``since``, by key."""
     if by not in COST_DIMENSIONS:
         raise ValueError(f"cannot group costs by {by!r}: use one of {', '.join(COST_DIMENSIONS)}")
-    views.catch_up()
+    views.refresh()
     since = since.astimezone(UTC)
     totals: dict[str, list[Decimal | int]] = {}
     for eid in views.updated_since(since):

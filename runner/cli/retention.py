@@ -206,8 +206,9 @@ def export_execution(journal: Journal, execution_id: UUID, out_dir: Path) -> Exp
 def iter_executions(
     views: Projections, *, status: str | None = None, page: int = 500
 ) -> Iterator[ExecutionSummary]:
-    """Every execution the views know (caught up first), newest first, page by page."""
-    views.catch_up()
+    """Every execution the views know (caught up first where this connection may write
+    them), newest first, page by page."""
+    views.refresh()
     before: ExecutionSummary | None = None
     while True:
         rows = views.executions(status=status, before=before, limit=page)

@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 import pytest
 
+from journal import Journal
 from journal.events import Cost, StepCompleted
 from projections import COST_DIMENSIONS, STATUSES
 from projections.api import _dashed
@@ -101,6 +102,11 @@ def test_atomic_write_and_unreadable_archives(tmp_path: Path) -> None:
 def test_console_script_module_runs(tmp_path: Path) -> None:
     """``python -m journal`` reaches runner.cli.main (a real process, real exit codes)."""
     url = f"sqlite:///{tmp_path / 'j.db'}"
+    missing = subprocess.run([sys.executable, "-m", "journal", "ls", "--url", url],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no journal at" in missing.stderr
+    assert not (tmp_path / "j.db").exists()  # a read command creates nothing
+    Journal.open(url).close()
     ok = subprocess.run([sys.executable, "-m", "journal", "ls", "--url", url],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "no executions" in ok.stdout, ok.stderr

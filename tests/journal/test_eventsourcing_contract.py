@@ -42,12 +42,9 @@ Which of that module's TestCases apply, and why:
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
 import tempfile
 import threading
-import types
 import unittest
 import uuid
 from abc import ABC, abstractmethod
@@ -59,43 +56,12 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import AggregateRecorder, StoredEvent
 
+# (It imports eventsourcing's AES cipher, hence pycryptodome in the test extra.)
+from eventsourcing.tests import persistence as contract
+
 from journal.storage import Storage, open_storage
 from journal.storage.recorder import StorageRecorder
 from tests.conftest import ADMIN_URL, postgres_url_for
-
-
-def _import_contract() -> types.ModuleType:
-    """``eventsourcing.tests.persistence``, also where pycryptodome is not installed.
-
-    That module imports ``eventsourcing.cipher.AESCipher`` (eventsourcing's ``crypto`` extra,
-    pycryptodome) for ``InfrastructureFactoryTestCase`` alone, which does not apply here. If
-    pycryptodome is missing, a placeholder ``AESCipher`` that refuses to be built stands in
-    while the contract is imported, and is withdrawn from ``sys.modules`` afterwards.
-    """
-    try:
-        importlib.import_module("eventsourcing.cipher")
-    except ModuleNotFoundError as e:
-        if e.name != "Crypto":
-            raise
-        placeholder = types.ModuleType("eventsourcing.cipher")
-
-        class AESCipher:
-            def __init__(self, *args: object, **kwargs: object) -> None:
-                raise RuntimeError("AESCipher needs pycryptodome (eventsourcing[crypto])")
-
-        placeholder.AESCipher = AESCipher  # type: ignore[attr-defined]
-        sys.modules["eventsourcing.cipher"] = placeholder
-        try:
-            return importlib.import_module("eventsourcing.tests.persistence")
-        finally:
-            del sys.modules["eventsourcing.cipher"]
-    return importlib.import_module("eventsourcing.tests.persistence")
-
-
-if TYPE_CHECKING:
-    from eventsourcing.tests import persistence as contract
-else:
-    contract = _import_contract()
 
 if TYPE_CHECKING:
 

@@ -11,12 +11,14 @@ This is about PostgreSQL sessions: there is no SQLite variant.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg
@@ -260,6 +262,149 @@ def test_appends_racing_terminations_are_each_recorded_once(
                          if isinstance(e, ExecutionStarted) and e.workflow == "b-start"]
         assert Counter(starts_logged) == Counter(started)
         assert len(log) == 1 + len(returned) + len(started)
+
+
+# -- (b2) the reply to a committed append is lost: its outcome is unknown to the client --------
+
+
+class CuttingRelay:
+    """A TCP relay to the PostgreSQL server that, when armed, drops a connection just after
+    the server has committed a write and before the client hears of it.
+
+    It reads the server's messages (type byte, int32 length): when an INSERT or COMMIT is
+    followed by ReadyForQuery in state idle, the commit is done; the relay then closes both
+    sides without passing on that reply. The client's append has landed, and it cannot know.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.cuts = 0
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="relay", daemon=True).start()
+
+    def arm(self) -> None:
+        self.armed.set()
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self._sockets += [client, server]
+            threading.Thread(target=self._requests, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._replies, args=(server, client), daemon=True).start()
+
+    @staticmethod
+    def _hang_up(*sockets: socket.socket) -> None:
+        for s in sockets:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _requests(self, client: socket.socket, server: socket.socket) -> None:
+        try:
+            while data := client.recv(65536):
+                server.sendall(data)
+        except OSError:
+            pass
+        self._hang_up(client, server)
+
+    def _replies(self, server: socket.socket, client: socket.socket) -> None:
+        pending = b""
+        wrote = False
+        try:
+            while data := server.recv(65536):
+                pending += data
+                out = bytearray()
+                while len(pending) >= 5:
+                    size = 1 + int.from_bytes(pending[1:5], "big")
+                    if len(pending) < size:
+                        break
+                    message, pending = pending[:size], pending[size:]
+                    kind, body = message[:1], message[5:]
+                    if kind == b"C" and body.startswith((b"INSERT", b"COMMIT")):
+                        wrote = True
+                    elif kind == b"Z":
+                        if wrote and body[:1] == b"I" and self.armed.is_set():
+                            self.armed.clear()
+                            self.cuts += 1
+                            self._hang_up(client, server)  # the reply is never passed on
+                            return
+                        wrote = False
+                    out += message
+                client.sendall(out)
+        except OSError:
+            pass
+        self._hang_up(client, server)
+
+
+@pytest.fixture
+def relay() -> Iterator[CuttingRelay]:
+    parts = urlsplit(ADMIN_URL)
+    r = CuttingRelay((parts.hostname or "127.0.0.1", parts.port or 5432))
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def test_an_append_whose_reply_was_lost_after_its_commit_is_not_repeated(
+    pg_url: str, relay: CuttingRelay
+) -> None:
+    parts = urlsplit(pg_url)
+    # Through the relay, in clear text (so that it can read the replies).
+    via_relay = urlunsplit(parts._replace(
+        netloc=f"{parts.username}@127.0.0.1:{relay.port}",
+        query=f"{parts.query}&sslmode=disable&gssencmode=disable",
+    ))
+    big = "x" * 300_000  # stored out of line: blob, reference and events in one transaction
+    with Journal.open(via_relay) as journal:
+        run = journal.start("lost-reply")
+
+        relay.arm()
+        seq = run.step_started("one")  # one event, autocommit
+        assert relay.cuts == 1, "the relay did not cut the append's reply"
+        relay.arm()
+        run.step_completed(seq, 1)
+        relay.arm()
+        with run.atomic():  # a batch
+            seq = run.step_started("two")
+            run.step_completed(seq, 2)
+        relay.arm()
+        other = journal.start("lost-reply", {"n": 2})  # position 1 of a new stream
+        relay.arm()
+        run.log("a log line")
+        journal.flush()
+        relay.arm()
+        seq = run.step_started("big")
+        relay.arm()
+        run.step_completed(seq, big)  # an explicit transaction: cut after its COMMIT
+        assert relay.cuts == 7
+        run.completed("done")  # the handle is where the log is
+        assert journal.state(run.id).position == 9
+
+    with Journal.open(pg_url) as fresh:
+        events = fresh.events(run.id)
+        assert [type(e).__name__ for e in events] == [
+            "ExecutionStarted", "StepStarted", "StepCompleted", "StepStarted", "StepCompleted",
+            "LogRecorded", "StepStarted", "StepCompleted", "ExecutionCompleted",
+        ]
+        assert [e.position for e in events] == list(range(1, 10))
+        assert isinstance(events[7], StepCompleted) and events[7].output == big
+        assert [type(e) for e in fresh.events(other.id)] == [ExecutionStarted]
+        assert len(assert_log_is_whole(fresh)) == 10
 
 
 # -- (c) follow() through the terminations ---------------------------------------------------
