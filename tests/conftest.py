@@ -102,3 +102,14 @@ def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     db_url: str = request.getfixturevalue("pg_database")
     schema = f"s_{uuid.uuid4().hex[:12]}"
     return f"{db_url}?schema={schema}"
+
+
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``journal_url``, plus ``memory:`` (in-process: only for tests that open it once)."""
+    if request.param == "memory":
+        return "memory:"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'journal.db'}"
+    db_url: str = request.getfixturevalue("pg_database")
+    return f"{db_url}?schema=s_{uuid.uuid4().hex[:12]}"

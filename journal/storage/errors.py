@@ -29,7 +29,7 @@ from journal.errors import (
 __all__ = ["is_connection_lost", "translate", "translate_os_error"]
 
 # SQLite primary result codes (the low byte of the extended code).
-_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 3, 5, 6, 8
+_SQLITE_ERROR, _SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 1, 3, 5, 6, 8
 _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 10, 11, 13, 14
 _SQLITE_CONSTRAINT, _SQLITE_AUTH, _SQLITE_NOTADB = 19, 23, 26
 _SQLITE_UNIQUE = {2067, 1555}  # SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
@@ -114,8 +114,11 @@ def _translate_sqlite(
         )
     if primary == _SQLITE_IOERR:
         return JournalUnavailable(url, f"disk I/O error: {reason}", where=where)
-    if isinstance(e, sqlite3.ProgrammingError | sqlite3.InterfaceError):
-        return JournalError(f"journal {where or url}: {e}")
+    if primary == _SQLITE_ERROR or isinstance(
+        e, sqlite3.ProgrammingError | sqlite3.InterfaceError
+    ):
+        # "no such table", a syntax error: a bug or a foreign file, not an outage.
+        return JournalError(f"journal {where or url}: the database rejected a statement: {e}")
     return JournalUnavailable(url, reason, where=where)
 
 

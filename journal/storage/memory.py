@@ -142,7 +142,7 @@ class MemoryStorage(Storage):
         def connect() -> sqlite3.Connection:
             return sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
 
-        return SQLiteViewStore(connect, self.url, "memory:")
+        return SQLiteViewStore(connect, self.url, "memory:", shared=False)
 
     def close(self) -> None:
         self.leases.close()

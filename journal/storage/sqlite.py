@@ -320,18 +320,22 @@ class SQLiteViewStore(ViewStore):
 
     dialect = SQLITE
 
-    def __init__(self, connect: Any, url: str, where: str) -> None:
+    def __init__(self, connect: Any, url: str, where: str, *, shared: bool = True) -> None:
         super().__init__()
         self._connect = connect
+        #: Whether the database outlives this connection (a file): after a fork the child
+        #: opens its own. An in-memory database is the connection: the child keeps its copy.
+        self._shared = shared
         self.url = url
         self.where = where
         self.conn: sqlite3.Connection = connect()
         forks.register(self)
 
     def _after_fork(self) -> None:
-        forks.abandon(self.conn)
         self.lock = threading.RLock()
-        self.conn = self._connect()
+        if self._shared:
+            forks.abandon(self.conn)
+            self.conn = self._connect()
 
     @contextmanager
     def _translated(self) -> Iterator[None]:

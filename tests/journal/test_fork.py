@@ -101,7 +101,9 @@ def _all_notifications(journal: Journal) -> list[tuple[int, Any]]:
         after = page[-1][0]
 
 
+# Two processes: a memory: journal is in-process only (each child would write to its own copy).
 @pytest.mark.slow
+@pytest.mark.parametrize("journal_url", ["sqlite", "postgres"], indirect=True)
 def test_children_record_through_a_journal_opened_before_fork(journal_url: str) -> None:
     ctx = multiprocessing.get_context("fork")
     queue = ctx.SimpleQueue()

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
@@ -93,6 +93,11 @@ def wait_for(condition: Callable[[], bool], what: str, *errors: list[BaseExcepti
             return
         time.sleep(0.01)
     pytest.fail(f"{what}: not within {timeout} s")
+
+
+def grown(*targets: tuple[Sized, int]) -> Callable[[], bool]:
+    """A condition: each collection has at least so many items."""
+    return lambda: all(len(items) >= n for items, n in targets)
 
 
 def all_notifications(journal: Journal) -> list[tuple[int, Any]]:
@@ -242,9 +247,8 @@ def test_appends_racing_terminations_are_each_recorded_once(
                 before, before_started = len(returned), len(started)
                 assert terminate_sessions(pg_database) > 0
                 # Appends go on after it: both threads get through again.
-                wait_for(lambda b=before, s=before_started: (
-                    len(returned) >= b + 20 and len(started) >= s + 5
-                ), "appends after the termination", appender.errors, starter.errors)
+                wait_for(grown((returned, before + 20), (started, before_started + 5)),
+                         "appends after the termination", appender.errors, starter.errors)
             appender.finish()
             starter.finish()
         errors = [*appender.errors, *starter.errors]
@@ -445,7 +449,7 @@ def test_follow_keeps_going_when_its_sessions_are_ended(pg_url: str, pg_database
                 for _ in range(3):
                     before = len(ids)
                     assert terminate_sessions(pg_database) > 0
-                    wait_for(lambda b=before: len(ids) >= b + 10,
+                    wait_for(grown((ids, before + 10)),
                              "writes after the termination", writer.errors, follow_errors)
                     time.sleep(0.1)
                 writer.finish()
