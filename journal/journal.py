@@ -8,11 +8,13 @@ one second after they were written (a background flusher sees to the last).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
@@ -81,6 +83,7 @@ class Journal:
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
         forks.register(self)
+        _OPEN.add(self)
 
     @classmethod
     def open(
@@ -119,6 +122,8 @@ class Journal:
         for handle in self._handles:
             handle._lock = threading.RLock()
             handle._pending = []
+            handle._pending_logs = []
+            handle._orphan_logs = []
             handle._pending_blobs = []
             handle._stale = True
         self._handles = set()
@@ -288,7 +293,7 @@ class Journal:
         # Under the lock that log() takes to re-track, so a line buffered meanwhile is kept.
         with self._handles_lock:
             for h in handles:
-                if not h._pending:
+                if not h._pending and not h._orphan_logs:
                     self._handles.discard(h)
 
     def flush(self) -> None:
@@ -337,6 +342,22 @@ _RESUMABLE: dict[type[Event], tuple[str, ...]] = {
 }
 
 
+#: Journals not yet closed: their buffered log lines are written at interpreter exit too
+#: (the flusher is a daemon thread, and a script may end without close()).
+_OPEN: weakref.WeakSet[Journal] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for journal in list(_OPEN):
+        if journal._closed.is_set():
+            continue
+        try:
+            journal.flush()
+        except Exception as e:  # nothing left to raise it to: say it loudly
+            logger.error("journal: buffered log lines not written at exit: %s", e)
+
+
 def _replace(event: Event, **changes: Any) -> Any:
     import msgspec
 
@@ -356,6 +377,10 @@ class ExecutionHandle:
         self._state = state
         self._lock = threading.RLock()
         self._pending: list[StoredEvent] = []
+        #: The log lines behind ``_pending``, kept as events: a commit that loses a race
+        #: re-appends them at the new head of the stream instead of dropping them.
+        self._pending_logs: list[LogRecorded] = []
+        self._orphan_logs: list[LogRecorded] = []
         self._pending_blobs: list[Blob] = []
         self._pending_since = 0.0
         self._batch: list[StoredEvent] | None = None
@@ -464,6 +489,7 @@ class ExecutionHandle:
             if not self._pending:
                 self._pending_since = time.monotonic()
             self._pending.append(stored)
+            self._pending_logs.append(event)
         self.journal._track(self)
 
     def paused(self, reason: str, payload: Any = None) -> None:
@@ -522,9 +548,11 @@ class ExecutionHandle:
             self._commit(batch)
 
     def flush(self) -> None:
-        """Commit buffered log lines now."""
+        """Commit buffered log lines now (also those a failed commit left behind)."""
         with self._lock:
             self._raise_flush_error()
+            if self._orphan_logs and self._batch is None:
+                self._ensure_fresh()
             if self._pending and self._batch is None:
                 self._commit([])
 
@@ -555,8 +583,11 @@ class ExecutionHandle:
             else:
                 self._commit([stored], blobs)
 
-    def _commit(self, stored: list[StoredEvent], blobs: list[Blob] | None = None) -> None:
+    def _commit(
+        self, stored: list[StoredEvent], blobs: list[Blob] | None = None, *, tries: int = 3
+    ) -> None:
         events, self._pending = [*self._pending, *stored], []
+        logs, self._pending_logs = self._pending_logs, []
         if blobs:
             self._pending_blobs += blobs
         blobs, self._pending_blobs = self._pending_blobs, []
@@ -564,16 +595,38 @@ class ExecutionHandle:
             return
         try:
             self.journal.storage.append(events, blobs)
-        except BaseException:
+        except BaseException as e:
             self._stale = True
+            self._orphan_logs = logs + self._orphan_logs
+            if isinstance(e, ConcurrencyConflict) and logs:
+                # The lifecycle events lost the race (the caller is told); the accepted log
+                # lines are not the loser's to drop: they go at the new head of the stream.
+                self._relog_now(e, tries)
             raise
 
+    def _relog_now(self, lost: ConcurrencyConflict, tries: int) -> None:
+        n = len(self._orphan_logs)
+        try:
+            self._ensure_fresh()
+            if self._pending and tries > 1:
+                self._commit([], tries=tries - 1)
+        except JournalError as e:
+            logger.error("journal: %d log line(s) of %s not written after a lost race: %s",
+                         n, self.id, e)
+            lost.add_note(f"journal: {n} buffered log line(s) of execution {self.id} could "
+                          f"not be re-appended after this conflict: {e}")
+
     def _flush_if_older_than(self, seconds: float) -> None:
-        if not self._pending or time.monotonic() - self._pending_since < seconds:
+        orphans = bool(self._orphan_logs)
+        if not orphans and (
+            not self._pending or time.monotonic() - self._pending_since < seconds
+        ):
             return
         if not self._lock.acquire(timeout=LOG_FLUSH_SECONDS / 4):
             return
         try:
+            if orphans and self._flush_error is None and self._batch is None:
+                self._ensure_fresh()  # lines a failed commit left: at the head, again
             if self._pending and self._batch is None:
                 self._commit([])
         except BaseException as e:  # raised again at this handle's next call
@@ -597,14 +650,42 @@ class ExecutionHandle:
     def _ensure_fresh(self) -> None:
         self._raise_flush_error()
         if self._stale:
-            # After a failed or abandoned write, believe the log, not this handle's memory.
+            # After a failed or abandoned write, believe the log, not this handle's memory;
+            # log lines that were accepted but not written go again at the new head.
             self._pending = []
+            self._pending_logs = []
             self._pending_blobs = []
+            logs, self._orphan_logs = self._orphan_logs, []
             try:
                 self._state = self.journal.state(self.id)
             except ExecutionNotFound:
                 self._state = ExecutionState(execution_id=self.id)
+            except BaseException:
+                self._orphan_logs = logs
+                raise
             self._stale = False
+            if logs:
+                self._rebuffer(logs)
+
+    def _rebuffer(self, logs: list[LogRecorded]) -> None:
+        state = self._state
+        if state.is_terminal or state.status == "new":
+            logger.error("journal: %d log line(s) of %s cannot be recorded: it is %s",
+                         len(logs), self.id, state.status)
+            raise InvalidTransition(
+                self.id, state.status, "LogRecorded",
+                f"{len(logs)} accepted log line(s) could not be written before a commit "
+                "failed, and nothing can be appended now",
+            )
+        for line in logs:
+            event = _replace(line, position=state.position + 1)
+            stored = encode_event(event)
+            apply(state, event)
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(stored)
+            self._pending_logs.append(event)
+        self.journal._track(self)
 
     def _resumable(self, value: Any, path: str) -> Any:
         """Keep ``value`` inline when small, else store it whole out of line."""
