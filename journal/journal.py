@@ -145,12 +145,7 @@ class Journal:
         """
         if not isinstance(workflow, str) or not workflow:
             raise ValueError(f"workflow must be a non-empty str, not {workflow!r}")
-        if execution_id is not None:
-            eid = as_uuid(execution_id)
-        elif idempotency_key is not None:
-            eid = uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)
-        else:
-            eid = uuid4()
+        eid = self.new_execution_id(execution_id=execution_id, idempotency_key=idempotency_key)
         handle = ExecutionHandle(self, ExecutionState(execution_id=eid))
         try:
             handle._record(
@@ -172,6 +167,20 @@ class Journal:
             ) from None
         handle.created = True
         return handle
+
+    @staticmethod
+    def new_execution_id(
+        *, execution_id: UUID | str | None = None, idempotency_key: str | None = None
+    ) -> UUID:
+        """The id :meth:`start` gives an execution: ``execution_id`` if given, else one
+        derived from ``idempotency_key`` (the same key, the same id), else a new uuid4.
+
+        A driver takes the execution's lease on this id *before* starting it."""
+        if execution_id is not None:
+            return as_uuid(execution_id)
+        if idempotency_key is not None:
+            return uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key)
+        return uuid4()
 
     def execution(self, execution_id: UUID | str) -> ExecutionHandle:
         """A handle positioned at the end of an existing execution's stream."""
@@ -217,6 +226,10 @@ class Journal:
         except ConcurrencyConflict:
             return False
         return True
+
+    def lease_holder(self, execution_id: UUID | str) -> str | None:
+        """Who holds the execution's lease now (``host:pid since ...``), if it can be told."""
+        return self.storage.leases.holder(as_uuid(execution_id))
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from runner._runner import Run, Runner
 from runner.context import AsyncContext, Context, Retry, StepInfo, add_cost, current_step
 from runner.errors import (
     AlreadyResumed,
+    ExecutionBusy,
     IncompatibleOutput,
     NonDeterministicWorkflow,
     OutsideStep,
@@ -38,6 +39,7 @@ __all__ = [
     "AlreadyResumed",
     "AsyncContext",
     "Context",
+    "ExecutionBusy",
     "IncompatibleOutput",
     "NonDeterministicWorkflow",
     "OutsideStep",

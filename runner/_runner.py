@@ -17,6 +17,7 @@ import dataclasses
 import inspect
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ from journal import (
     DecodingError,
     ErrorInfo,
     ExecutionHandle,
+    ExecutionNotFound,
     ExecutionResumed,
     ExecutionState,
     InvalidTransition,
@@ -46,6 +48,7 @@ from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
 from runner.errors import (
     AlreadyResumed,
+    ExecutionBusy,
     RunnerError,
     SecretInput,
     ValueClassMissing,
@@ -54,6 +57,8 @@ from runner.errors import (
 
 __all__ = ["OnRecoveryError", "Run", "Runner"]
 
+#: How long resume() waits, by default, for a lease held elsewhere before ExecutionBusy.
+CLAIM_TIMEOUT_SECONDS = 5.0
 #: Flusher ticks between lease heartbeats (HOLD_SECONDS / 4 = 0.125 s each: every 2.5 s).
 LEASE_CHECK_TICKS = 20
 
@@ -76,13 +81,17 @@ class Run:
     output: Any = None
     error: ErrorInfo | None = None
     pause: PauseState | None = None
+    #: True when the execution is running and a live process other than this call drives
+    #: it (``run()`` with an idempotency key already in use): nothing ran here.
+    held_elsewhere: bool = False
 
     @classmethod
-    def of(cls, state: ExecutionState) -> Run:
+    def of(cls, state: ExecutionState, *, held_elsewhere: bool = False) -> Run:
         """The run as an execution state describes it."""
         return cls(
             id=state.execution_id, workflow=state.workflow, status=state.status,
             output=state.output, error=state.error, pause=state.pause,
+            held_elsewhere=held_elsewhere,
         )
 
 
@@ -100,8 +109,11 @@ class Runner:
     (or ``with Runner(...)``) stops the runner's background flusher.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, *, claim_timeout: float = CLAIM_TIMEOUT_SECONDS) -> None:
         self.journal = journal
+        #: How long resume() waits for a lease another process holds for a moment (as
+        #: recover() does while it looks at a candidate) before ExecutionBusy.
+        self.claim_timeout = claim_timeout
         self._workflows: dict[str, _Workflow] = {}
         self._names: dict[Callable[..., Any], str] = {}
         self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -166,16 +178,21 @@ class Runner:
     ) -> Run:
         """Start a new execution and drive it until it completes, pauses, fails or is cancelled.
 
-        With an ``idempotency_key`` already used, nothing runs: the existing execution's
-        :class:`Run` is returned as the journal has it.
+        The execution's lease is taken before its ExecutionStarted is written, and held
+        while it is driven. With an ``idempotency_key`` already used (a redelivered task):
+        an ended or paused execution is returned as it is; a running one whose driver died
+        (its lease is free) is continued by replay, as ``recover()`` would; one a live
+        process drives is returned with ``held_elsewhere=True`` and nothing runs.
         """
         wf = self._lookup(workflow)
         if wf.is_async:
             return _run_coroutine(self._astart(wf, args, kwargs, idempotency_key, execution_id))
-        handle, fresh = self._start(wf, args, kwargs, idempotency_key, execution_id)
-        if not fresh:
-            return Run.of(handle.state)
-        engine = Engine(self.journal, handle, workflow=wf.name)
+        engine, found = self._start(wf, args, kwargs, idempotency_key, execution_id)
+        if engine is None:
+            assert found is not None
+            return found
+        if found is not None:  # an orphan of the same key: continue it by replay
+            return self._drive_loaded(engine, self._lookup(engine.state.workflow, engine.id))
         return self._drive(engine, wf, args, kwargs)
 
     async def arun(
@@ -204,10 +221,17 @@ class Runner:
         idempotency_key: str | None,
         execution_id: UUID | str | None,
     ) -> Run:
-        handle, fresh = self._start(wf, args, kwargs, idempotency_key, execution_id)
-        if not fresh:
-            return Run.of(handle.state)
-        engine = Engine(self.journal, handle, workflow=wf.name, is_async=True)
+        engine, found = await asyncio.to_thread(
+            self._start, wf, args, kwargs, idempotency_key, execution_id
+        )
+        if engine is None:
+            assert found is not None
+            return found
+        if found is not None:
+            loaded = self._lookup(engine.state.workflow, engine.id)
+            if not loaded.is_async:
+                return await asyncio.to_thread(self._drive_loaded, engine, loaded)
+            return await self._adrive_loaded(engine, loaded)
         return await self._adrive(engine, wf, args, kwargs)
 
     def _start(
@@ -217,15 +241,43 @@ class Runner:
         kwargs: dict[str, Any],
         idempotency_key: str | None,
         execution_id: UUID | str | None,
-    ) -> tuple[ExecutionHandle, bool]:
+    ) -> tuple[Engine | None, Run | None]:
+        """Claim and start: (engine to drive, None) for a new execution; (engine, the run
+        found) for an orphan to continue by replay; (None, the run) when nothing runs."""
         recorded = _bind_input(wf, args, kwargs)
         secret = _redacted_at(recorded, self.journal.capture.redact(recorded), "")
         if secret is not None:  # resume would replay "[REDACTED]": refuse before writing
             raise SecretInput(workflow=wf.name, parameter=secret)
-        handle = self.journal.start(
-            wf.name, recorded, idempotency_key=idempotency_key, execution_id=execution_id
+        eid = self.journal.new_execution_id(
+            execution_id=execution_id, idempotency_key=idempotency_key
         )
-        return handle, handle.created
+        lease = self.journal.lease(eid)  # before ExecutionStarted: no recover() slips in
+        if lease is None:
+            try:
+                state = self.journal.state(eid)
+            except ExecutionNotFound:  # another process is starting it this very moment
+                raise ExecutionBusy(eid, holder=self.journal.lease_holder(eid),
+                                    waited=0.0) from None
+            return None, Run.of(state, held_elsewhere=state.status == RUNNING)
+        try:
+            handle = self.journal.start(
+                wf.name, recorded, idempotency_key=idempotency_key, execution_id=eid
+            )
+            if handle.created:
+                engine = Engine(self.journal, handle, workflow=wf.name, is_async=wf.is_async)
+                engine.lease = lease
+                return engine, None
+            state = handle.state
+            if state.status != RUNNING:  # ended, or paused: returned as it is
+                lease.release()
+                return None, Run.of(state)
+            # Running with its lease free: its driver died. Continue where it stopped.
+            engine, _ = self._load(eid, UNSET, for_resume=False)
+        except BaseException:
+            lease.release()
+            raise
+        engine.lease = lease
+        return engine, Run.of(state)
 
     # -- resuming ------------------------------------------------------------------------------
 
@@ -236,37 +288,77 @@ class Runner:
         :class:`AlreadyResumed` (a ``ConcurrencyConflict``) when the pause was answered
         already, by another runner say; nothing is written in either case.
         """
-        engine, wf = self._load(execution_id, value, for_resume=True)
+        engine, wf = self._claim_for_resume(execution_id, value)
         if wf.is_async:
             return _run_coroutine(self._adrive_loaded(engine, wf))
         return self._drive_loaded(engine, wf)
 
     async def aresume(self, execution_id: UUID | str, value: Any = None) -> Run:
         """``resume()`` for ``async def`` workflows."""
-        engine, wf = self._load(execution_id, value, for_resume=True)
+        engine, wf = await asyncio.to_thread(self._claim_for_resume, execution_id, value)
         if not wf.is_async:
             return await asyncio.to_thread(self._drive_loaded, engine, wf)
         return await self._adrive_loaded(engine, wf)
+
+    def _claim_for_resume(self, execution_id: UUID | str, value: Any) -> tuple[Engine, _Workflow]:
+        """Take the lease (waiting up to ``claim_timeout`` for a holder that only looks, as
+        recover() does), then load. A pause answered meanwhile is AlreadyResumed; a lease
+        that stays held is ExecutionBusy: no resume ever proceeds without the lease."""
+        eid = as_uuid(execution_id)
+        deadline = time.monotonic() + self.claim_timeout
+        start = time.monotonic()
+        while True:
+            lease = self.journal.lease(eid)
+            if lease is not None:
+                break
+            self._check_resumable(eid, self.journal.events(eid))
+            if time.monotonic() >= deadline:
+                raise ExecutionBusy(eid, holder=self.journal.lease_holder(eid),
+                                    waited=time.monotonic() - start)
+            time.sleep(0.02)
+        try:
+            engine, wf = self._load(eid, value, for_resume=True)
+        except BaseException:
+            lease.release()
+            raise
+        engine.lease = lease
+        return engine, wf
+
+    @staticmethod
+    def _check_resumable(eid: UUID, events: list[Any]) -> ExecutionState:
+        state = fold(eid, events)
+        if state.status == PAUSED:
+            return state
+        answered = [e.position for e in events if isinstance(e, ExecutionResumed)]
+        if answered:  # every loser of a resume race hears the same: answered, and where
+            raise AlreadyResumed(eid, answered[-1], status=state.status)
+        if state.status in TERMINAL_STATUSES:
+            raise InvalidTransition(
+                eid, state.status, "ExecutionResumed",
+                f"the execution already {state.status}; nothing can follow",
+            )
+        if state.status != PAUSED:
+            raise InvalidTransition(
+                eid, state.status, "ExecutionResumed",
+                "the execution is not paused; use recover() to continue an execution whose "
+                "runner died",
+            )
+        return state
 
     def _load(
         self, execution_id: UUID | str, value: Any, *, for_resume: bool
     ) -> tuple[Engine, _Workflow]:
         eid = as_uuid(execution_id)
         events = self.journal.events(eid)
-        state = fold(eid, events)
-        if state.status in TERMINAL_STATUSES:
-            raise InvalidTransition(
-                eid, state.status, "ExecutionResumed",
-                f"the execution already {state.status}; nothing can follow",
-            )
-        if for_resume and state.status != PAUSED:
-            if any(isinstance(e, ExecutionResumed) for e in events):
-                raise AlreadyResumed(eid, state.position)
-            raise InvalidTransition(
-                eid, state.status, "ExecutionResumed",
-                "the execution is not paused; use recover() to continue an execution whose "
-                "runner died",
-            )
+        if for_resume:
+            state = self._check_resumable(eid, events)
+        else:
+            state = fold(eid, events)
+            if state.status in TERMINAL_STATUSES:
+                raise InvalidTransition(
+                    eid, state.status, "ExecutionResumed",
+                    f"the execution already {state.status}; nothing can follow",
+                )
         wf = self._lookup(state.workflow, eid)
         missing = find_unresolved(state.input)
         if missing is not None:
@@ -519,12 +611,13 @@ class Runner:
 
     def _track(self, engine: Engine) -> None:
         if engine.lease is None:
-            # Taken when free; if another process holds it, the log still fences us. Lease
-            # I/O happens outside the runner's lock: a slow database must not stall the flusher.
-            try:
-                engine.lease = self.journal.lease(engine.id)
-            except Exception as e:  # only the liveness signal is lost, never a write
-                logger.warning("runner: no liveness lease for %s: %s", engine.id, e)
+            # Never drive without the lease: no step code runs in two processes at once.
+            # (Lease I/O happens outside the runner's lock: a slow database must not stall
+            # the flusher.)
+            engine.lease = self.journal.lease(engine.id)
+            if engine.lease is None:
+                raise ExecutionBusy(engine.id, holder=self.journal.lease_holder(engine.id),
+                                    waited=0.0)
         with self._engines_lock:
             self._engines.add(engine)
             if self._flusher is None and not self._closed.is_set():

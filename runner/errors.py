@@ -12,6 +12,7 @@
           ├── NonDeterministicWorkflow  replay called something other than what was recorded
           ├── IncompatibleOutput  a recorded output no longer fits the step's return annotation
           ├── ValueClassMissing   a recorded value's class cannot be imported in this process
+          ├── ExecutionBusy       a live process drives the execution (holds its lease)
           ├── WorkflowNotFound        no workflow registered under the recorded name
           ├── SecretInput             run() given a secret the journal would redact; nothing written
           └── OutsideStep             add_cost()/current_step() called outside a step
@@ -25,10 +26,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from journal.errors import ConcurrencyConflict, JournalError
+from journal.errors import ConcurrencyConflict, InvalidTransition, JournalError
 
 __all__ = [
     "AlreadyResumed",
+    "ExecutionBusy",
     "IncompatibleOutput",
     "NonDeterministicWorkflow",
     "OutsideStep",
@@ -136,6 +138,22 @@ class IncompatibleOutput(RunnerError):
         )
 
 
+class ExecutionBusy(RunnerError):
+    """Another live process drives the execution (it holds its lease); nothing was run or
+    written. Every loser of a claim gets this, whatever it was trying to do."""
+
+    def __init__(self, execution_id: UUID, *, holder: str | None, waited: float) -> None:
+        self.execution_id = execution_id
+        self.holder = holder
+        self.waited = waited
+        who = f" by {holder}" if holder else ""
+        super().__init__(
+            f"execution {execution_id} is being driven{who} (its lease stayed held for "
+            f"{waited:.1f} s); nothing was run or written. Wait for that process, cancel the "
+            "execution, or stop that process and recover() it."
+        )
+
+
 class ValueClassMissing(RunnerError):
     """Replay needs a recorded value as its own class, and this process cannot import it."""
 
@@ -200,15 +218,31 @@ class OutsideStep(RunnerError, RuntimeError):
         )
 
 
-class AlreadyResumed(ConcurrencyConflict):
-    """The pause was answered by another runner (or an earlier resume); nothing was written."""
+class AlreadyResumed(ConcurrencyConflict, InvalidTransition):
+    """The pause was answered by another runner (or an earlier resume); nothing was written.
 
-    def __init__(self, execution_id: UUID, position: int) -> None:
-        super().__init__(execution_id, position)
-        self.args = (
-            f"execution {execution_id} is no longer paused: its pause was answered at or "
-            f"before position {position}, by another runner or an earlier resume(). "
-            "Nothing was written; use recover() if that runner died.",
+    Every loser of a resume race gets this one error, whether it lost while waiting for the
+    lease or found the execution ended by the winner: it is both a ``ConcurrencyConflict``
+    (another writer was first) and an ``InvalidTransition`` (nothing can resume it now).
+    """
+
+    def __init__(self, execution_id: UUID, position: int, *, status: str = "running") -> None:
+        self.execution_id = execution_id
+        self.position = position
+        self.status = status
+        self.event = "ExecutionResumed"
+        self.reason = "its pause was answered"
+        self.facts = {}
+        where = (
+            "use recover() if that runner died" if status == "running"
+            else f"it has already {status}" if status in ("completed", "failed", "cancelled")
+            else f"it is {status} again"
+        )
+        JournalError.__init__(
+            self,
+            f"execution {execution_id} is no longer paused: its pause was answered at "
+            f"position {position}, by another runner or an earlier resume(); {where}. "
+            "Nothing was written.",
         )
 
     def __str__(self) -> str:

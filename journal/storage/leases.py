@@ -11,11 +11,22 @@ writers are still fenced by the log's optimistic concurrency.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from abc import ABC, abstractmethod
+from datetime import UTC, datetime
 from uuid import UUID
 
-__all__ = ["Lease", "LeaseKeeper", "ProcessLeases"]
+__all__ = ["Lease", "LeaseKeeper", "ProcessLeases", "identity"]
+
+
+def identity() -> str:
+    """Who holds a lease, as other processes are told: ``host:pid since <UTC time>``."""
+    return f"{socket.gethostname()}:{os.getpid()} since {_STARTED}"
+
+
+_STARTED = datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Lease:
@@ -57,6 +68,16 @@ class LeaseKeeper(ABC):
                 self._held.discard(execution_id)
                 self._release(execution_id)
 
+    def holder(self, execution_id: UUID) -> str | None:
+        """Who holds the lease of ``execution_id`` now, if this keeper can tell."""
+        with self._lock:
+            if execution_id in self._held:
+                return f"this process ({identity()})"
+        return self._holder(execution_id)
+
+    def _holder(self, execution_id: UUID) -> str | None:
+        return None
+
     def check(self) -> None:  # noqa: B027 - nothing to check where the OS keeps the locks
         """Make sure the leases this process holds are still held (a heartbeat; cheap)."""
 
@@ -68,6 +89,8 @@ class LeaseKeeper(ABC):
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's leases are the parent's; this process holds none."""
+        global _STARTED
+        _STARTED = datetime.now(UTC).isoformat(timespec="seconds")
         self._held = set()
         self._lock = threading.Lock()
 

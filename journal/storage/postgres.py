@@ -44,7 +44,7 @@ from journal.errors import (
 from journal.storage import forks
 from journal.storage.base import Blob, Listener, LogRow, Storage, StreamRow, ViewStore
 from journal.storage.errors import is_connection_lost, translate
-from journal.storage.leases import LeaseKeeper
+from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import BLOB_REFS, BLOBS, EVENTS, JOURNAL_TABLES, POSTGRES, Table
 
 __all__ = ["PostgresStorage", "connect_params", "parse_postgres_url"]
@@ -852,7 +852,11 @@ class AdvisoryLeases(LeaseKeeper):
         if self._conn is not None and not self._conn.broken and not self._conn.closed:
             return self._conn
         try:
-            conn = psycopg.connect(**{**self.conninfo, **self.KEEPALIVES}, autocommit=True)
+            conn = psycopg.connect(
+                **{**self.conninfo, **self.KEEPALIVES,
+                   "application_name": f"journal lease {identity()}"[:63]},
+                autocommit=True,
+            )
             conn.execute("SET idle_session_timeout = 0")
             for eid in self._held:  # the old session's locks died with it: take them again
                 if not self._try_lock(conn, eid):
@@ -893,6 +897,26 @@ class AdvisoryLeases(LeaseKeeper):
                 return self._try_lock(self._session(), execution_id)
             except psycopg.Error as e:
                 raise translate(e, self.url) from e
+
+    def _holder(self, execution_id: UUID) -> str | None:
+        key = self._key(execution_id) & 0xFFFFFFFFFFFFFFFF
+        try:
+            with psycopg.connect(**self.conninfo, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks l "
+                    "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.classid = %s::bigint::oid "
+                    "AND l.objid = %s::bigint::oid AND l.objsubid = 1 AND l.granted",
+                    (key >> 32, key & 0xFFFFFFFF),
+                ).fetchone()
+        except psycopg.Error:
+            return None
+        if row is None:
+            return None
+        name, addr, pid = row
+        prefix = "journal lease "
+        who = name[len(prefix):] if name and name.startswith(prefix) else (name or "a session")
+        return f"{who} (server pid {pid}{f', from {addr}' if addr else ''})"
 
     def _release(self, execution_id: UUID) -> None:
         conn = self._conn

@@ -28,7 +28,7 @@ from journal.errors import JournalNotFound, NotAJournal
 from journal.storage import forks
 from journal.storage.base import Blob, LogRow, Storage, StreamRow, ViewStore
 from journal.storage.errors import translate, translate_os_error
-from journal.storage.leases import LeaseKeeper
+from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import BLOB_REFS, BLOBS, EVENTS, JOURNAL_TABLES, SQLITE, Table
 
 __all__ = ["SQLiteStorage", "sqlite_path"]
@@ -406,7 +406,7 @@ class FileLeases(LeaseKeeper):
         path = self.path(execution_id)
         try:
             self.directory.mkdir(exist_ok=True)
-            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
             raise translate_os_error(e, self.url, where=str(path)) from e
         try:
@@ -418,7 +418,17 @@ class FileLeases(LeaseKeeper):
             os.close(fd)
             raise translate_os_error(e, self.url, where=str(path)) from e
         self._fds[execution_id] = fd
+        with contextlib.suppress(OSError):  # who holds it, for other processes to name
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, identity().encode(), 0)
         return True
+
+    def _holder(self, execution_id: UUID) -> str | None:
+        try:
+            text = self.path(execution_id).read_text().strip()
+        except OSError:
+            return None
+        return text or None
 
     def _release(self, execution_id: UUID) -> None:
         fd = self._fds.pop(execution_id, None)
