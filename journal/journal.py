@@ -614,20 +614,23 @@ class ExecutionHandle:
             if isinstance(e, ConcurrencyConflict) and logs:
                 # The lifecycle events lost the race (the caller is told); the accepted log
                 # lines are not the loser's to drop: they go at the new head of the stream.
-                self._relog_now(e, tries)
+                if self._relog_now(e, tries) and not stored:
+                    return  # only log lines, and they are in: nothing was lost
             raise
 
-    def _relog_now(self, lost: ConcurrencyConflict, tries: int) -> None:
+    def _relog_now(self, lost: ConcurrencyConflict, tries: int) -> bool:
         n = len(self._orphan_logs)
         try:
             self._ensure_fresh()
             if self._pending and tries > 1:
                 self._commit([], tries=tries - 1)
+            return not self._pending and not self._orphan_logs
         except JournalError as e:
             logger.error("journal: %d log line(s) of %s not written after a lost race: %s",
                          n, self.id, e)
             lost.add_note(f"journal: {n} buffered log line(s) of execution {self.id} could "
                           f"not be re-appended after this conflict: {e}")
+            return False
 
     def _flush_if_older_than(self, seconds: float) -> None:
         orphans = bool(self._orphan_logs)

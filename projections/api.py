@@ -14,7 +14,7 @@ from journal import Journal
 from journal.encoding import as_uuid
 from journal.errors import JournalUnavailable
 from journal.state import StepMarker
-from journal.storage import Listener, ViewStore
+from journal.storage import Listener, ViewStore, forks
 from projections.errors import ViewsBehind
 from projections.projector import Projector
 from projections.tables import COSTS, EXECUTIONS, STEPS
@@ -52,6 +52,14 @@ class Projections:
         self._stopping = threading.Event()
         self._following = threading.Lock()  # one page-applier at a time
         self._in_follow = threading.Lock()  # held for the whole of follow()
+        forks.register(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: locks a parent thread held (a follow() in progress) would
+        never be released here; the child starts with none held and nothing following."""
+        self._stopping = threading.Event()
+        self._following = threading.Lock()
+        self._in_follow = threading.Lock()
 
     # -- keeping up ----------------------------------------------------------------------------
 

@@ -40,7 +40,7 @@ _PG_LOST_CLASSES = ("08",)  # connection exception
 _PG_LOST = {"57P01", "57P02", "57P03", "57P05", "53300"}  # admin/crash shutdown, cannot connect
 _PG_PERMISSION = {"42501"}
 _PG_READ_ONLY = {"25006"}
-_PG_FULL = {"53100", "53200"}
+_PG_FULL = {"53100"}  # disk_full (53200 is out of memory: transient, not the disk)
 _PG_MISSING = {"3D000", "42P01", "3F000"}  # no database, no table, no schema
 _PG_AUTH = {"28000", "28P01"}
 

@@ -183,7 +183,7 @@ class Dialect:
         """Upsert many rows in one statement: one typed array per column, unnested
         (PostgreSQL: several times faster than a statement per row)."""
         updates = ", ".join(f"{c} = excluded.{c}" for c in table.names if c not in table.key)
-        arrays = ", ".join(f"%s::{self.sql_types[c.type]}[]" for c in table.columns)
+        arrays = ", ".join(f"%b::{self.sql_types[c.type]}[]" for c in table.columns)
         return (
             f"INSERT INTO {qualified} ({table.select_list}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {updates}"
@@ -215,20 +215,25 @@ def _convert(statement: str, placeholder: str) -> str:
     return statement.replace("?", placeholder)
 
 
-@functools.lru_cache(maxsize=64)
-def _dumper(dialect: Dialect, table: Table) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    fns = [dialect.dump[c.type] for c in table.columns]
+def _row_function(fns: list[Callable[[Any], Any]]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``lambda r: (f0(r[0]), r[1], ...)``, written out: columns that need no conversion
+    are copied, the others called directly (a rebuild converts millions of rows)."""
     if all(f is _same for f in fns):
         return tuple
-    pairs = list(enumerate(fns))
-    return lambda row: tuple(f(row[i]) for i, f in pairs)
+    names = {f"f{i}": f for i, f in enumerate(fns) if f is not _same}
+    items = ", ".join(f"r[{i}]" if f is _same else f"f{i}(r[{i}])" for i, f in enumerate(fns))
+    code = f"lambda r: ({items},)"
+    return eval(code, names)  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=64)
+def _dumper(dialect: Dialect, table: Table) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    return _row_function([dialect.dump[c.type] for c in table.columns])
 
 
 @functools.lru_cache(maxsize=64)
 def _loader(dialect: Dialect, table: Table) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
-    fns = [dialect.load[c.type] for c in table.columns]
-    pairs = list(enumerate(fns))
-    return lambda row: tuple(f(row[i]) for i, f in pairs)
+    return _row_function([dialect.load[c.type] for c in table.columns])
 
 
 _IDENTITY = dict.fromkeys(TYPES, _same)
@@ -290,3 +295,6 @@ BLOB_REFS = Table(
 )
 
 JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS)
+
+#: The owner of blobs stored before references existed: never pruned.
+LEGACY_OWNER = UUID(int=0)

@@ -29,7 +29,15 @@ from journal.storage import forks
 from journal.storage.base import Blob, LogRow, Storage, StreamRow, ViewStore
 from journal.storage.errors import translate, translate_os_error
 from journal.storage.leases import LeaseKeeper, identity
-from journal.storage.schema import BLOB_REFS, BLOBS, EVENTS, JOURNAL_TABLES, SQLITE, Table
+from journal.storage.schema import (
+    BLOB_REFS,
+    BLOBS,
+    EVENTS,
+    JOURNAL_TABLES,
+    LEGACY_OWNER,
+    SQLITE,
+    Table,
+)
 
 __all__ = ["SQLiteStorage", "sqlite_path"]
 
@@ -171,14 +179,21 @@ class SQLiteStorage(Storage):
         conn = self._pool.get()
         try:
             yield conn
-        except sqlite3.Error as e:
+        except BaseException as e:
+            # Whatever interrupted it (a driver error, Ctrl-C), no transaction goes back to
+            # the pool open: a later append on it would never be committed.
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            raise translate(e, self.url, where=self.path, execution_id=eid,
-                            position=position) from e
+            if isinstance(e, sqlite3.Error):
+                raise translate(e, self.url, where=self.path, execution_id=eid,
+                                position=position) from e
+            raise
         finally:
-            self._pool.put(conn)
+            if conn.in_transaction:
+                conn.close()  # could not roll back: never reuse it
+            else:
+                self._pool.put(conn)
 
     def _ensure_schema(self) -> None:
         with self._conn() as c:
@@ -202,10 +217,18 @@ class SQLiteStorage(Storage):
                 for table in missing:
                     for statement in SQLITE.create(table, table.name):
                         c.execute(statement)
+                if BLOB_REFS in missing and BLOBS.name in names:
+                    # Blobs of a journal older than the references: which streams use them
+                    # is unknown, so they are kept for good (never deleted by retention).
+                    c.execute(f"INSERT OR IGNORE INTO {_R} (execution_id, sha256) "
+                              f"SELECT ?, sha256 FROM {_B}", (LEGACY_OWNER.hex,))
                 c.execute("COMMIT")
 
+    def _before_fork(self) -> None:
+        self._pool.close()  # a child must inherit no SQLite connection (see forks)
+
     def _after_fork(self) -> None:
-        forks.abandon(*self._pool.idle)
+        forks.abandon(*self._pool.idle)  # only those in use by another thread at the fork
         self._pool = _Connections(self)
         self._write_lock = threading.Lock()
         self.leases._after_fork()
@@ -286,11 +309,16 @@ class SQLiteStorage(Storage):
                 "ORDER BY", f"AND topic IN ({','.join('?' * len(topics))}) ORDER BY"
             )
             params = [after, *topics, limit]
+        ids: dict[str, UUID] = {}  # a page holds few executions, many events each
         with self._conn() as c:
-            return [
-                (nid, UUID(eid), pos, topic, state)
-                for nid, eid, pos, topic, state in c.execute(sql, params)
-            ]
+            rows = c.execute(sql, params).fetchall()
+        out: list[LogRow] = []
+        for nid, hex_id, pos, topic, state in rows:
+            eid = ids.get(hex_id)
+            if eid is None:
+                eid = ids[hex_id] = UUID(hex_id)
+            out.append((nid, eid, pos, topic, state))
+        return out
 
     def head(self) -> int:
         with self._conn() as c:
@@ -328,14 +356,37 @@ class SQLiteViewStore(ViewStore):
         self._shared = shared
         self.url = url
         self.where = where
-        self.conn: sqlite3.Connection = connect()
+        self._conn: sqlite3.Connection | None = connect()
+        self._closed = False
         forks.register(self)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, opened again after a fork closed it."""
+        if self._conn is None:
+            if self._closed:
+                from journal.errors import JournalError
+
+                raise JournalError(f"the views of {self.where} are closed")
+            self._conn = self._connect()
+        return self._conn
+
+    def _before_fork(self) -> None:
+        # A file's connection must not cross a fork (see forks); an in-memory database is
+        # the connection itself, and a child keeps its copy.
+        if self._shared and self._conn is not None and self.lock.acquire(timeout=1.0):
+            try:
+                if not self._conn.in_transaction:
+                    self._conn.close()
+                    self._conn = None
+            finally:
+                self.lock.release()
 
     def _after_fork(self) -> None:
         self.lock = threading.RLock()
-        if self._shared:
-            forks.abandon(self.conn)
-            self.conn = self._connect()
+        if self._shared and self._conn is not None:
+            forks.abandon(self._conn)  # it was busy at the fork: never touch it here
+            self._conn = None
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -361,11 +412,11 @@ class SQLiteViewStore(ViewStore):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
+                self.conn.execute("COMMIT")
             except BaseException:
-                if self.conn.in_transaction:
+                if self.conn.in_transaction:  # the block or the COMMIT itself failed
                     self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         p = [SQLITE.param(v) for v in params]
@@ -384,7 +435,10 @@ class SQLiteViewStore(ViewStore):
 
     def close(self) -> None:
         with self.lock:
-            self.conn.close()
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class FileLeases(LeaseKeeper):

@@ -9,6 +9,7 @@ exactly once, in increasing order.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,7 @@ import pytest
 from psycopg import sql
 
 import journal.storage.postgres as journal_postgres
-from journal import ExecutionStarted, Journal, JournalError
+from journal import ExecutionStarted, Journal
 from journal.encoding import encode_event
 
 WRITER = textwrap.dedent(
@@ -98,7 +99,7 @@ def _hold_a_position(url: str, schema: str) -> psycopg.Connection[Any]:
 
 
 def test_postgres_readers_stop_at_a_gap_until_its_writer_ends(
-    pg_database: str, monkeypatch: pytest.MonkeyPatch
+    pg_database: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Deterministic: an in-flight writer holds id 2 while id 3 commits."""
     monkeypatch.setattr(journal_postgres, "GAP_WAIT_SECONDS", 0.3)
@@ -111,8 +112,10 @@ def test_postgres_readers_stop_at_a_gap_until_its_writer_ends(
             j.start("third")  # id 3, committed
             assert [n[0] for n in j.storage.read_log(0, 500)] == [1]
             assert j.storage.read_log(1, 500) == []  # waits, then reports nothing final
-            with pytest.raises(JournalError, match="held a write lock"):
-                j.storage.head()
+            with caplog.at_level(logging.WARNING, logger="journal"):
+                # Only a target for catching up: the reads above still stop at the gap.
+                assert j.storage.head() == 3
+            assert "held a write lock" in caplog.text
             held.commit()
         finally:
             held.close()
