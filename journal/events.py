@@ -22,6 +22,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "ExecutionCancelled",
+    "ExecutionClaimed",
     "ExecutionCompleted",
     "ExecutionFailed",
     "ExecutionPaused",
@@ -171,6 +172,23 @@ class ExecutionCancelled(Event, frozen=True, kw_only=True, array_like=True):
     reason: str = ""
 
 
+class ExecutionClaimed(Event, frozen=True, kw_only=True, array_like=True):
+    """A process took the execution's lease and drives it from here: at its start, a
+    resume, a recovery, or a re-run of the same idempotency key. Who it is, so a takeover is
+    visible in the log and a live holder can be named."""
+
+    host: str
+    pid: int
+    #: The id of the ``Runner`` (one per Runner object, unique across processes).
+    runner: str
+    #: start, resume, recover or continue (an idempotent run() that found an orphan).
+    reason: str = "start"
+    #: When the claiming process started (UTC).
+    process_started: datetime | None = None
+    #: On a takeover: seconds since the execution's previous event.
+    quiet_for: float | None = None
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ExecutionStarted,
     StepStarted,
@@ -182,6 +200,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionCancelled,
+    ExecutionClaimed,
 )
 
 TERMINAL_EVENTS: tuple[type[Event], ...] = (

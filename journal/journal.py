@@ -38,6 +38,7 @@ from journal.events import (
     ErrorInfo,
     Event,
     ExecutionCancelled,
+    ExecutionClaimed,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionPaused,
@@ -505,6 +506,40 @@ class ExecutionHandle:
             self._pending_logs.append(event)
         self.journal._track(self)
 
+    def claimed(
+        self,
+        *,
+        host: str,
+        pid: int,
+        runner: str,
+        reason: str = "start",
+        process_started: datetime | None = None,
+        quiet_for: float | None = None,
+    ) -> None:
+        """Record who drives the execution from here (``ExecutionClaimed``).
+
+        Buffered like a log line: it rides with the next commit (the step start before any
+        step code runs, or the pause), so a claim costs no commit of its own. Call it while
+        holding the execution's lease.
+        """
+        with self._lock:
+            self._check_open()
+            self._ensure_fresh()
+            event = ExecutionClaimed(
+                execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
+                host=host, pid=pid, runner=runner, reason=reason,
+                process_started=process_started, quiet_for=quiet_for,
+            )
+            stored = encode_event(event)
+            apply(self._state, event)
+            if self._batch is not None:
+                self._batch.append(stored)
+                return
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(stored)
+        self.journal._track(self)
+
     def paused(self, reason: str, payload: Any = None) -> None:
         """Record ExecutionPaused (e.g. ``human_review``) with what the reviewer needs."""
         self._record(
@@ -611,11 +646,11 @@ class ExecutionHandle:
         except BaseException as e:
             self._stale = True
             self._orphan_logs = logs + self._orphan_logs
-            if isinstance(e, ConcurrencyConflict) and logs:
-                # The lifecycle events lost the race (the caller is told); the accepted log
-                # lines are not the loser's to drop: they go at the new head of the stream.
-                if self._relog_now(e, tries) and not stored:
-                    return  # only log lines, and they are in: nothing was lost
+            # The lifecycle events lost the race (the caller is told); the accepted log lines
+            # are not the loser's to drop: they go at the new head of the stream.
+            relogged = isinstance(e, ConcurrencyConflict) and logs and self._relog_now(e, tries)
+            if relogged and not stored:
+                return  # only log lines, and they are in: nothing was lost
             raise
 
     def _relog_now(self, lost: ConcurrencyConflict, tries: int) -> bool:

@@ -27,6 +27,7 @@ from journal.events import (
     ErrorInfo,
     Event,
     ExecutionCancelled,
+    ExecutionClaimed,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionPaused,
@@ -46,6 +47,7 @@ __all__ = [
     "RUNNING",
     "TERMINAL_STATUSES",
     "CostTotals",
+    "DriverInfo",
     "ExecutionState",
     "PauseState",
     "StepMarker",
@@ -117,6 +119,17 @@ class PauseState(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
 
 
+class DriverInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The process that last claimed the execution (``ExecutionClaimed``)."""
+
+    host: str
+    pid: int
+    runner: str
+    reason: str
+    at: datetime
+    quiet_for: float | None = None
+
+
 class ExecutionState(msgspec.Struct, kw_only=True):
     """Everything the log says about one execution, rebuilt by folding its events."""
 
@@ -138,6 +151,8 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     last_completed_step: StepMarker | None = None
     log_count: int = 0
     max_seq: int = 0
+    driver: DriverInfo | None = None
+    claims: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -270,6 +285,7 @@ _CHECKS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     ExecutionCompleted: _check_completed,
     ExecutionFailed: _check_live,
     ExecutionCancelled: _check_live,
+    ExecutionClaimed: _check_live,
 }
 
 
@@ -364,6 +380,14 @@ def _fold_failed(state: ExecutionState, event: ExecutionFailed) -> None:
     state.ended_at = event.timestamp
 
 
+def _fold_claimed(state: ExecutionState, event: ExecutionClaimed) -> None:
+    state.claims += 1
+    state.driver = DriverInfo(
+        host=event.host, pid=event.pid, runner=event.runner, reason=event.reason,
+        at=event.timestamp, quiet_for=event.quiet_for,
+    )
+
+
 def _fold_cancelled(state: ExecutionState, event: ExecutionCancelled) -> None:
     state.status = CANCELLED
     state.pause = None
@@ -381,6 +405,7 @@ _FOLDS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     ExecutionCompleted: _fold_completed,
     ExecutionFailed: _fold_failed,
     ExecutionCancelled: _fold_cancelled,
+    ExecutionClaimed: _fold_claimed,
 }
 
 

@@ -249,6 +249,8 @@ class Engine:
         self.resume_value = resume_value
         #: The liveness lease this engine holds while it drives the execution (if it got it).
         self.lease: Lease | None = None
+        #: Why this engine drives the execution, as its ExecutionClaimed says.
+        self.claim_reason = "start"
         self.halt: BaseException | None = None
         self._lock = threading.RLock()
         self._held: list[Callable[[], object]] = []
@@ -344,6 +346,12 @@ class Engine:
         if state.status == CANCELLED:
             return self._stop(Cancelled())
         return self._stop(error)
+
+    def claim(self, **identity: Any) -> None:
+        """Record who drives the execution (ExecutionClaimed) with the next commit: the step
+        start before any step code runs, or the pause. A drive that stops before writing
+        anything (a non-deterministic replay) writes no claim either."""
+        self._hold(lambda: self.handle.claimed(**identity))
 
     def _hold(self, call: Callable[[], object]) -> None:
         with self._lock:

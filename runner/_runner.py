@@ -16,8 +16,11 @@ import asyncio
 import dataclasses
 import inspect
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -43,6 +46,7 @@ from journal import (
 )
 from journal.encoding import as_uuid
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
+from journal.storage.leases import process_started
 from journal.values import find_unresolved
 from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
@@ -57,6 +61,7 @@ from runner.errors import (
 
 __all__ = ["OnRecoveryError", "Run", "Runner"]
 
+_HOST = socket.gethostname()
 #: How long resume() waits, by default, for a lease held elsewhere before ExecutionBusy.
 CLAIM_TIMEOUT_SECONDS = 5.0
 #: Flusher ticks between lease heartbeats (HOLD_SECONDS / 4 = 0.125 s each: every 2.5 s).
@@ -111,6 +116,8 @@ class Runner:
 
     def __init__(self, journal: Journal, *, claim_timeout: float = CLAIM_TIMEOUT_SECONDS) -> None:
         self.journal = journal
+        #: This runner, as the ExecutionClaimed events of the runs it drives name it.
+        self.id = uuid.uuid4().hex
         #: How long resume() waits for a lease another process holds for a moment (as
         #: recover() does while it looks at a candidate) before ExecutionBusy.
         self.claim_timeout = claim_timeout
@@ -277,6 +284,7 @@ class Runner:
             lease.release()
             raise
         engine.lease = lease
+        engine.claim_reason = "continue"
         return engine, Run.of(state)
 
     # -- resuming ------------------------------------------------------------------------------
@@ -322,6 +330,7 @@ class Runner:
             lease.release()
             raise
         engine.lease = lease
+        engine.claim_reason = "resume"
         return engine, wf
 
     @staticmethod
@@ -504,6 +513,7 @@ class Runner:
             lease.release()
             return None
         engine.lease = lease  # released when the drive ends, or by the caller if it never starts
+        engine.claim_reason = "recover"
         return engine, wf
 
     def stale_executions(self, older_than: timedelta) -> list[UUID]:
@@ -618,6 +628,7 @@ class Runner:
             if engine.lease is None:
                 raise ExecutionBusy(engine.id, holder=self.journal.lease_holder(engine.id),
                                     waited=0.0)
+        self._claim(engine)
         with self._engines_lock:
             self._engines.add(engine)
             if self._flusher is None and not self._closed.is_set():
@@ -625,6 +636,17 @@ class Runner:
                     target=self._flush_loop, name="runner-flusher", daemon=True
                 )
                 self._flusher.start()
+
+    def _claim(self, engine: Engine) -> None:
+        """Say in the log who drives the execution now; it rides with the next commit."""
+        state = engine.handle.state
+        quiet = None
+        if engine.claim_reason in ("recover", "continue") and state.updated_at is not None:
+            quiet = round((datetime.now(UTC) - state.updated_at).total_seconds(), 3)
+        engine.claim(
+            host=_HOST, pid=os.getpid(), runner=self.id, reason=engine.claim_reason,
+            process_started=process_started(), quiet_for=quiet,
+        )
 
     def _untrack(self, engine: Engine) -> None:
         with self._engines_lock:

@@ -12,6 +12,7 @@ EXPECTED = [
     "ErrorInfo",
     "Event",
     "ExecutionCancelled",
+    "ExecutionClaimed",
     "ExecutionCompleted",
     "ExecutionFailed",
     "ExecutionHandle",

@@ -18,15 +18,20 @@ from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from uuid import UUID
 
-__all__ = ["Lease", "LeaseKeeper", "ProcessLeases", "identity"]
+__all__ = ["Lease", "LeaseKeeper", "ProcessLeases", "identity", "process_started"]
 
 
 def identity() -> str:
     """Who holds a lease, as other processes are told: ``host:pid since <UTC time>``."""
-    return f"{socket.gethostname()}:{os.getpid()} since {_STARTED}"
+    return f"{socket.gethostname()}:{os.getpid()} since {_STARTED.isoformat(timespec='seconds')}"
 
 
-_STARTED = datetime.now(UTC).isoformat(timespec="seconds")
+def process_started() -> datetime:
+    """When this process started (a forked child: when it was forked), UTC."""
+    return _STARTED
+
+
+_STARTED = datetime.now(UTC)
 
 
 class Lease:
@@ -90,7 +95,7 @@ class LeaseKeeper(ABC):
     def _after_fork(self) -> None:
         """In a forked child: the parent's leases are the parent's; this process holds none."""
         global _STARTED
-        _STARTED = datetime.now(UTC).isoformat(timespec="seconds")
+        _STARTED = datetime.now(UTC)
         self._held = set()
         self._lock = threading.Lock()
 

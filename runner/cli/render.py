@@ -166,6 +166,14 @@ def _summary_lines(s: dict[str, Any]) -> list[Text]:
             f"last started step {ls.name} #{ls.seq}, last completed "
             + (f"{lc.name} #{lc.seq}" if lc else "none")
         ))
+    driver = s.get("driver")
+    if driver is not None:
+        quiet = driver.get("quiet_for")
+        taken = f" after {format_seconds(quiet)} quiet" if quiet is not None else ""
+        lines.append(Text(
+            f"driven by {driver['host']}:{driver['pid']} ({driver['reason']}{taken}, "
+            f"{format_age(driver['at'])}); {s.get('claims', 1)} claim(s) in all"
+        ))
     if s["pause"] is not None:
         p = s["pause"]
         lines.append(Text.assemble(

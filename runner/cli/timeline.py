@@ -19,6 +19,7 @@ from journal.events import (
     Cost,
     Event,
     ExecutionCancelled,
+    ExecutionClaimed,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionPaused,
@@ -130,7 +131,20 @@ def describe(event: Event, step_names: dict[int, str]) -> Entry:
         return Entry(**common, detail=f"{event.error.type}: {event.error.message}")
     if isinstance(event, ExecutionCancelled):
         return Entry(**common, detail=event.reason)
+    if isinstance(event, ExecutionClaimed):
+        return Entry(**common, detail=claim_text(event))
     return Entry(**common)
+
+
+_CLAIM_VERBS = {"start": "started", "resume": "resumed", "recover": "recovered",
+                "continue": "continued (same idempotency key)"}
+
+
+def claim_text(event: ExecutionClaimed) -> str:
+    """``recovered by host:pid after 226 s quiet (runner 1a2b3c4d)``: who took it over."""
+    verb = _CLAIM_VERBS.get(event.reason, event.reason)
+    quiet = f" after {event.quiet_for:.0f} s quiet" if event.quiet_for is not None else ""
+    return f"{verb} by {event.host}:{event.pid}{quiet} (runner {event.runner[:8]})"
 
 
 def summarize(
@@ -162,6 +176,12 @@ def summarize(
         "since_last_event": quiet,
         "events": state.position,
         "log_lines": state.log_count,
+        "driver": None if state.driver is None else {
+            "host": state.driver.host, "pid": state.driver.pid, "runner": state.driver.runner,
+            "reason": state.driver.reason, "at": state.driver.at,
+            "quiet_for": state.driver.quiet_for,
+        },
+        "claims": state.claims,
         "idempotency_key": state.idempotency_key,
         "input": state.input,
         "output": state.output,

@@ -87,16 +87,17 @@ def test_tail_follows_new_events_and_one_execution_to_its_end(
     thread = threading.Thread(target=later)
     thread.start()
     try:
-        r = cli("tail", "--json", "--max-events", "6", "--timeout", "20", url=filled.url)
+        r = cli("tail", "--json", "--max-events", "7", "--timeout", "20", url=filled.url)
     finally:
         thread.join()
     assert r.exit_code == 0, r.output
     events = [json.loads(line) for line in r.stdout.splitlines()]
     assert [e["type"] for e in events] == [
-        "ExecutionStarted", "StepStarted", "StepFailed", "StepStarted", "StepCompleted",
-        "ExecutionCompleted",
+        "ExecutionStarted", "ExecutionClaimed", "StepStarted", "StepFailed", "StepStarted",
+        "StepCompleted", "ExecutionCompleted",
     ]
-    assert events[2]["error"]["type"] == "ConnectionError"
+    assert events[1]["reason"] == "start" and events[1]["pid"] > 0
+    assert events[3]["error"]["type"] == "ConnectionError"
     assert all(e["notification_id"] > 0 for e in events)
 
 

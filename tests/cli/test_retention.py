@@ -49,7 +49,8 @@ def test_export_writes_atomically_skips_same_and_reports_changed(
     assert doc["summary"]["status"] == "completed"
     assert doc["summary"]["output"] == {"published": "doc-c:approved"}
     assert doc["summary"]["cost"]["usd"] == "0.0135"
-    assert [e["type"] for e in doc["events"]][:2] == ["ExecutionStarted", "StepStarted"]
+    assert [e["type"] for e in doc["events"]][:3] == [
+        "ExecutionStarted", "ExecutionClaimed", "StepStarted"]
     assert doc["events"][0]["execution_id"] == str(filled.completed)
 
     again = cli("export", "--all", "--out", str(out), url=filled.url)

@@ -15,11 +15,19 @@ import msgspec
 from journal import Truncated, fold
 from journal.encoding import decode_event, topic_of
 from journal.events import EVENT_TYPES, OutOfLine
-from tests.journal.golden.make_golden import EVERY_VALUE, PATH, golden_streams
+from journal.values import Unresolved
+from tests.journal.golden.make_golden import (
+    EVERY_VALUE,
+    GONE,
+    PATH,
+    PATH_V2,
+    golden_streams,
+    golden_streams_v2,
+)
 
 
-def _load() -> dict[str, list[tuple[str, bytes]]]:
-    return msgspec.msgpack.decode(PATH.read_bytes(), type=dict[str, list[tuple[str, bytes]]])
+def _load(path: Any = PATH) -> dict[str, list[tuple[str, bytes]]]:
+    return msgspec.msgpack.decode(path.read_bytes(), type=dict[str, list[tuple[str, bytes]]])
 
 
 def _assert_same(a: Any, b: Any, path: str) -> None:
@@ -56,8 +64,25 @@ def test_golden_streams_still_decode() -> None:
             _assert_same(got, want, f"{name}@{want.position}")
 
 
+def test_v2_streams_still_decode_and_fold() -> None:
+    stored = _load(PATH_V2)
+    expected = golden_streams_v2()
+    assert list(stored) == list(expected)
+    for name, records in stored.items():
+        events = [decode_event(topic, state) for topic, state in records]
+        for got, want in zip(events, expected[name], strict=True):
+            _assert_same(got, want, f"{name}@{want.position}")
+        state = fold(events[0].execution_id, events)
+        assert state.status == "completed" and state.claims == 3
+        assert state.driver is not None and state.driver.reason == "resume"
+        assert state.driver.host == "host-c" and state.driver.pid == 303
+        assert state.output == GONE and isinstance(state.output, Unresolved)
+        assert state.output.type_name == "Gone"
+
+
 def test_golden_streams_cover_every_event_type_and_value_type() -> None:
-    topics = {topic for records in _load().values() for topic, _ in records}
+    topics = {topic for path in (PATH, PATH_V2)
+              for records in _load(path).values() for topic, _ in records}
     assert topics == {topic_of(cls) for cls in EVENT_TYPES}
     completed = golden_streams()["completed"]
     payloads = [getattr(e, f) for e in completed for f in type(e).payload_fields]

@@ -182,7 +182,7 @@ def test_an_interrupt_flushes_held_records_and_buffered_log_lines(journal: Journ
     with Journal.open(journal.url) as other:
         [eid] = [e.execution_id for _, e in other.notifications() if e.position == 1]
         kinds = [type(e).__name__ for e in other.events(eid)]
-    assert kinds == ["ExecutionStarted", "LogRecorded"]
+    assert kinds == ["ExecutionStarted", "ExecutionClaimed", "LogRecorded"]
 
 
 def test_an_interrupt_whose_flush_fails_says_so(

@@ -86,21 +86,24 @@ def test_one_commit_per_step_completion_rides_with_next_start(
     run = runner.run(workflows.steps_then_pause)
     kinds = [type(e).__name__ for e in journal.events(run.id)]
     assert kinds == [
-        "ExecutionStarted", "StepStarted", "StepCompleted", "StepStarted", "StepCompleted",
-        "ExecutionPaused",
+        "ExecutionStarted", "ExecutionClaimed", "StepStarted", "StepCompleted", "StepStarted",
+        "StepCompleted", "ExecutionPaused",
     ]
-    # one commit for the start, one per step, one for the end (here a pause)
+    # one commit for the start, one per step (the claim rides with the first), one for the
+    # end (here a pause)
     assert appends == [
-        ["ExecutionStarted"], ["StepStarted"], ["StepCompleted", "StepStarted"],
-        ["StepCompleted", "ExecutionPaused"],
+        ["ExecutionStarted"], ["ExecutionClaimed", "StepStarted"],
+        ["StepCompleted", "StepStarted"], ["StepCompleted", "ExecutionPaused"],
     ]
     appends.clear()
     done = runner.resume(run.id)
     assert done.status == "completed" and done.output == "done"
     assert journal.state(run.id).steps[3].name == "c"
-    # the answer is committed on its own first: it is the claim that fences another resume
+    # the answer is committed first, with who resumed it (under the lease; the log's
+    # position check fences anyone else)
     assert appends == [
-        ["ExecutionResumed"], ["StepStarted"], ["StepCompleted", "ExecutionCompleted"],
+        ["ExecutionClaimed", "ExecutionResumed"], ["StepStarted"],
+        ["StepCompleted", "ExecutionCompleted"],
     ]
 
 
@@ -302,7 +305,8 @@ def test_a_held_completion_is_committed_while_the_workflow_idles(journal: Journa
 
     with runner:
         assert runner.run(idler).status == "completed"
-    assert seen == [["ExecutionStarted", "StepStarted", "StepCompleted", "LogRecorded"]]
+    assert seen == [["ExecutionStarted", "ExecutionClaimed", "StepStarted", "StepCompleted",
+                     "LogRecorded"]]
 
 
 @dataclasses.dataclass

@@ -1,4 +1,7 @@
-"""Write v1_stream.msgpack: a few streams covering every event type, as the code encodes them.
+"""Write vN_stream.msgpack: streams covering every event type, as the code encodes them.
+
+v1 holds the first release's event types; v2 adds ``ExecutionClaimed`` and a stored value
+whose class no longer exists anywhere (it must decode as a ``journal.Unresolved``).
 
 Run ONCE per storage-format version (``python -m tests.journal.golden.make_golden``) and
 commit the output. Never regenerate an existing file: test_golden.py checks that the bytes
@@ -21,6 +24,7 @@ from journal.events import (
     ErrorInfo,
     Event,
     ExecutionCancelled,
+    ExecutionClaimed,
     ExecutionCompleted,
     ExecutionFailed,
     ExecutionPaused,
@@ -33,9 +37,11 @@ from journal.events import (
     StepStarted,
     Truncated,
 )
+from journal.values import Unresolved
 from tests.journal.golden.values import GoldenPoint, GoldenTag
 
 PATH = Path(__file__).with_name("v1_stream.msgpack")
+PATH_V2 = Path(__file__).with_name("v2_stream.msgpack")
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 EVERY_VALUE = {
@@ -109,17 +115,45 @@ def golden_streams() -> dict[str, list[Event]]:
     }
 
 
-def encode_streams() -> bytes:
-    """The golden file's bytes: {name: [[topic, state bytes], ...]} as msgpack."""
-    streams = {
-        name: [(s.topic, s.state) for s in map(encode_event, events)]
-        for name, events in golden_streams().items()
+#: A value of a class that exists nowhere: readers get it as a stand-in, never an error.
+GONE = Unresolved(topic="tests.journal.golden.gone:Gone", fields={"a": 1, "b": [Decimal("2")]})
+
+
+def golden_streams_v2() -> dict[str, list[Event]]:
+    """The events of v2_stream.msgpack: claims (start, resume, recovery) and a lost class."""
+    return {
+        "claimed": _stream(
+            UUID("00000000-0000-4000-8000-000000000004"),
+            (ExecutionStarted, {"workflow": "golden", "input": {"gone": GONE}}),
+            (ExecutionClaimed, {"host": "host-a", "pid": 101, "runner": "a" * 32}),
+            (StepStarted, {"name": "slow", "seq": 1}),
+            (ExecutionClaimed, {"host": "host-b", "pid": 202, "runner": "b" * 32,
+                                "reason": "recover", "process_started": T0,
+                                "quiet_for": 226.5}),
+            (StepStarted, {"name": "slow", "seq": 1, "attempt": 2}),
+            (StepCompleted, {"seq": 1, "attempt": 2, "output": GONE}),
+            (ExecutionPaused, {"reason": "human_review", "payload": GONE}),
+            (ExecutionClaimed, {"host": "host-c", "pid": 303, "runner": "c" * 32,
+                                "reason": "resume"}),
+            (ExecutionResumed, {"value": True}),
+            (ExecutionCompleted, {"output": GONE}),
+        ),
     }
-    return msgspec.msgpack.encode(streams)
+
+
+def encode_streams(streams: dict[str, list[Event]] | None = None) -> bytes:
+    """The golden file's bytes: {name: [[topic, state bytes], ...]} as msgpack."""
+    encoded = {
+        name: [(s.topic, s.state) for s in map(encode_event, events)]
+        for name, events in (golden_streams() if streams is None else streams).items()
+    }
+    return msgspec.msgpack.encode(encoded)
 
 
 if __name__ == "__main__":
-    if PATH.exists():
-        raise SystemExit(f"{PATH} exists: golden files are never regenerated (see docstring)")
-    PATH.write_bytes(encode_streams())
-    print(f"wrote {PATH}")
+    for path, streams in ((PATH, golden_streams()), (PATH_V2, golden_streams_v2())):
+        if path.exists():
+            print(f"{path} exists: golden files are never regenerated (see docstring)")
+            continue
+        path.write_bytes(encode_streams(streams))
+        print(f"wrote {path}")
