@@ -266,11 +266,12 @@ def _barrier(directory: str, me: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """``run URL PATH`` | ``recover URL STALE`` | ``resume URL ID BARRIER_DIR NAME``."""
+    """``run URL PATH [KEY]`` | ``recover URL STALE`` | ``resume URL ID BARRIER_DIR NAME``."""
     command, url = argv[0], argv[1]
     with Journal.open(url) as journal, make_runner(journal) as runner:
-        if command == "run":
-            run = runner.run(crashable, argv[2])
+        if command == "run":  # run URL PATH [IDEMPOTENCY_KEY]
+            key = argv[3] if len(argv) > 3 else None
+            run = runner.run(crashable, argv[2], idempotency_key=key)
             print(json.dumps({"id": str(run.id), "status": run.status}))
         elif command == "recover":
             if len(argv) > 3:

@@ -1,0 +1,102 @@
+"""One driver per execution: the lease is held before anything is written and while step
+code runs; an idempotent re-run continues an orphan and leaves a live driver alone; every
+claim is in the log with who made it."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from journal import ExecutionClaimed, Journal
+from runner import ExecutionBusy, Runner
+from tests.journal.test_lease import _hold_in_another_process
+from tests.runner.test_crash import child, output
+from tests.runner.workflows import contested, crashable, effects, make_runner
+
+
+def claims(journal: Journal, eid: Any) -> list[ExecutionClaimed]:
+    return [e for e in journal.events(eid) if isinstance(e, ExecutionClaimed)]
+
+
+def test_run_holds_the_lease_before_execution_started(
+    journal: Journal, runner: Runner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    held_at_start: list[bool] = []
+    real = journal.start
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        eid = kwargs["execution_id"]
+        held_at_start.append(journal.lease(eid) is None)  # taken: nobody else can drive it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "start", start)
+    run = runner.run(contested, str(tmp_path / "fx"))
+    assert run.status == "paused" and held_at_start == [True]
+    first = claims(journal, run.id)
+    assert [c.reason for c in first] == ["start"] and first[0].runner == runner.id
+    assert first[0].pid > 0 and first[0].host
+    assert journal.lease(run.id) is not None  # released when the drive ended
+
+
+def test_redelivered_run_continues_the_orphan_where_it_stopped(
+    journal_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "effects.txt"
+    killed = child("run", journal_url, str(path), "task-7", env={"KILL_AT": "3:after"})
+    killed.communicate(timeout=60)
+    assert killed.returncode != 0 and effects(path) == ["s0", "s1", "s2"]
+    with Journal.open(journal_url) as journal, make_runner(journal) as runner:
+        run = runner.run(crashable, str(path), idempotency_key="task-7")  # the redelivery
+        assert run.status == "completed" and not run.held_elsewhere
+        # s0, s1 completed before the kill: not again; s2 was in flight: once more.
+        assert effects(path) == ["s0", "s1", "s2", "s2", "s3", "s4"]
+        reasons = [(c.reason, c.quiet_for is not None) for c in claims(journal, run.id)]
+        assert reasons == [("start", False), ("continue", True)]
+        again = runner.run(crashable, str(path), idempotency_key="task-7")
+        assert again.status == "completed" and again.id == run.id
+        assert len(effects(path)) == 6  # an ended execution is returned as it is
+
+
+def test_a_live_driver_is_left_alone(journal_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "effects.txt"
+    live = child("run", journal_url, str(path), "task-8", env={"STEP_SLEEP": "0.6"})
+    try:
+        deadline = time.monotonic() + 30
+        while not effects(path):
+            assert time.monotonic() < deadline, "the driver did not start"
+            time.sleep(0.01)
+        with Journal.open(journal_url) as journal, make_runner(journal) as runner:
+            run = runner.run(crashable, str(path), idempotency_key="task-8")
+            assert run.status == "running" and run.held_elsewhere
+            assert runner.recover(stale_after=timedelta(0)) == []
+        assert output(live)["status"] == "completed"
+    finally:
+        if live.poll() is None:
+            live.kill()
+            live.communicate()
+    assert effects(path) == ["s0", "s1", "s2", "s3", "s4"]  # every step ran exactly once
+
+
+def test_resume_waits_for_the_lease_then_names_its_holder(
+    journal_url: str, tmp_path: Path
+) -> None:
+    with Journal.open(journal_url) as journal, make_runner(journal) as runner:
+        run = runner.run(contested, str(tmp_path / "fx"))
+        holder = _hold_in_another_process(journal_url, str(run.id))
+        try:
+            busy = Runner(journal, claim_timeout=0.3)
+            busy.register(contested)
+            started = time.monotonic()
+            with pytest.raises(ExecutionBusy) as info:
+                busy.resume(run.id, "go")
+            assert time.monotonic() - started >= 0.3
+            assert info.value.holder is not None and str(holder.pid) in info.value.holder
+            assert journal.state(run.id).status == "paused"  # nothing was written
+        finally:
+            holder.kill()
+            holder.communicate()
+        assert runner.resume(run.id, "go").status == "completed"  # free again: it runs
