@@ -187,13 +187,22 @@ class Journal:
         """A handle positioned at the end of an existing execution's stream."""
         return ExecutionHandle(self, self.state(execution_id))
 
-    def lease(self, execution_id: UUID | str) -> Lease | None:
+    def lease(self, execution_id: UUID | str, *, wait: float = 0.0) -> Lease | None:
         """Take the liveness lease of an execution, or None if a live process holds it.
 
         The process driving an execution holds its lease; it vanishes when that process
-        dies. ``recover()`` only takes over executions whose lease it can take.
+        dies. ``recover()`` only takes over executions whose lease it can take. With
+        ``wait``, a lease refused only for its grace period (PostgreSQL: its holder's
+        session is gone, but it renewed recently) is tried again for up to ``wait`` seconds.
         """
-        return self.storage.leases.try_acquire(as_uuid(execution_id))
+        eid = as_uuid(execution_id)
+        keeper = self.storage.leases
+        deadline = time.monotonic() + wait
+        while True:
+            lease = keeper.try_acquire(eid)
+            if lease is not None or not keeper.in_grace(eid) or time.monotonic() >= deadline:
+                return lease
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def restore(self, events: list[Event]) -> bool:
         """Append a whole archived stream (``journal import``) under the same policy as a

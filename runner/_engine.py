@@ -56,6 +56,7 @@ from journal.values import find_unresolved, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
 from runner.errors import (
     IncompatibleOutput,
+    LeaseLost,
     NonDeterministicWorkflow,
     RunnerError,
     StepFailedError,
@@ -446,7 +447,13 @@ class Engine:
         return rec.attempts + 1, rec.failures
 
     def start_attempt(self, seq: int, name: str, attempt: int, input: Any) -> StepScope:
-        """Commit StepStarted (with anything held): after this, the step's code may run."""
+        """Commit StepStarted (with anything held): after this, the step's code may run.
+
+        First the lease is confirmed (no round trip: the renewals do that): a driver that
+        cannot confirm it stops here, before the step, not after it."""
+        lease = self.lease
+        if lease is not None and not lease.confirmed():
+            raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))
         self._write(
             lambda: self.handle.step_started(name, input, attempt=attempt, seq=seq)
         )

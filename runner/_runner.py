@@ -64,8 +64,6 @@ __all__ = ["OnRecoveryError", "Run", "Runner"]
 _HOST = socket.gethostname()
 #: How long resume() waits, by default, for a lease held elsewhere before ExecutionBusy.
 CLAIM_TIMEOUT_SECONDS = 5.0
-#: Flusher ticks between lease heartbeats (HOLD_SECONDS / 4 = 0.125 s each: every 2.5 s).
-LEASE_CHECK_TICKS = 20
 
 logger = logging.getLogger("runner")
 
@@ -258,7 +256,8 @@ class Runner:
         eid = self.journal.new_execution_id(
             execution_id=execution_id, idempotency_key=idempotency_key
         )
-        lease = self.journal.lease(eid)  # before ExecutionStarted: no recover() slips in
+        # Before ExecutionStarted: no recover() slips in between.
+        lease = self.journal.lease(eid, wait=self._grace() if idempotency_key else 0.0)
         if lease is None:
             try:
                 state = self.journal.state(eid)
@@ -488,7 +487,9 @@ class Runner:
         """Load an execution for recovery, if it is (still) running, stale and driven by no
         live process (its lease is free: a step may simply be taking long)."""
         try:
-            lease = self.journal.lease(eid)
+            # A holder that died just now is told from one whose session is only coming
+            # back by waiting out the grace period (PostgreSQL; none on SQLite).
+            lease = self.journal.lease(eid, wait=self._grace())
         except JournalError as e:
             _skipped(eid, e, on_error)  # cannot tell whether a live process drives it
             return None
@@ -637,6 +638,9 @@ class Runner:
                 )
                 self._flusher.start()
 
+    def _grace(self) -> float:
+        return self.journal.storage.leases.grace + 0.25
+
     def _claim(self, engine: Engine) -> None:
         """Say in the log who drives the execution now; it rides with the next commit."""
         state = engine.handle.state
@@ -661,8 +665,8 @@ class Runner:
             for engine in engines:
                 engine.flush_if_older(HOLD_SECONDS)
             ticks += 1
-            if engines and ticks % LEASE_CHECK_TICKS == 0:
-                # Heartbeat for the liveness leases of the runs in progress.
+            if engines:
+                # Renewals of the runs' leases (the keeper says when one is due).
                 try:
                     self.journal.storage.leases.check()
                 except Exception as e:

@@ -13,6 +13,7 @@
           ├── IncompatibleOutput  a recorded output no longer fits the step's return annotation
           ├── ValueClassMissing   a recorded value's class cannot be imported in this process
           ├── ExecutionBusy       a live process drives the execution (holds its lease)
+          ├── LeaseLost           this process could not confirm its lease: it stopped first
           ├── WorkflowNotFound        no workflow registered under the recorded name
           ├── SecretInput             run() given a secret the journal would redact; nothing written
           └── OutsideStep             add_cost()/current_step() called outside a step
@@ -32,6 +33,7 @@ __all__ = [
     "AlreadyResumed",
     "ExecutionBusy",
     "IncompatibleOutput",
+    "LeaseLost",
     "NonDeterministicWorkflow",
     "OutsideStep",
     "RunnerError",
@@ -151,6 +153,22 @@ class ExecutionBusy(RunnerError):
             f"execution {execution_id} is being driven{who} (its lease stayed held for "
             f"{waited:.1f} s); nothing was run or written. Wait for that process, cancel the "
             "execution, or stop that process and recover() it."
+        )
+
+
+class LeaseLost(RunnerError):
+    """The driver could not confirm its lease (taken over after its session dropped, or not
+    renewable in time), so it stopped before starting step ``step``: no step runs in two
+    processes at once. The execution stays running; its new driver (or recover()) goes on."""
+
+    def __init__(self, *, execution_id: UUID, step: str, seq: int) -> None:
+        self.execution_id = execution_id
+        self.step = step
+        self.seq = seq
+        super().__init__(
+            f"execution {execution_id}: this process could not confirm its lease before "
+            f"step {step!r} (seq {seq}) and stopped there, running nothing more; another "
+            "process may drive it now (see `journal show`), or recover() will."
         )
 
 

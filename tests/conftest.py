@@ -31,6 +31,9 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+#: Seconds a PostgreSQL lease outlives a lost session in the tests (see AdvisoryLeases).
+TEST_LEASE_GRACE = 1.0
+
 ADMIN_URL = os.environ.get(
     "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -101,7 +104,8 @@ def journal_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'journal.db'}"
     db_url: str = request.getfixturevalue("pg_database")
     schema = f"s_{uuid.uuid4().hex[:12]}"
-    return f"{db_url}?schema={schema}"
+    # A short lease grace: tests kill drivers and recover at once (the default is 10 s).
+    return f"{db_url}?schema={schema}&lease_grace={TEST_LEASE_GRACE}"
 
 
 @pytest.fixture(params=["sqlite", "postgres", "memory"])
@@ -112,4 +116,4 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'journal.db'}"
     db_url: str = request.getfixturevalue("pg_database")
-    return f"{db_url}?schema=s_{uuid.uuid4().hex[:12]}"
+    return f"{db_url}?schema=s_{uuid.uuid4().hex[:12]}&lease_grace={TEST_LEASE_GRACE}"

@@ -42,6 +42,12 @@ class Lease:
         self.execution_id = execution_id
         self._released = False
 
+    def confirmed(self) -> bool:
+        """Whether this process may still count on the lease (cheap: no round trip). False
+        once it was taken over, or when it could not be renewed in time: stop before the
+        next step."""
+        return not self._released and self.keeper.confirmed(self.execution_id)
+
     def release(self) -> None:
         """Let the lease go (idempotent)."""
         if not self._released:
@@ -72,6 +78,20 @@ class LeaseKeeper(ABC):
             if execution_id in self._held:
                 self._held.discard(execution_id)
                 self._release(execution_id)
+
+    #: Seconds a lease outlives its holder's lost session (PostgreSQL); 0 where the OS
+    #: holds the lock and a lost session does not exist.
+    grace: float = 0.0
+
+    def in_grace(self, execution_id: UUID) -> bool:
+        """Whether the last refusal was only a grace period: no live session holds the
+        lease, but its holder renewed it recently (it died just now, or its session
+        dropped and is coming back). Waiting ``grace`` seconds tells which."""
+        return False
+
+    def confirmed(self, execution_id: UUID) -> bool:
+        """Whether a lease this process holds is still surely its own (see Lease)."""
+        return True  # where the OS holds the lock (flock, in-process), it cannot be lost
 
     def holder(self, execution_id: UUID) -> str | None:
         """Who holds the lease of ``execution_id`` now, if this keeper can tell."""

@@ -25,6 +25,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -50,6 +51,7 @@ from journal.storage.schema import (
     BLOBS,
     EVENTS,
     JOURNAL_TABLES,
+    LEASES,
     LEGACY_OWNER,
     POSTGRES,
     Table,
@@ -61,13 +63,15 @@ logger = logging.getLogger("journal")
 T = TypeVar("T")
 
 #: URL query options the journal reads itself; every other one is a libpq parameter.
-JOURNAL_OPTIONS = frozenset({"schema"})
+JOURNAL_OPTIONS = frozenset({"schema", "lease_grace"})
 #: How long a reader waits for in-flight writers before returning what is final so far.
 GAP_WAIT_SECONDS = 5.0
 #: Batches up to this many events are one multi-row INSERT with scalar parameters.
 MULTI_ROW_LIMIT = 64
 #: Followers are woken at most once per interval per writing process (adds at most this lag).
 NOTIFY_INTERVAL_SECONDS = 0.002
+#: PostgreSQL's tables: the journal's, and lease renewals (SQLite's leases are flocks).
+_PG_TABLES = (*JOURNAL_TABLES, LEASES)
 #: Reads of a topic-filtered page scan at most this many ids per round.
 TOPIC_SCAN = 5000
 
@@ -212,10 +216,14 @@ class PostgresStorage(Storage):
         if reconnect_timeout < 0:
             raise ValueError(f"reconnect_timeout must be >= 0 seconds, not {reconnect_timeout}")
         self.reconnect_timeout = reconnect_timeout
-        self.schema = parse_postgres_url(url)["options"].get("schema") or "public"
+        options = parse_postgres_url(url)["options"]
+        self.schema = options.get("schema") or "public"
+        self.lease_grace = float(options.get("lease_grace", 10.0))
+        if self.lease_grace <= 0:
+            raise ValueError(f"lease_grace must be > 0 seconds, not {self.lease_grace}")
         self.conninfo = connect_params(url)
         self.max_connections = max(1, int(pool_size) + int(max_overflow))
-        self._tables = {t.name: f"{_quote(self.schema)}.{t.name}" for t in JOURNAL_TABLES}
+        self._tables = {t.name: f"{_quote(self.schema)}.{t.name}" for t in _PG_TABLES}
         self.events_table = self._tables[EVENTS.name]
         self.channel = f"{self.schema}_{EVENTS.name}"
         self._sql()
@@ -230,7 +238,9 @@ class PostgresStorage(Storage):
             raise translate(e, url) from e
         with self._cond_put(conn):
             self._ensure_schema(conn)
-        self.leases = AdvisoryLeases(url, self.conninfo, self.events_table)
+        self.leases = AdvisoryLeases(
+            url, self.conninfo, self.events_table, self._tables[LEASES.name], self.lease_grace
+        )
         forks.register(self)
 
     def _sql(self) -> None:
@@ -358,7 +368,7 @@ class PostgresStorage(Storage):
 
     def _ensure_schema(self, conn: psycopg.Connection[Any]) -> None:
         try:
-            missing = self._missing(conn, JOURNAL_TABLES)
+            missing = self._missing(conn, _PG_TABLES)
             if not missing:
                 return
             if not self.create:
@@ -867,11 +877,21 @@ class PostgresViewStore(ViewStore):
 
 
 class AdvisoryLeases(LeaseKeeper):
-    """A lease is a session-level advisory lock held on this process's own connection;
-    PostgreSQL drops it when that session ends, so when the process dies. TCP keepalives
-    make the server notice a vanished client host within about a minute. A session lost
-    while this process lives is replaced and its leases taken again (a lease another process
-    took meanwhile is logged: the log still fences every writer)."""
+    """A lease is two things on PostgreSQL:
+
+    * a session-level advisory lock on this process's own lease session: PostgreSQL drops
+      it when that session ends, so a dead process frees its leases at once; and
+    * a row in ``journal_leases`` (holder, renewed_at) that this process renews every
+      ``grace / 4`` seconds. A session can drop while its process lives (a restart, a
+      failover, ``pg_terminate_backend``): the advisory lock is gone then, but the row is
+      not, and nobody else may take the lease until the row is ``grace`` seconds old.
+
+    The holder confirms its lease at every renewal; a driver whose lease was not confirmed
+    within ``grace / 2`` (or was taken over) stops before its next step, so no step's code
+    runs in two processes at once even when a session drops in the middle of a long step.
+    A lease released cleanly deletes its row (no wait for the next driver); one of a process
+    that died waits at most ``grace`` seconds (``?lease_grace=`` in the URL, default 10).
+    """
 
     #: libpq keepalives for the lease session: a dead client host is noticed in ~1 minute.
     KEEPALIVES: dict[str, Any] = {
@@ -879,23 +899,66 @@ class AdvisoryLeases(LeaseKeeper):
         "keepalives_count": 3,
     }
 
-    def __init__(self, url: str, conninfo: dict[str, Any], namespace: str) -> None:
+    def __init__(
+        self, url: str, conninfo: dict[str, Any], namespace: str, table: str, grace: float
+    ) -> None:
         super().__init__()
         self.url = url
         self.conninfo = conninfo
         self.namespace = namespace
+        self.table = table
+        self.grace = grace  # instance value over the class default
+        self.me = f"{identity()} #{uuid.uuid4().hex[:8]}"
         self._conn: psycopg.Connection[Any] | None = None
         self._closed = False
+        self._renewed: dict[UUID, float] = {}  # monotonic time each lease was last confirmed
+        self._lost: set[UUID] = set()
+        self._graced: set[UUID] = set()
+        self._next_renewal = 0.0
+        t = table
+        self._claim_sql = (
+            "WITH locked AS (SELECT pg_try_advisory_lock(%(key)s) AS ok), "
+            f"up AS (INSERT INTO {t} (execution_id, holder, renewed_at) "
+            "SELECT %(eid)s, %(me)s, now() FROM locked WHERE ok "
+            f"ON CONFLICT (execution_id) DO UPDATE SET holder = excluded.holder, "
+            f"renewed_at = now() WHERE {t}.holder = excluded.holder "
+            f"OR {t}.renewed_at < now() - make_interval(secs => %(grace)s) RETURNING 1) "
+            "SELECT (SELECT ok FROM locked), (SELECT count(*) FROM up)"
+        )
+        self._renew_sql = (
+            f"UPDATE {t} SET renewed_at = now() WHERE holder = %s "
+            "AND execution_id = ANY(%s) RETURNING execution_id"
+        )
+        self._release_sql = (
+            f"WITH gone AS (DELETE FROM {t} WHERE execution_id = %s AND holder = %s) "
+            "SELECT pg_advisory_unlock(%s)"
+        )
+        self._row_sql = (
+            f"SELECT holder, extract(epoch FROM now() - renewed_at) FROM {t} "
+            "WHERE execution_id = %s"
+        )
 
     def _key(self, execution_id: UUID) -> int:
         digest = hashlib.sha256(f"{self.namespace}:{execution_id}".encode()).digest()
         return int.from_bytes(digest[:8], "big", signed=True)
 
-    def _try_lock(self, conn: psycopg.Connection[Any], execution_id: UUID) -> bool:
-        row = conn.execute(
-            "SELECT pg_try_advisory_lock(%s)", (self._key(execution_id),)
-        ).fetchone()
-        return bool(row and row[0])
+    def _claim(self, conn: psycopg.Connection[Any], execution_id: UUID) -> bool:
+        key = self._key(execution_id)
+        row = conn.execute(self._claim_sql, {
+            "key": key, "eid": execution_id, "me": self.me, "grace": self.grace,
+        }).fetchone()
+        locked, claimed = (bool(row[0]), int(row[1])) if row else (False, 0)
+        if locked and not claimed:
+            # Free on the server, but its holder renewed it within the grace period: that
+            # process may live, its session coming back. Not ours to take (yet).
+            conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            self._graced.add(execution_id)
+            return False
+        self._graced.discard(execution_id)
+        if claimed:
+            self._renewed[execution_id] = time.monotonic()
+            self._lost.discard(execution_id)
+        return locked and bool(claimed)
 
     def _session(self) -> psycopg.Connection[Any]:
         if self._closed:
@@ -910,42 +973,67 @@ class AdvisoryLeases(LeaseKeeper):
             )
             conn.execute("SET idle_session_timeout = 0")
             for eid in self._held:  # the old session's locks died with it: take them again
-                if not self._try_lock(conn, eid):
-                    logger.warning(
-                        "journal: lease of %s was taken by another process while this "
-                        "one's lease session was down", eid,
+                if eid not in self._lost and not self._claim(conn, eid):
+                    self._lost.add(eid)
+                    logger.error(
+                        "journal: the lease of %s was taken over while this process's lease "
+                        "session was down; its driver stops before its next step", eid,
                     )
         except psycopg.Error as e:
             raise translate(e, self.url) from e
         self._conn = conn
         return conn
 
+    def in_grace(self, execution_id: UUID) -> bool:
+        return execution_id in self._graced
+
+    def confirmed(self, execution_id: UUID) -> bool:
+        renewed = self._renewed.get(execution_id)
+        return (
+            execution_id not in self._lost and renewed is not None
+            and time.monotonic() - renewed < self.grace / 2
+        )
+
     def check(self) -> None:
-        """Ping the lease session while leases are held; if it died, open a new one and
-        take the leases again (the old session's locks died with it)."""
+        """Renew the held leases when due (every ``grace / 4`` s; cheap to call often): a
+        lost session is replaced and its locks taken again; a lease someone else took after
+        the grace period is marked lost, so its driver stops before its next step."""
         with self._lock:
-            if not self._held or self._closed:
+            if not self._held or self._closed or time.monotonic() < self._next_renewal:
                 return
-            conn = self._conn
-            try:
-                if conn is not None and not conn.broken and not conn.closed:
-                    conn.execute("SELECT 1")
+            self._next_renewal = time.monotonic() + min(self.grace / 4, 2.5)
+            held = [eid for eid in self._held if eid not in self._lost]
+            for attempt in (1, 2):  # a dead session is only found out by using it
+                try:
+                    conn = self._session()
+                    asked = time.monotonic()
+                    rows = conn.execute(self._renew_sql, (self.me, held)).fetchall()
+                    break
+                except (psycopg.Error, JournalError) as e:
+                    broken = self._conn is not None and self._conn.broken
+                    if broken and attempt == 1:
+                        continue  # a new session, now: its locks are taken again first
+                    if broken:
+                        self._next_renewal = 0.0  # and again at the next tick
+                    logger.warning("journal: could not renew leases: %s", e)
                     return
-            except psycopg.Error:
-                pass
-            try:
-                self._session()
-            except JournalError as e:
-                logger.warning("journal: lease session down: %s", e)
+            renewed = {r[0] for r in rows}
+            for eid in held:
+                if eid in renewed:
+                    self._renewed[eid] = asked
+                else:
+                    self._lost.add(eid)
+                    logger.error("journal: the lease of %s was taken over; its driver stops "
+                                 "before its next step", eid)
 
     def _acquire(self, execution_id: UUID) -> bool:
         try:
-            return self._try_lock(self._session(), execution_id)
+            return self._claim(self._session(), execution_id)
         except psycopg.Error as e:
             if self._conn is not None and not self._conn.broken:
                 raise translate(e, self.url) from e
             try:  # the session broke: a new one, once
-                return self._try_lock(self._session(), execution_id)
+                return self._claim(self._session(), execution_id)
             except psycopg.Error as e:
                 raise translate(e, self.url) from e
 
@@ -960,9 +1048,13 @@ class AdvisoryLeases(LeaseKeeper):
                     "AND l.objid = %s::bigint::oid AND l.objsubid = 1 AND l.granted",
                     (key >> 32, key & 0xFFFFFFFF),
                 ).fetchone()
+                lease_row = conn.execute(self._row_sql, (execution_id,)).fetchone()
         except psycopg.Error:
             return None
         if row is None:
+            if lease_row is not None and float(lease_row[1]) < self.grace:
+                return (f"{lease_row[0]} (its session is down, renewed "
+                        f"{float(lease_row[1]):.1f} s ago; it may come back)")
             return None
         name, addr, pid = row
         prefix = "journal lease "
@@ -970,11 +1062,13 @@ class AdvisoryLeases(LeaseKeeper):
         return f"{who} (server pid {pid}{f', from {addr}' if addr else ''})"
 
     def _release(self, execution_id: UUID) -> None:
+        self._renewed.pop(execution_id, None)
+        self._lost.discard(execution_id)
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
-            return  # the session is gone, and the lock with it
+            return  # the session is gone, and the lock with it (the row ages out)
         try:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (self._key(execution_id),))
+            conn.execute(self._release_sql, (execution_id, self.me, self._key(execution_id)))
         except psycopg.Error as e:
             logger.warning("journal: could not release the lease of %s: %s", execution_id, e)
 
@@ -982,11 +1076,21 @@ class AdvisoryLeases(LeaseKeeper):
         # The parent's session (and its locks) stay the parent's: never close it here.
         forks.abandon(self._conn)
         self._conn = None
+        self._renewed = {}
+        self._lost = set()
+        self.me = f"{identity()} #{uuid.uuid4().hex[:8]}"
         super()._after_fork()
 
     def close(self) -> None:
-        """Closing the session drops every lock at once (no round trip per lease)."""
+        """Delete this process's lease rows, then close the session (dropping every lock at
+        once): the next driver need not wait out the grace period."""
         with self._lock:
             self._closed = True
+            conn = self._conn
+            if self._held and conn is not None and not conn.broken and not conn.closed:
+                try:
+                    conn.execute(f"DELETE FROM {self.table} WHERE holder = %s", (self.me,))
+                except psycopg.Error as e:
+                    logger.warning("journal: could not delete lease rows: %s", e)
             self._held.clear()
-            _close_quietly(self._conn)
+            _close_quietly(conn)

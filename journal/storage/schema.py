@@ -22,6 +22,7 @@ __all__ = [
     "BLOB_REFS",
     "EVENTS",
     "JOURNAL_TABLES",
+    "LEASES",
     "POSTGRES",
     "SQLITE",
     "TYPES",
@@ -295,6 +296,15 @@ BLOB_REFS = Table(
 )
 
 JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS)
+
+#: PostgreSQL only: who holds each execution's lease and when they last renewed it (a lease
+#: outlives a dropped session for a grace period; see ``storage.postgres.AdvisoryLeases``).
+LEASES = Table(
+    "journal_leases",
+    (Column("execution_id", "uuid", nullable=False), Column("holder", "text", nullable=False),
+     Column("renewed_at", "ts", nullable=False)),
+    key=("execution_id",),
+)
 
 #: The owner of blobs stored before references existed: never pruned.
 LEGACY_OWNER = UUID(int=0)

@@ -11,6 +11,7 @@ nothing else more than once.
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -69,7 +70,7 @@ def test_kill_at_any_point_then_recover(journal_url: str, tmp_path_factory: Any,
     path = work / "effects.txt"
     url = journal_url if journal_url.startswith("postgresql") else f"sqlite:///{work}/j.db"
     if "schema=" in url:  # a fresh schema per example
-        url = f"{url}_{work.name.replace('-', '_')}"
+        url = re.sub(r"schema=(\w+)", rf"schema=\1_{work.name.replace('-', '_')}", url)
     how, k, detail = point
     if how == "self":
         proc = child("run", url, str(path), env={"KILL_AT": f"{k}:{detail}"})
