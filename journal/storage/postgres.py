@@ -916,14 +916,26 @@ class AdvisoryLeases(LeaseKeeper):
         self._graced: set[UUID] = set()
         self._next_renewal = 0.0
         t = table
+        # The row is looked at first: a claimant never takes the advisory lock, even for a
+        # moment, of a lease another holder renewed within the grace period (that moment
+        # could make the holder's own re-take after a reconnect fail).
         self._claim_sql = (
-            "WITH locked AS (SELECT pg_try_advisory_lock(%(key)s) AS ok), "
+            f"WITH r AS (SELECT holder, renewed_at >= now() - make_interval(secs => %(grace)s) "
+            f"AS fresh FROM {t} WHERE execution_id = %(eid)s), "
+            "g AS (SELECT NOT EXISTS (SELECT 1 FROM r WHERE fresh AND holder <> %(me)s) AS go), "
+            "locked AS (SELECT CASE WHEN go THEN pg_try_advisory_lock(%(key)s) ELSE false END "
+            "AS ok FROM g), "
             f"up AS (INSERT INTO {t} (execution_id, holder, renewed_at) "
             "SELECT %(eid)s, %(me)s, now() FROM locked WHERE ok "
             f"ON CONFLICT (execution_id) DO UPDATE SET holder = excluded.holder, "
             f"renewed_at = now() WHERE {t}.holder = excluded.holder "
             f"OR {t}.renewed_at < now() - make_interval(secs => %(grace)s) RETURNING 1) "
-            "SELECT (SELECT ok FROM locked), (SELECT count(*) FROM up)"
+            "SELECT (SELECT go FROM g), (SELECT ok FROM locked), (SELECT count(*) FROM up)"
+        )
+        self._locked_sql = (
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1 "
+            "AND granted"
         )
         self._renew_sql = (
             f"UPDATE {t} SET renewed_at = now() WHERE holder = %s "
@@ -947,14 +959,23 @@ class AdvisoryLeases(LeaseKeeper):
         row = conn.execute(self._claim_sql, {
             "key": key, "eid": execution_id, "me": self.me, "grace": self.grace,
         }).fetchone()
-        locked, claimed = (bool(row[0]), int(row[1])) if row else (False, 0)
-        if locked and not claimed:
-            # Free on the server, but its holder renewed it within the grace period: that
-            # process may live, its session coming back. Not ours to take (yet).
+        go, locked, claimed = (bool(row[0]), bool(row[1]), int(row[2])) if row else (
+            False, False, 0)
+        self._graced.discard(execution_id)
+        if not go:
+            # Another holder renewed it within the grace period. If no session holds its
+            # lock, that process died just now or its session is coming back: waiting out
+            # the grace period tells which. Not ours to take (yet).
+            unsigned = key & 0xFFFFFFFFFFFFFFFF
+            held = conn.execute(self._locked_sql, (unsigned >> 32, unsigned & 0xFFFFFFFF))
+            count = held.fetchone()
+            if not count or not count[0]:
+                self._graced.add(execution_id)
+            return False
+        if locked and not claimed:  # the row changed under us: let go, try again later
             conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
             self._graced.add(execution_id)
             return False
-        self._graced.discard(execution_id)
         if claimed:
             self._renewed[execution_id] = time.monotonic()
             self._lost.discard(execution_id)

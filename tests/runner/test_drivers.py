@@ -100,3 +100,41 @@ def test_resume_waits_for_the_lease_then_names_its_holder(
             holder.kill()
             holder.communicate()
         assert runner.resume(run.id, "go").status == "completed"  # free again: it runs
+
+
+@pytest.mark.parametrize("journal_url", ["postgres"], indirect=True)
+def test_a_dropped_session_mid_step_never_lets_another_process_run_it(
+    journal_url: str, tmp_path: Path
+) -> None:
+    """The PostgreSQL scenario of issue 9: every session of the driving process is killed
+    while its (slow) step runs; recover() elsewhere, asked again and again with
+    ``stale_after=0``, must not take the execution over, and every step runs exactly once."""
+    import psycopg
+
+    from journal.storage.postgres import connect_params
+    from tests.conftest import _admin_conninfo
+
+    path = tmp_path / "effects.txt"
+    driver = child("run", journal_url, str(path), env={"STEP_SLEEP": "0.8"})
+    dbname = connect_params(journal_url)["dbname"]
+    try:
+        deadline = time.monotonic() + 30
+        while len(effects(path)) < 2:
+            assert time.monotonic() < deadline and driver.poll() is None
+            time.sleep(0.01)
+        with Journal.open(journal_url) as journal, make_runner(journal) as rival, \
+                psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
+            for _ in range(3):  # drop every session of the database, the driver's included
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,),
+                )
+                assert rival.recover(stale_after=timedelta(0)) == []
+                time.sleep(0.3)
+        result = output(driver)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.communicate()
+    assert result["status"] == "completed"
+    assert effects(path) == ["s0", "s1", "s2", "s3", "s4"]  # none ran twice, none at once
