@@ -504,16 +504,7 @@ class ExecutionHandle:
                 execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
                 level=level, message=str(message), seq=seq, fields=captured,
             )
-            stored = encode_event(event)
-            apply(self._state, event)
-            if self._batch is not None:
-                self._batch.append(stored)
-                return
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            self._pending.append(stored)
-            self._pending_logs.append(event)
-        self.journal._track(self)
+            self._buffer(event)
 
     def claimed(
         self,
@@ -534,19 +525,25 @@ class ExecutionHandle:
         with self._lock:
             self._check_open()
             self._ensure_fresh()
-            event = ExecutionClaimed(
+            self._buffer(ExecutionClaimed(
                 execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
                 host=host, pid=pid, runner=runner, reason=reason,
                 process_started=process_started, quiet_for=quiet_for,
-            )
-            stored = encode_event(event)
-            apply(self._state, event)
-            if self._batch is not None:
-                self._batch.append(stored)
-                return
-            if not self._pending:
-                self._pending_since = time.monotonic()
-            self._pending.append(stored)
+            ))
+
+    def _buffer(self, event: LogRecorded | ExecutionClaimed) -> None:
+        """Hold an event for the next commit (or the flusher, within a second); under
+        ``_lock``. Log lines are also kept as events: a lost race re-appends them."""
+        stored = encode_event(event)
+        apply(self._state, event)
+        if self._batch is not None:
+            self._batch.append(stored)
+            return
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append(stored)
+        if type(event) is LogRecorded:
+            self._pending_logs.append(event)
         self.journal._track(self)
 
     def paused(self, reason: str, payload: Any = None) -> None:
