@@ -453,6 +453,15 @@ class Engine:
         cannot confirm it stops here, before the step, not after it."""
         lease = self.lease
         if lease is not None and not lease.confirmed():
+            # What is held (the last step's completion) is still written if nobody has
+            # appended since (the log's position check fences it), so the step that did
+            # finish is not run again by the next driver.
+            try:
+                self._write()
+            except BaseException as e:  # the new driver got there first: it runs it again
+                logger.info("runner: %s: held records not written after the lease was "
+                            "lost: %s", self.id, e)
+            self.halt = None
             raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))
         self._write(
             lambda: self.handle.step_started(name, input, attempt=attempt, seq=seq)

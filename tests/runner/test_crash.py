@@ -11,8 +11,8 @@ nothing else more than once.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys

@@ -138,3 +138,31 @@ def test_a_dropped_session_mid_step_never_lets_another_process_run_it(
             driver.communicate()
     assert result["status"] == "completed"
     assert effects(path) == ["s0", "s1", "s2", "s3", "s4"]  # none ran twice, none at once
+
+
+def test_recover_racing_run_never_runs_a_step_twice(journal_url: str, tmp_path: Path) -> None:
+    """``recover(stale_after=0)`` in a loop, in another journal (its own leases), while
+    runs start: a run is never taken over between its start and its first step."""
+    import threading
+
+    path = tmp_path / "effects.txt"
+    stop = threading.Event()
+    recovered: list[Any] = []
+
+    def rival() -> None:
+        with Journal.open(journal_url) as journal, make_runner(journal) as runner:
+            while not stop.is_set():
+                recovered.extend(runner.recover(stale_after=timedelta(0)))
+
+    thread = threading.Thread(target=rival, daemon=True)
+    thread.start()
+    try:
+        with Journal.open(journal_url) as journal, make_runner(journal) as runner:
+            runs = [runner.run(crashable, f"{path}-{i}") for i in range(4)]
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert [r.status for r in runs] == ["completed"] * 4
+    assert recovered == []
+    for i in range(4):
+        assert effects(f"{path}-{i}") == ["s0", "s1", "s2", "s3", "s4"]
