@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -412,6 +412,10 @@ class ExecutionHandle:
         #: Whether ``journal.start`` wrote this execution's ExecutionStarted (False when an
         #: idempotency key found an existing execution): only the creator should drive it.
         self.created = False
+        #: Set by a driver: whether this handle may still write (its driver's lease is
+        #: confirmed). A handle whose driver lost the lease writes nothing more, not even
+        #: a log line re-appended after a lost race: the stream is the new driver's now.
+        self.writable: Callable[[], bool] | None = None
 
     @property
     def id(self) -> UUID:
@@ -640,6 +644,14 @@ class ExecutionHandle:
     def _commit(
         self, stored: list[StoredEvent], blobs: list[Blob] | None = None, *, tries: int = 3
     ) -> None:
+        if self.writable is not None and not self.writable():
+            logger.error("journal: execution %s: %d event(s) not written: this process no "
+                         "longer holds the execution's lease", self.id,
+                         len(self._pending) + len(stored))
+            raise JournalError(
+                f"execution {self.id}: this process no longer holds the execution's lease "
+                "(another process may drive it now); nothing was written"
+            )
         events, self._pending = [*self._pending, *stored], []
         logs, self._pending_logs = self._pending_logs, []
         if blobs:
@@ -714,13 +726,22 @@ class ExecutionHandle:
             self._pending_blobs = []
             logs, self._orphan_logs = self._orphan_logs, []
             try:
-                self._state = self.journal.state(self.id)
+                events = self.journal.events(self.id)
+                self._state = fold(self.id, events)
             except ExecutionNotFound:
                 self._state = ExecutionState(execution_id=self.id)
+                events = []
             except BaseException:
                 self._orphan_logs = logs
                 raise
             self._stale = False
+            if logs:
+                # A commit whose outcome was unknown may have landed after all: lines the
+                # log already holds are not written twice.
+                there = {(e.timestamp, e.message, e.seq) for e in events
+                         if type(e) is LogRecorded}
+                logs = [line for line in logs if (line.timestamp, line.message, line.seq)
+                        not in there]
             if logs:
                 self._rebuffer(logs)
 

@@ -311,10 +311,17 @@ class Engine:
 
     # -- writing -----------------------------------------------------------------------------
 
+    def may_write(self) -> bool:
+        """Whether this engine still surely holds the execution's lease (no round trip)."""
+        lease = self.lease
+        return lease is not None and lease.confirmed()
+
     def _write(self, *calls: Callable[[], object]) -> None:
-        """Commit what is held plus ``calls`` in one transaction."""
+        """Commit what is held plus ``calls`` in one transaction (only under the lease)."""
         with self._lock:
             self._check()
+            if not self.may_write():
+                raise self._stop(LeaseLost(execution_id=self.id))
             held, self._held = self._held, []
             todo = [*held, *calls]
             if not todo:
@@ -451,21 +458,13 @@ class Engine:
 
         First the lease is confirmed (no round trip: the renewals do that): a driver that
         cannot confirm it stops here, before the step, not after it."""
-        lease = self.lease
-        if lease is not None and not lease.confirmed():
-            # What is held (the last step's completion) is still written if nobody has
-            # appended since (the log's position check fences it), so the step that did
-            # finish is not run again by the next driver.
-            try:
-                self._write()
-            except BaseException as e:  # the new driver got there first: it runs it again
-                logger.info("runner: %s: held records not written after the lease was "
-                            "lost: %s", self.id, e)
-            self.halt = None
+        if not self.may_write():
             raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))
         self._write(
             lambda: self.handle.step_started(name, input, attempt=attempt, seq=seq)
         )
+        if not self.may_write():  # the commit itself took long (a reconnect): look again
+            raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))
         info = StepInfo(execution_id=self.id, name=name, seq=seq, attempt=attempt)
         return StepScope(self, info, [])
 

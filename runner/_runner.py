@@ -197,7 +197,11 @@ class Runner:
             assert found is not None
             return found
         if found is not None:  # an orphan of the same key: continue it by replay
-            return self._drive_loaded(engine, self._lookup(engine.state.workflow, engine.id))
+            loaded = self._lookup(engine.state.workflow, engine.id)
+            if loaded.is_async:
+                return self._released_on_error(
+                    engine, lambda: _run_coroutine(self._adrive_loaded(engine, loaded)))
+            return self._drive_loaded(engine, loaded)
         return self._drive(engine, wf, args, kwargs)
 
     async def arun(
@@ -297,8 +301,19 @@ class Runner:
         """
         engine, wf = self._claim_for_resume(execution_id, value)
         if wf.is_async:
-            return _run_coroutine(self._adrive_loaded(engine, wf))
+            return self._released_on_error(
+                engine, lambda: _run_coroutine(self._adrive_loaded(engine, wf)))
         return self._drive_loaded(engine, wf)
+
+    @staticmethod
+    def _released_on_error(engine: Engine, drive: Callable[[], Run]) -> Run:
+        """Run ``drive``; if it never got going (an async workflow called from inside an
+        event loop, say), the lease taken for it is let go."""
+        try:
+            return drive()
+        except BaseException:
+            _release(engine)
+            raise
 
     async def aresume(self, execution_id: UUID | str, value: Any = None) -> Run:
         """``resume()`` for ``async def`` workflows."""
@@ -314,17 +329,26 @@ class Runner:
         eid = as_uuid(execution_id)
         deadline = time.monotonic() + self.claim_timeout
         start = time.monotonic()
+        seen: int | None = None  # the pause this call set out to answer
         while True:
             lease = self.journal.lease(eid)
             if lease is not None:
                 break
-            self._check_resumable(eid, self.journal.events(eid))
+            state = self._check_resumable(eid, self.journal.events(eid))
+            if seen is None and state.pause is not None:
+                seen = state.pause.position
             if time.monotonic() >= deadline:
                 raise ExecutionBusy(eid, holder=self.journal.lease_holder(eid),
                                     waited=time.monotonic() - start)
             time.sleep(0.02)
         try:
             engine, wf = self._load(eid, value, for_resume=True)
+            pause = engine.state.pause
+            if seen is not None and (pause is None or pause.position != seen):
+                # Answered while we waited, and paused again since: not ours to answer.
+                answered = next((e.position for e in self.journal.events(eid, after=seen)
+                                 if isinstance(e, ExecutionResumed)), seen + 1)
+                raise AlreadyResumed(eid, answered, status=engine.state.status)
         except BaseException:
             lease.release()
             raise
@@ -629,6 +653,7 @@ class Runner:
             if engine.lease is None:
                 raise ExecutionBusy(engine.id, holder=self.journal.lease_holder(engine.id),
                                     waited=0.0)
+        engine.handle.writable = engine.may_write
         self._claim(engine)
         with self._engines_lock:
             self._engines.add(engine)
@@ -655,6 +680,11 @@ class Runner:
     def _untrack(self, engine: Engine) -> None:
         with self._engines_lock:
             self._engines.discard(engine)
+        if engine.handle._pending and engine.may_write():
+            try:  # log lines still buffered: written while the lease is still ours
+                engine.handle.flush()
+            except JournalError as e:
+                logger.error("runner: buffered log lines of %s not written: %s", engine.id, e)
         _release(engine)
 
     def _flush_loop(self) -> None:
@@ -662,15 +692,16 @@ class Runner:
         while not self._closed.wait(HOLD_SECONDS / 4):
             with self._engines_lock:
                 engines = list(self._engines)
-            for engine in engines:
-                engine.flush_if_older(HOLD_SECONDS)
-            ticks += 1
             if engines:
-                # Renewals of the runs' leases (the keeper says when one is due).
+                # Renewals of the runs' leases first (the keeper says when one is due): a
+                # slow flush below must not delay them.
                 try:
                     self.journal.storage.leases.check()
                 except Exception as e:
                     logger.warning("runner: lease check failed: %s", e)
+            for engine in engines:
+                engine.flush_if_older(HOLD_SECONDS)
+            ticks += 1
 
     def close(self) -> None:
         """Stop the background flusher (runs in progress still commit what they hold)."""

@@ -161,13 +161,16 @@ class LeaseLost(RunnerError):
     renewable in time), so it stopped before starting step ``step``: no step runs in two
     processes at once. The execution stays running; its new driver (or recover()) goes on."""
 
-    def __init__(self, *, execution_id: UUID, step: str, seq: int) -> None:
+    def __init__(
+        self, *, execution_id: UUID, step: str | None = None, seq: int | None = None
+    ) -> None:
         self.execution_id = execution_id
         self.step = step
         self.seq = seq
+        where = f"step {step!r} (seq {seq})" if step is not None else "its next write"
         super().__init__(
             f"execution {execution_id}: this process could not confirm its lease before "
-            f"step {step!r} (seq {seq}) and stopped there, running nothing more; another "
+            f"{where} and stopped there, running and writing nothing more; another "
             "process may drive it now (see `journal show`), or recover() will."
         )
 

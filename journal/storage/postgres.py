@@ -956,6 +956,7 @@ class AdvisoryLeases(LeaseKeeper):
 
     def _claim(self, conn: psycopg.Connection[Any], execution_id: UUID) -> bool:
         key = self._key(execution_id)
+        asked = time.monotonic()  # the row gets the server's now() from before the reply
         row = conn.execute(self._claim_sql, {
             "key": key, "eid": execution_id, "me": self.me, "grace": self.grace,
         }).fetchone()
@@ -977,7 +978,7 @@ class AdvisoryLeases(LeaseKeeper):
             self._graced.add(execution_id)
             return False
         if claimed:
-            self._renewed[execution_id] = time.monotonic()
+            self._renewed[execution_id] = asked
             self._lost.discard(execution_id)
         return locked and bool(claimed)
 
@@ -1034,8 +1035,8 @@ class AdvisoryLeases(LeaseKeeper):
                     broken = self._conn is not None and self._conn.broken
                     if broken and attempt == 1:
                         continue  # a new session, now: its locks are taken again first
-                    if broken:
-                        self._next_renewal = 0.0  # and again at the next tick
+                    # Soon again (not a whole interval later: confirmation would lapse).
+                    self._next_renewal = 0.0 if broken else time.monotonic() + 0.1
                     logger.warning("journal: could not renew leases: %s", e)
                     return
             renewed = {r[0] for r in rows}

@@ -460,7 +460,10 @@ class FileLeases(LeaseKeeper):
         path = self.path(execution_id)
         try:
             self.directory.mkdir(exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            except PermissionError:  # made by another user: lockable, not writable
+                fd = os.open(path, os.O_RDONLY)
         except OSError as e:
             raise translate_os_error(e, self.url, where=str(path)) from e
         try:
