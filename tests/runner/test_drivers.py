@@ -166,3 +166,71 @@ def test_recover_racing_run_never_runs_a_step_twice(journal_url: str, tmp_path: 
     assert recovered == []
     for i in range(4):
         assert effects(f"{path}-{i}") == ["s0", "s1", "s2", "s3", "s4"]
+
+
+def test_a_driver_that_loses_its_lease_writes_nothing_more(
+    journal: Journal, runner: Runner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from runner import LeaseLost
+
+    path = tmp_path / "fx"
+    keeper = journal.storage.leases
+    real = type(keeper).confirmed
+    lost = {"now": False}
+
+    def confirmed(self: Any, eid: Any) -> bool:
+        return not lost["now"] and real(self, eid)
+
+    monkeypatch.setattr(type(keeper), "confirmed", confirmed)
+
+    def lose_it(path: str, name: str) -> str:
+        lost["now"] = True  # e.g. the session dropped for longer than the grace period
+        return name
+
+    runner.register(lambda ctx, p: [ctx.step("a", lose_it, p, "a"),
+                                    ctx.step("b", lose_it, p, "b")], name="losing")
+    before = journal.storage.head()
+    with pytest.raises(LeaseLost, match="step 'b'"):
+        runner.run("losing", str(path))
+    eid = journal.storage.read_log(before, 10)[0][1]
+    kinds = [type(e).__name__ for e in journal.events(eid)]
+    # The step that ran is in the log as started; nothing after the loss was written.
+    assert kinds == ["ExecutionStarted", "ExecutionClaimed", "StepStarted"]
+    assert journal.state(eid).status == "running"
+
+
+def test_a_resume_answers_only_the_pause_it_waited_for(journal_url: str) -> None:
+    import threading
+
+    from runner import AlreadyResumed
+    from tests.runner import workflows
+
+    with Journal.open(journal_url) as ours, Journal.open(journal_url) as theirs:
+        with make_runner(ours) as runner:
+            run = runner.run(workflows.two_pauses)
+        assert run.pause is not None and run.pause.reason == "first"
+        lease = theirs.lease(run.id)  # another driver is answering "first" right now
+        assert lease is not None
+        waiting = make_runner(ours)
+        waiting.claim_timeout = 10
+        outcome: list[BaseException | str] = []
+
+        def resume() -> None:
+            try:
+                outcome.append(waiting.resume(run.id, "meant for first").status)
+            except BaseException as e:
+                outcome.append(e)
+
+        thread = threading.Thread(target=resume)
+        thread.start()
+        time.sleep(0.3)  # it is waiting for the lease, having seen the pause "first"
+        handle = theirs.execution(run.id)
+        handle.resumed("the other answer")
+        handle.paused("second", {"a": 1})
+        lease.release()
+        thread.join(timeout=30)
+        waiting.close()
+        assert len(outcome) == 1 and isinstance(outcome[0], AlreadyResumed), outcome
+        state = ours.state(run.id)
+        assert state.status == "paused" and state.pause is not None
+        assert state.pause.reason == "second"  # not answered with "meant for first"
