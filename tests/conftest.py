@@ -32,7 +32,7 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 #: Seconds a PostgreSQL lease outlives a lost session in the tests (see AdvisoryLeases).
-TEST_LEASE_GRACE = 1.0
+TEST_LEASE_GRACE = 2.0
 
 ADMIN_URL = os.environ.get(
     "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
