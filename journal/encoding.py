@@ -25,7 +25,7 @@ from journal.events import EVENT_TYPES, Event
 from journal.state import register_variant
 from journal.values import ext_hook, to_wire
 
-__all__ = ["as_uuid", "decode_event", "encode_event", "topic_of"]
+__all__ = ["as_uuid", "decode_event", "encode_event", "lean_type", "topic_of"]
 
 _TOPICS: dict[type[Event], str] = {
     cls: f"{cls.__module__}:{cls.__qualname__}" for cls in EVENT_TYPES
@@ -67,9 +67,15 @@ def _lean_type(cls: type[Event]) -> type[Event]:
 _DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
     topic: msgspec.msgpack.Decoder(cls, ext_hook=ext_hook) for cls, topic in _TOPICS.items()
 }
+_LEAN_TYPES: dict[type[Event], type[Event]] = {cls: _lean_type(cls) for cls in EVENT_TYPES}
 _LEAN_DECODERS: dict[str, msgspec.msgpack.Decoder[Any]] = {
-    topic: msgspec.msgpack.Decoder(_lean_type(cls)) for cls, topic in _TOPICS.items()
+    topic: msgspec.msgpack.Decoder(_LEAN_TYPES[cls]) for cls, topic in _TOPICS.items()
 }
+
+
+def lean_type(cls: type[Event]) -> type[Event]:
+    """The type a ``lean=True`` decode gives for events of ``cls``."""
+    return _LEAN_TYPES[cls]
 
 
 def topic_of(cls: type[Event]) -> str:

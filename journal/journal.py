@@ -248,10 +248,7 @@ class Journal:
         eid = as_uuid(execution_id)
         events = []
         for position, topic, data in self.storage.read_stream(eid, after=after):
-            event = decode_event(topic, data, execution_id=eid, position=position)
-            if type(event).payload_fields:
-                event = self._resolve(event)
-            events.append(event)
+            events.append(self._decoded(topic, data, eid, position))
         if not events and after == 0:
             raise ExecutionNotFound(eid)
         return events
@@ -270,11 +267,13 @@ class Journal:
         """
         out = []
         for nid, eid, position, topic, data in self.storage.read_log(after, limit):
-            event = decode_event(topic, data, execution_id=eid, position=position)
-            if type(event).payload_fields:
-                event = self._resolve(event)
-            out.append((nid, event))
+            out.append((nid, self._decoded(topic, data, eid, position)))
         return out
+
+    def _decoded(self, topic: str, data: bytes, eid: UUID, position: int) -> Event:
+        """A stored event read whole: typed values, out-of-line ones fetched."""
+        event = decode_event(topic, data, execution_id=eid, position=position)
+        return self._resolve(event) if type(event).payload_fields else event
 
     def _resolve(self, event: Event) -> Event:
         """Replace out-of-line references by the values they stand for."""

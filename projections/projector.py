@@ -35,7 +35,7 @@ from uuid import UUID
 import msgspec
 
 from journal import Journal
-from journal.encoding import decode_event
+from journal.encoding import decode_event, lean_type
 from journal.errors import (
     DecodingError,
     InvalidTransition,
@@ -45,6 +45,9 @@ from journal.errors import (
 )
 from journal.events import (
     Event,
+    ExecutionCompleted,
+    ExecutionPaused,
+    ExecutionStarted,
     StepCompleted,
     StepFailed,
     StepStarted,
@@ -184,12 +187,7 @@ class Projector:
         try:
             with self.views.transaction():
                 self.views.create(missing)
-                for view in VIEWS:
-                    self.views.execute(
-                        f"INSERT INTO {TRACKING.name} (name, position) VALUES (?, 0) "
-                        "ON CONFLICT (name) DO NOTHING",
-                        (view,),
-                    )
+                self._track_from_zero(VIEWS, reset=False)
         except READ_ONLY_ERRORS as e:
             raise ProjectionError(
                 f"the views of {self.storage.where} do not exist yet "
@@ -205,14 +203,19 @@ class Projector:
         with self.views.transaction():
             self.views.drop(tables)
             self.views.create(tables)
-            for view in views:
-                # Unconditional: a follower's next compare-and-set fails, so it reloads.
-                self.views.execute(
-                    f"INSERT INTO {TRACKING.name} (name, position) VALUES (?, 0) "
-                    "ON CONFLICT (name) DO UPDATE SET position = 0",
-                    (view,),
-                )
+            # Unconditional: a follower's next compare-and-set fails, so it reloads.
+            self._track_from_zero(views, reset=True)
         self.reset()
+
+    def _track_from_zero(self, views: Iterable[str], *, reset: bool) -> None:
+        """Tracking rows at position 0 for ``views`` (``reset``: also where they exist)."""
+        keep = "DO UPDATE SET position = 0" if reset else "DO NOTHING"
+        for view in views:
+            self.views.execute(
+                f"INSERT INTO {TRACKING.name} (name, position) VALUES (?, 0) "
+                f"ON CONFLICT (name) {keep}",
+                (view,),
+            )
 
     def load_positions(self) -> dict[str, int]:
         """Read every view's committed position."""
@@ -273,7 +276,7 @@ class Projector:
                     f"notification {nid}: {e}; the log holds an impossible transition",
                     position=nid,
                 ) from e
-            if type(event).payload_fields:
+            if type(event) in _CARRIES_PAYLOAD:
                 _forget_payloads(state, event)
             if nid > p_exec:
                 touched[eid] = state
@@ -394,6 +397,14 @@ class Projector:
                 progress(n, position)
             if n == 0 or position >= target:
                 return total
+
+
+#: Event kinds (as read lean) whose user values the fold puts in a state; log lines and
+#: resume values are not kept there.
+_CARRIES_PAYLOAD = frozenset(
+    lean_type(cls) for cls in
+    (ExecutionStarted, StepStarted, StepCompleted, ExecutionPaused, ExecutionCompleted)
+)
 
 
 def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:

@@ -316,12 +316,16 @@ class Engine:
         lease = self.lease
         return lease is not None and lease.confirmed()
 
-    def _write(self, *calls: Callable[[], object]) -> None:
-        """Commit what is held plus ``calls`` in one transaction (only under the lease)."""
+    def _write(
+        self, *calls: Callable[[], object], step: tuple[str, int] | None = None
+    ) -> None:
+        """Commit what is held plus ``calls`` in one transaction (only under the lease;
+        ``step`` names the step about to start, for the error if it is not confirmed)."""
         with self._lock:
             self._check()
             if not self.may_write():
-                raise self._stop(LeaseLost(execution_id=self.id))
+                name, seq = step if step is not None else (None, None)
+                raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))
             held, self._held = self._held, []
             todo = [*held, *calls]
             if not todo:
@@ -458,10 +462,9 @@ class Engine:
 
         First the lease is confirmed (no round trip: the renewals do that): a driver that
         cannot confirm it stops here, before the step, not after it."""
-        if not self.may_write():
-            raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))
         self._write(
-            lambda: self.handle.step_started(name, input, attempt=attempt, seq=seq)
+            lambda: self.handle.step_started(name, input, attempt=attempt, seq=seq),
+            step=(name, seq),
         )
         if not self.may_write():  # the commit itself took long (a reconnect): look again
             raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))

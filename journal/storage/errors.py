@@ -26,7 +26,7 @@ from journal.errors import (
     StorageReadOnly,
 )
 
-__all__ = ["is_connection_lost", "translate", "translate_os_error"]
+__all__ = ["is_connection_lost", "path_problem", "translate", "translate_os_error"]
 
 # SQLite primary result codes (the low byte of the extended code).
 _SQLITE_ERROR, _SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 1, 3, 5, 6, 8
@@ -122,16 +122,25 @@ def _translate_sqlite(
     return JournalUnavailable(url, reason, where=where)
 
 
-def _cannot_open(url: str, where: str | None, reason: str) -> JournalError:
-    """SQLite says only "unable to open": ask the file system what is wrong with the path."""
-    path = where or url
+def path_problem(url: str, path: str, *, must_exist: bool) -> JournalError | None:
+    """What is wrong with a SQLite journal's path, if anything the file system can tell:
+    a directory, a missing parent directory, or (``must_exist``) a missing file."""
     if os.path.isdir(path):
         return NotAJournal(url, "it is a directory", where=path)
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         return JournalNotFound(url, f"directory {parent} does not exist", where=path)
-    if not os.path.exists(path):
+    if must_exist and not os.path.exists(path):
         return JournalNotFound(url, "the file does not exist", where=path)
+    return None
+
+
+def _cannot_open(url: str, where: str | None, reason: str) -> JournalError:
+    """SQLite says only "unable to open": ask the file system what is wrong with the path."""
+    path = where or url
+    problem = path_problem(url, path, must_exist=True)
+    if problem is not None:
+        return problem
     if not os.access(path, os.R_OK):
         return StoragePermissionDenied(url, reason, where=path)
     return JournalUnavailable(url, reason, where=path)

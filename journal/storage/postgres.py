@@ -126,6 +126,19 @@ def _close_quietly(conn: psycopg.Connection[Any] | None) -> None:
 _IDLE = pq.TransactionStatus.IDLE
 
 
+def _session(conninfo: dict[str, Any], *setup: str, **extra: Any) -> psycopg.Connection[Any]:
+    """A session of the journal's own (autocommit), with ``setup`` statements run first:
+    the pool's, the notifier's, the listener's, the views' and the leases' all come here."""
+    conn = psycopg.connect(**{**conninfo, **extra}, autocommit=True)
+    try:
+        for statement in setup:
+            conn.execute(statement)
+    except BaseException:
+        _close_quietly(conn)
+        raise
+    return conn
+
+
 class PoolExhausted(Exception):
     """Every session of this process stayed in use (not a lost session: no reconnect)."""
 
@@ -303,7 +316,7 @@ class PostgresStorage(Storage):
     # -- sessions ------------------------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(**self.conninfo, autocommit=True)
+        return _session(self.conninfo)
 
     @contextmanager
     def _cond_put(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
@@ -702,8 +715,7 @@ class _Notifier:
                 self._wake.clear()
                 try:
                     if conn is None or conn.closed or conn.broken:
-                        conn = psycopg.connect(**self.storage.conninfo, autocommit=True)
-                        conn.execute("SET synchronous_commit TO off")
+                        conn = _session(self.storage.conninfo, "SET synchronous_commit TO off")
                     conn.execute(self.statement)
                 except psycopg.Error:  # a missed hint: followers' backstop poll picks it up
                     _close_quietly(conn)
@@ -735,9 +747,7 @@ class _PgListener(Listener):
         forks.register(self)
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(**self.storage.conninfo, autocommit=True)
-        conn.execute(f"LISTEN {_quote(self.storage.channel)}")
-        return conn
+        return _session(self.storage.conninfo, f"LISTEN {_quote(self.storage.channel)}")
 
     def wait(self, timeout: float) -> None:
         conn = self.conn
@@ -785,9 +795,7 @@ class PostgresViewStore(ViewStore):
         forks.register(self)
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(**self.storage.conninfo, autocommit=True)
-        conn.execute(f"SET search_path TO {_quote(self.storage.schema)}")
-        return conn
+        return _session(self.storage.conninfo, f"SET search_path TO {_quote(self.storage.schema)}")
 
     def _after_fork(self) -> None:
         forks.abandon(self.conn)  # the parent's session; a new one at first use
@@ -988,12 +996,10 @@ class AdvisoryLeases(LeaseKeeper):
         if self._conn is not None and not self._conn.broken and not self._conn.closed:
             return self._conn
         try:
-            conn = psycopg.connect(
-                **{**self.conninfo, **self.KEEPALIVES,
-                   "application_name": f"journal lease {identity()}"[:63]},
-                autocommit=True,
+            conn = _session(
+                self.conninfo, "SET idle_session_timeout = 0", **self.KEEPALIVES,
+                application_name=f"journal lease {identity()}"[:63],
             )
-            conn.execute("SET idle_session_timeout = 0")
             for eid in self._held:  # the old session's locks died with it: take them again
                 if eid not in self._lost and not self._claim(conn, eid):
                     self._lost.add(eid)
@@ -1062,7 +1068,7 @@ class AdvisoryLeases(LeaseKeeper):
     def _holder(self, execution_id: UUID) -> str | None:
         key = self._key(execution_id) & 0xFFFFFFFFFFFFFFFF
         try:
-            with psycopg.connect(**self.conninfo, autocommit=True) as conn:
+            with _session(self.conninfo) as conn:
                 row = conn.execute(
                     "SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks l "
                     "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "

@@ -27,7 +27,7 @@ from eventsourcing.persistence import StoredEvent
 from journal.errors import JournalNotFound, NotAJournal
 from journal.storage import forks
 from journal.storage.base import Blob, LogRow, Storage, StreamRow, ViewStore
-from journal.storage.errors import translate, translate_os_error
+from journal.storage.errors import path_problem, translate, translate_os_error
 from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import (
     BLOB_REFS,
@@ -145,15 +145,9 @@ class SQLiteStorage(Storage):
     # -- connections ---------------------------------------------------------------------------
 
     def _check_path(self) -> None:
-        p = Path(self.path)
-        if p.is_dir():
-            raise NotAJournal(self.url, "it is a directory", where=self.path)
-        if not p.parent.is_dir():
-            raise JournalNotFound(
-                self.url, f"directory {p.parent} does not exist", where=self.path
-            )
-        if not self.create and not p.exists():
-            raise JournalNotFound(self.url, "the file does not exist", where=self.path)
+        problem = path_problem(self.url, self.path, must_exist=not self.create)
+        if problem is not None:
+            raise problem
 
     def connect(self) -> sqlite3.Connection:
         """A new connection to the file (never creating it unless this open may create)."""
