@@ -18,7 +18,7 @@ from journal.storage import forks
 from journal.storage.base import Blob, Listener, LogRow, Storage, StreamRow, ViewStore
 from journal.storage.leases import ProcessLeases
 from journal.storage.schema import SQLITE
-from journal.storage.sqlite import SQLiteViewStore
+from journal.storage.sqlite_views import SQLiteViewStore
 
 __all__ = ["MemoryStorage"]
 

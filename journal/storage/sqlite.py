@@ -36,7 +36,6 @@ from journal.storage.schema import (
     JOURNAL_TABLES,
     LEGACY_OWNER,
     SQLITE,
-    Table,
 )
 
 __all__ = ["SQLiteStorage", "sqlite_path"]
@@ -329,110 +328,14 @@ class SQLiteStorage(Storage):
     # -- views and lifetime ----------------------------------------------------------------------
 
     def views(self) -> ViewStore:
+        from journal.storage.sqlite_views import SQLiteViewStore
+
         return SQLiteViewStore(self.connect, self.url, self.path)
 
     def close(self) -> None:
         self._closed = True
         self.leases.close()
         self._pool.close()
-
-
-class SQLiteViewStore(ViewStore):
-    """View tables in a SQLite database, on one connection of their own."""
-
-    dialect = SQLITE
-
-    def __init__(self, connect: Any, url: str, where: str, *, shared: bool = True) -> None:
-        super().__init__()
-        self._connect = connect
-        #: Whether the database outlives this connection (a file): after a fork the child
-        #: opens its own. An in-memory database is the connection: the child keeps its copy.
-        self._shared = shared
-        self.url = url
-        self.where = where
-        self._conn: sqlite3.Connection | None = connect()
-        self._closed = False
-        forks.register(self)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        """The connection, opened again after a fork closed it."""
-        if self._conn is None:
-            if self._closed:
-                from journal.errors import JournalError
-
-                raise JournalError(f"the views of {self.where} are closed")
-            self._conn = self._connect()
-        return self._conn
-
-    def _before_fork(self) -> None:
-        # A file's connection must not cross a fork (see forks); an in-memory database is
-        # the connection itself, and a child keeps its copy.
-        if self._shared and self._conn is not None and self.lock.acquire(timeout=1.0):
-            try:
-                if not self._conn.in_transaction:
-                    self._conn.close()
-                    self._conn = None
-            finally:
-                self.lock.release()
-
-    def _after_fork(self) -> None:
-        self.lock = threading.RLock()
-        if self._shared and self._conn is not None:
-            forks.abandon(self._conn)  # it was busy at the fork: never touch it here
-            self._conn = None
-
-    @contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as e:
-            raise translate(e, self.url, where=self.where) from e
-
-    def missing(self, tables: Sequence[Table]) -> list[Table]:
-        names = {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return [t for t in tables if t.name not in names]
-
-    def create(self, tables: Sequence[Table]) -> None:
-        for table in tables:
-            for statement in SQLITE.create(table, table.name):
-                self.execute(statement)
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self.lock, self._translated():
-            # IMMEDIATE: take the write lock up front, so two projectors serialize here
-            # instead of failing to upgrade a read lock halfway through a page.
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:  # the block or the COMMIT itself failed
-                    self.conn.execute("ROLLBACK")
-                raise
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        p = [SQLITE.param(v) for v in params]
-        with self.lock, self._translated():
-            return self.conn.execute(sql, p).rowcount
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        p = [SQLITE.param(v) for v in params]
-        with self.lock, self._translated():
-            return self.conn.execute(sql, p).fetchall()
-
-    def upsert(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
-        dump = SQLITE.dumper(table)
-        with self.lock, self._translated():
-            self.conn.executemany(SQLITE.upsert(table, table.name), [dump(r) for r in rows])
-
-    def close(self) -> None:
-        with self.lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
 
 class FileLeases(LeaseKeeper):

@@ -1,0 +1,131 @@
+"""View tables in the journal's PostgreSQL schema, on a session of their own."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+
+from journal.errors import JournalError
+from journal.storage import forks
+from journal.storage.base import ViewStore
+from journal.storage.errors import is_connection_lost, translate
+from journal.storage.postgres import PostgresStorage, _close_quietly, _quote, _session
+from journal.storage.schema import POSTGRES, Table
+
+__all__ = ["PostgresViewStore"]
+
+T = TypeVar("T")
+
+
+class PostgresViewStore(ViewStore):
+    """View tables in the journal's schema, on a session of their own (``search_path`` set to
+    the schema, so view SQL needs no qualification). A lost session is re-established at the
+    next statement outside a transaction, or the next transaction."""
+
+    dialect = POSTGRES
+
+    def __init__(self, storage: PostgresStorage) -> None:
+        super().__init__()
+        self.storage = storage
+        self._depth = 0
+        self._closed = False
+        self.conn: psycopg.Connection[Any] | None = None
+        try:
+            self.conn = self._connect()
+        except psycopg.Error as e:
+            raise translate(e, storage.url) from e
+        forks.register(self)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return _session(self.storage.conninfo, f"SET search_path TO {_quote(self.storage.schema)}")
+
+    def _after_fork(self) -> None:
+        forks.abandon(self.conn)  # the parent's session; a new one at first use
+        self.lock = threading.RLock()
+        self._depth = 0
+        self.conn = None
+
+    def _usable(self) -> psycopg.Connection[Any]:
+        """The session, re-established (within reconnect_timeout) if it was lost."""
+        if self._closed:
+            raise JournalError(f"the views of {self.storage.where} are closed")
+        if self.conn is not None and not (self.conn.broken or self.conn.closed):
+            return self.conn
+        deadline = time.monotonic() + self.storage.reconnect_timeout
+        while True:
+            try:
+                self.conn = self._connect()
+                return self.conn
+            except psycopg.Error as e:
+                if not is_connection_lost(e) or time.monotonic() >= deadline:
+                    raise translate(e, self.storage.url) from e
+                time.sleep(0.1)
+
+    def _call(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with self.lock:
+            for attempt in (1, 2):
+                conn = self._usable()
+                try:
+                    return fn(conn)
+                except psycopg.Error as e:
+                    lost = conn.broken or is_connection_lost(e)
+                    if lost and self._depth == 0 and attempt == 1:
+                        continue  # outside a transaction a read or write can just go again
+                    raise translate(e, self.storage.url) from e
+            raise AssertionError("unreachable")
+
+    def missing(self, tables: Sequence[Table]) -> list[Table]:
+        def op(conn: psycopg.Connection[Any]) -> list[Table]:
+            return self.storage._missing(conn, tables)
+
+        return self._call(op)
+
+    def create(self, tables: Sequence[Table]) -> None:
+        # Concurrent CREATE TABLE IF NOT EXISTS of one table fails in PostgreSQL (duplicate
+        # pg_type): creators in other processes take turns.
+        self.execute("SELECT pg_advisory_xact_lock(hashtext(?))",
+                     (f"projections {self.storage.schema}",))
+        for table in tables:
+            for statement in POSTGRES.create(table, table.name):
+                self.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            conn = self._usable()
+            try:
+                with conn.transaction():
+                    self._depth += 1
+                    try:
+                        yield
+                    finally:
+                        self._depth -= 1
+            except psycopg.Error as e:
+                raise translate(e, self.storage.url) from e
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        statement = POSTGRES.sql(sql)
+        p = [POSTGRES.param(v) for v in params]
+        return self._call(lambda conn: conn.execute(statement, p).rowcount)  # type: ignore[arg-type]
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        statement = POSTGRES.sql(sql)
+        p = [POSTGRES.param(v) for v in params]
+        return self._call(lambda conn: conn.execute(statement, p).fetchall())  # type: ignore[arg-type]
+
+    def upsert(self, table: Table, rows: Sequence[Sequence[Any]]) -> None:
+        dump = POSTGRES.dumper(table)
+        columns = [list(c) for c in zip(*(dump(r) for r in rows), strict=True)]
+        statement = POSTGRES.upsert_arrays(table, table.name)
+        self._call(lambda conn: conn.execute(statement, columns))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            _close_quietly(self.conn)
+            self.conn = None
