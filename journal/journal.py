@@ -8,6 +8,7 @@ one second after they were written (a background flusher sees to the last).
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import hashlib
@@ -16,9 +17,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.persistence import StoredEvent
@@ -65,6 +67,7 @@ IDEMPOTENCY_NAMESPACE = UUID("6f1f7a1e-2b0c-4d59-9a55-5f0e3c2a9b11")
 
 LOG_FLUSH_SECONDS = 1.0
 _SMALL = (type(None), bool, int, float)
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -83,6 +86,8 @@ class Journal:
         self._handles_lock = threading.Lock()
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._writers: ThreadPoolExecutor | None = None
+        self._writers_lock = threading.Lock()
         forks.register(self)
         _OPEN.add(self)
 
@@ -120,6 +125,8 @@ class Journal:
             self._closed.set()
         self._handles_lock = threading.Lock()
         self._flusher = None
+        self._writers = None  # its threads stayed in the parent
+        self._writers_lock = threading.Lock()
         for handle in self._handles:
             handle._lock = threading.RLock()
             handle._pending = []
@@ -332,6 +339,30 @@ class Journal:
         if errors:
             raise errors[0]
 
+    async def off_loop(self, call: Callable[[], T]) -> T:
+        """Await ``call()`` (something that commits) without holding up the event loop.
+
+        It runs in one of the journal's writer threads while other tasks could run, so a
+        commit's round trip or fsync never stalls them (and concurrent commits share WAL
+        flushes on PostgreSQL). It runs inline when the awaiting task is the loop's only one
+        (a hand-off would add latency and hold up nobody) or when the storage never waits on
+        I/O (``memory:``).
+        """
+        if self.storage.write_threads <= 0 or len(asyncio.all_tasks()) <= 1:
+            return call()
+        return await asyncio.get_running_loop().run_in_executor(self._writer_pool(), call)
+
+    def _writer_pool(self) -> ThreadPoolExecutor:
+        pool = self._writers
+        if pool is None:
+            with self._writers_lock:
+                if self._writers is None:
+                    self._writers = ThreadPoolExecutor(
+                        self.storage.write_threads, thread_name_prefix="journal-writer"
+                    )
+                pool = self._writers
+        return pool
+
     def close(self) -> None:
         """Flush buffered log lines and release the database."""
         try:
@@ -340,6 +371,8 @@ class Journal:
             self._closed.set()
             if self._flusher is not None:
                 self._flusher.join(timeout=5)
+            if self._writers is not None:
+                self._writers.shutdown(wait=True)  # commits under way finish first
             self.storage.close()
 
     def __enter__(self) -> Journal:

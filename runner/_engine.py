@@ -29,7 +29,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -69,6 +69,11 @@ logger = logging.getLogger("runner")
 
 #: Held completions older than this are committed by the runner's background flusher.
 HOLD_SECONDS = 0.5
+#: An async workflow replaying recorded steps (no I/O, so no suspension) gives the event
+#: loop a turn at least this often.
+YIELD_SECONDS = 0.002
+
+T = TypeVar("T")
 
 
 class Halt(BaseException):
@@ -261,6 +266,8 @@ class Engine:
         self._logs_called = 0
         self._inflight = 0
         self._idle: asyncio.Event | None = None
+        self._commits: asyncio.Lock | None = None
+        self._turn = 0.0
 
     # -- replay bookkeeping ------------------------------------------------------------------
 
@@ -580,6 +587,7 @@ class Engine:
         if rec is not None:
             outcome = self.replayed(seq, rec, fn)
             if outcome is not _LIVE:
+                await self.give_turn()
                 return outcome
         policy = retry or NO_RETRY
         attempt, failures = self.first_attempt(rec)
@@ -588,7 +596,9 @@ class Engine:
         self._enter()
         try:
             while True:
-                scope = self.start_attempt(seq, name, attempt, captured)
+                scope = await self.io(
+                    functools.partial(self.start_attempt, seq, name, attempt, captured)
+                )
                 token = _scope.set(scope)
                 t0 = time.perf_counter()
                 try:
@@ -600,7 +610,8 @@ class Engine:
                             output = await output
                 except Exception as e:
                     failures += 1
-                    await asyncio.sleep(self._attempt_failed(scope, e, t0, policy, failures))
+                    await asyncio.sleep(await self.io(functools.partial(
+                        self._attempt_failed, scope, e, t0, policy, failures)))
                     attempt += 1
                     continue
                 finally:
@@ -609,6 +620,25 @@ class Engine:
                 return output
         finally:
             self._leave()
+
+    async def io(self, call: Callable[[], T]) -> T:
+        """An async workflow's write: off the event loop (``Journal.off_loop``), one at a
+        time and in the order the workflow made the calls (``asyncio.Lock`` is FIFO), so
+        steps started together with ``gather`` commit their starts in seq order."""
+        if self._commits is None:
+            self._commits = asyncio.Lock()
+        async with self._commits:
+            result = await self.journal.off_loop(call)
+        await self.give_turn()  # it may have run inline: no suspension then
+        return result
+
+    async def give_turn(self) -> None:
+        """Let other tasks run if this workflow has kept the loop for a while: replaying
+        recorded steps, steps that never suspend and inline commits suspend nowhere."""
+        now = time.monotonic()
+        if now - self._turn >= YIELD_SECONDS:
+            self._turn = now
+            await asyncio.sleep(0)
 
     def _enter(self) -> None:
         self._inflight += 1
@@ -627,6 +657,11 @@ class Engine:
             await self._idle.wait()
 
     # -- pauses, logs, the end ---------------------------------------------------------------
+
+    def pause_is_answered(self) -> bool:
+        """Whether the next pause call replays a recorded, answered pause (writes nothing)."""
+        k = self._pauses_called
+        return k < len(self.index.pauses) and self.index.pauses[k].answered
 
     def pause(self, reason: str, payload: Any) -> Any:
         """Replay a recorded pause (its answer), answer the open one, or pause live."""

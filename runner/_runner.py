@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import logging
 import os
@@ -610,11 +611,11 @@ class Runner:
                 output = await wf.fn(AsyncContext(engine), *args, **kwargs)
             except BaseException as e:
                 await engine.wait_idle()
-                return self._settle(engine, None, e)
+                return await engine.io(functools.partial(self._settle, engine, None, e))
             await engine.wait_idle()
-            return self._settle(engine, output, None)
+            return await engine.io(functools.partial(self._settle, engine, output, None))
         finally:
-            self._untrack(engine)
+            await engine.io(functools.partial(self._untrack, engine))
 
     def _settle(self, engine: Engine, output: Any, error: BaseException | None) -> Run:
         """Record how the workflow function ended, and say where the execution stands."""

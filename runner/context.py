@@ -16,6 +16,7 @@ anything that talks to the world, reads the clock or draws random numbers goes i
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -220,8 +221,12 @@ class AsyncContext(_ContextBase):
 
     async def pause(self, reason: str, *, payload: Any = None) -> Any:
         """Pause once the steps in flight have finished; returns the resume value."""
-        await self._engine.wait_idle()
-        return self._engine.pause(reason, payload)
+        engine = self._engine
+        await engine.wait_idle()
+        if engine.pause_is_answered():  # replayed: nothing to write
+            await engine.give_turn()
+            return engine.pause(reason, payload)
+        return await engine.io(functools.partial(engine.pause, reason, payload))
 
     def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
         """Record a log line (inside a step, tagged with its seq); not repeated on replay."""

@@ -78,6 +78,9 @@ class Storage(ABC):
     dialect: Dialect
     #: Seconds a lost session is retried before ``JournalUnavailable`` (PostgreSQL).
     reconnect_timeout: float = 10.0
+    #: Threads that commit for async workflows (off the event loop): as many as commits can
+    #: usefully run at once here. 0: appends never wait on I/O, so they run where called.
+    write_threads: int = 2
 
     @property
     def where(self) -> str:

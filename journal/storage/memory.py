@@ -38,6 +38,7 @@ class MemoryStorage(Storage):
     """Streams, the log and blobs in process memory; gone when the process ends."""
 
     dialect = SQLITE
+    write_threads = 0  # an append is a few µs of CPU: a thread hand-off would cost more
 
     def __init__(self, url: str = "memory:", *, create: bool = True, **_: object) -> None:
         self.url = url

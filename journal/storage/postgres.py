@@ -236,6 +236,8 @@ class PostgresStorage(Storage):
             raise ValueError(f"lease_grace must be > 0 seconds, not {self.lease_grace}")
         self.conninfo = connect_params(url)
         self.max_connections = max(1, int(pool_size) + int(max_overflow))
+        # Concurrent commits share WAL flushes (group commit): more threads, more throughput.
+        self.write_threads = min(8, self.max_connections)
         self._tables = {t.name: f"{_quote(self.schema)}.{t.name}" for t in _PG_TABLES}
         self.events_table = self._tables[EVENTS.name]
         self.channel = f"{self.schema}_{EVENTS.name}"

@@ -93,3 +93,65 @@ def test_sync_api_runs_async_workflows_outside_a_loop(journal: Journal) -> None:
 
     with runner:
         assert runner.run(doubling, 21).output == 42
+
+
+def test_async_workflows_never_hold_the_event_loop(journal: Journal) -> None:
+    """Steps that never suspend and their commits leave other tasks their turns: a task
+    ticking every 2 ms sees the stream grow step by step, not only once it is whole."""
+    runner = Runner(journal)
+
+    async def instant() -> int:  # never suspends
+        return 1
+
+    @runner.workflow(name="instant_steps")
+    async def instant_steps(ctx: AsyncContext, n: int) -> int:
+        for _ in range(n):
+            await ctx.step("instant", instant)
+        return n
+
+    eid = journal.new_execution_id()
+    seen: list[int] = []
+
+    async def watch(done: asyncio.Event) -> None:
+        while not done.is_set():
+            await asyncio.sleep(0.002)
+            seen.append(len(journal.storage.read_stream(eid)))
+
+    async def scenario() -> None:
+        done = asyncio.Event()
+        watcher = asyncio.create_task(watch(done))
+        with runner:
+            run = await runner.arun(instant_steps, 300, execution_id=eid)
+        done.set()
+        await watcher
+        assert run.status == "completed"
+        total = len(journal.events(run.id))
+        # Woken while the workflow was between its first and its last commit.
+        assert any(2 < n < total - 2 for n in seen), (seen, total)
+
+    asyncio.run(scenario())
+
+
+def test_gathered_steps_commit_their_starts_in_seq_order(journal: Journal) -> None:
+    """Commits go to writer threads, one at a time per execution, in call order."""
+    runner = Runner(journal)
+
+    async def work(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    @runner.workflow(name="wide")
+    async def wide(ctx: AsyncContext) -> list[int]:
+        return list(await asyncio.gather(*(ctx.step(f"w{i}", work, i) for i in range(20))))
+
+    async def scenario() -> None:
+        ticker = asyncio.create_task(asyncio.sleep(1))  # another task: commits leave the loop
+        with runner:
+            run = await runner.arun(wide)
+        ticker.cancel()
+        assert run.status == "completed"
+        assert run.output == list(range(20))
+        starts = [e.seq for e in journal.events(run.id) if isinstance(e, StepStarted)]
+        assert starts == list(range(1, 21))
+
+    asyncio.run(scenario())
