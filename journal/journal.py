@@ -439,6 +439,8 @@ class ExecutionHandle:
         self._pending_blobs: list[Blob] = []
         self._pending_since = 0.0
         self._batch: list[StoredEvent] | None = None
+        #: The time of the transaction being built: its events share one clock read.
+        self._batch_now: datetime | None = None
         self._stale = False
         self._flush_error: BaseException | None = None
         #: Whether ``journal.start`` wrote this execution's ExecutionStarted (False when an
@@ -500,11 +502,11 @@ class ExecutionHandle:
         """Record StepCompleted with the step's output (kept whole) and costs."""
         with self._lock:
             self._ensure_fresh()
-            attempt, elapsed = self._attempt_of(seq)
+            attempt, duration = self._attempt_of(seq, duration)
             self._record(
                 StepCompleted, seq=seq, attempt=attempt,
                 output=self._resumable(output, "step output"),
-                costs=_costs(costs), duration=elapsed if duration is None else duration,
+                costs=_costs(costs) if costs else (), duration=duration,
             )
 
     def step_failed(
@@ -519,11 +521,10 @@ class ExecutionHandle:
         """Record StepFailed; ``will_retry`` says another attempt follows."""
         with self._lock:
             self._ensure_fresh()
-            attempt, elapsed = self._attempt_of(seq)
+            attempt, duration = self._attempt_of(seq, duration)
             self._record(
                 StepFailed, seq=seq, attempt=attempt, error=_error(error),
-                will_retry=will_retry, costs=_costs(costs),
-                duration=elapsed if duration is None else duration,
+                will_retry=will_retry, costs=_costs(costs), duration=duration,
             )
 
     def log(
@@ -622,10 +623,12 @@ class ExecutionHandle:
                 yield self
                 return
             self._batch = []
+            self._batch_now = _now()
             try:
                 yield self
             except BaseException:
                 self._batch = None
+                self._batch_now = None
                 self._pending_blobs = []
                 self._stale = True
                 # Log lines buffered before the block are not part of it: keep them.
@@ -635,6 +638,7 @@ class ExecutionHandle:
                     self._flush_error = e
                 raise
             batch, self._batch = self._batch, None
+            self._batch_now = None
             self._commit(batch)
 
     def flush(self) -> None:
@@ -650,14 +654,17 @@ class ExecutionHandle:
 
     def _record(self, cls: type[Event], **fields: Any) -> None:
         with self._lock:
-            self._check_open()
-            self._ensure_fresh()
+            if self.journal._closed.is_set():
+                self._check_open()
+            if self._stale or self._flush_error is not None:
+                self._ensure_fresh()
+            state = self._state
             event = cls(
-                execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
-                **fields,
+                execution_id=state.execution_id, position=state.position + 1,
+                timestamp=self._batch_now or _now(), **fields,
             )
             blobs: list[Blob] = []
-            if _OutOfLineValue in map(type, fields.values()):
+            if cls in _RESUMABLE and _OutOfLineValue in map(type, fields.values()):
                 # The stored event holds out-of-line references; the state holds the values.
                 # The blobs are committed in the event's own transaction.
                 stored = encode_event(_unwrap(event, lambda w: w.ref))
@@ -666,10 +673,11 @@ class ExecutionHandle:
                          if type(w) is _OutOfLineValue]
             else:
                 stored = encode_event(event)  # refuses unsupported values before any change
-            apply(self._state, event)
+            apply(state, event)
             if self._batch is not None:
                 self._batch.append(stored)
-                self._pending_blobs += blobs
+                if blobs:
+                    self._pending_blobs += blobs
             else:
                 self._commit([stored], blobs)
 
@@ -816,11 +824,15 @@ class ExecutionHandle:
             )
         return max(seqs)
 
-    def _attempt_of(self, seq: int) -> tuple[int, float]:
+    def _attempt_of(self, seq: int, duration: float | None) -> tuple[int, float]:
+        """The attempt a step's outcome answers, and its duration (measured if not given)."""
         step = self._state.steps.get(seq)
         if step is None or step.attempt_started_at is None:
-            return 1, 0.0
-        return step.attempts, (_now() - step.attempt_started_at).total_seconds()
+            return 1, 0.0 if duration is None else duration
+        if duration is None:
+            now = self._batch_now or _now()
+            duration = (now - step.attempt_started_at).total_seconds()
+        return step.attempts, duration
 
 
 class _OutOfLineValue:

@@ -132,6 +132,8 @@ class SQLiteStorage(Storage):
         self._check_path()
         self._pool = _Connections(self)
         self._write_lock = threading.Lock()
+        #: The one connection appends use (under ``_write_lock``): held, not pooled.
+        self._writer: sqlite3.Connection | None = None
         self.leases = FileLeases(url, Path(f"{path}.leases"))
         self._closed = False
         self._ensure_schema()
@@ -219,9 +221,14 @@ class SQLiteStorage(Storage):
 
     def _before_fork(self) -> None:
         self._pool.close()  # a child must inherit no SQLite connection (see forks)
+        with self._write_lock:  # not while an append is under way
+            self._close_writer()
 
     def _after_fork(self) -> None:
         forks.abandon(*self._pool.idle)  # only those in use by another thread at the fork
+        if self._writer is not None:
+            forks.abandon(self._writer)
+            self._writer = None
         self._pool = _Connections(self)
         self._write_lock = threading.Lock()
         self.leases._after_fork()
@@ -235,27 +242,58 @@ class SQLiteStorage(Storage):
         flat: list[Any] = []
         for s in events:
             flat += (s.originator_id.hex, s.originator_version, s.topic, s.state)  # type: ignore[union-attr]
-        with self._write_lock, self._conn(eid, first.originator_version) as c:
-            if n <= MULTI_ROW_LIMIT and not blobs:
-                # One statement in autocommit is atomic, and one fsync.
-                last = c.execute(_multi_row_sql(n), flat).lastrowid
-                assert last is not None
-                return list(range(last - n + 1, last + 1))
-            c.execute("BEGIN IMMEDIATE")
-            for digest, data in blobs:
-                c.execute(f"INSERT OR IGNORE INTO {_B} (sha256, data) VALUES (?, ?)",
-                          (digest, data))
-                c.execute(f"INSERT OR IGNORE INTO {_R} (execution_id, sha256) VALUES (?, ?)",
-                          (eid.hex, digest))
-            ids: list[int] = []
-            for i in range(0, n, MULTI_ROW_LIMIT):
-                chunk = flat[i * 4:(i + MULTI_ROW_LIMIT) * 4]
-                rows = len(chunk) // 4
-                last = c.execute(_multi_row_sql(rows), chunk).lastrowid
-                assert last is not None
-                ids += range(last - rows + 1, last + 1)
-            c.execute("COMMIT")
-            return ids
+        with self._write_lock:
+            c = self._writer
+            if c is None:
+                if self._closed:
+                    from journal.errors import JournalError
+
+                    raise JournalError(f"the journal {self.path} is closed")
+                c = self._writer = self.connect()
+            try:
+                return self._insert(c, n, flat, eid, blobs)
+            except BaseException as e:
+                # Whatever interrupted it (a driver error, Ctrl-C), no transaction stays
+                # open on the writer: a later append on it would never be committed.
+                if c.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        c.execute("ROLLBACK")
+                    if c.in_transaction:
+                        self._close_writer()  # could not roll back: never reuse it
+                if isinstance(e, sqlite3.Error):
+                    raise translate(e, self.url, where=self.path, execution_id=eid,
+                                    position=first.originator_version) from e
+                raise
+
+    def _close_writer(self) -> None:
+        c, self._writer = self._writer, None
+        if c is not None:
+            with contextlib.suppress(sqlite3.Error):
+                c.close()
+
+    def _insert(
+        self, c: sqlite3.Connection, n: int, flat: list[Any], eid: UUID, blobs: Sequence[Blob]
+    ) -> list[int]:
+        if n <= MULTI_ROW_LIMIT and not blobs:
+            # One statement in autocommit is atomic, and one fsync.
+            last = c.execute(_multi_row_sql(n), flat).lastrowid
+            assert last is not None
+            return list(range(last - n + 1, last + 1))
+        c.execute("BEGIN IMMEDIATE")
+        for digest, data in blobs:
+            c.execute(f"INSERT OR IGNORE INTO {_B} (sha256, data) VALUES (?, ?)",
+                      (digest, data))
+            c.execute(f"INSERT OR IGNORE INTO {_R} (execution_id, sha256) VALUES (?, ?)",
+                      (eid.hex, digest))
+        ids: list[int] = []
+        for i in range(0, n, MULTI_ROW_LIMIT):
+            chunk = flat[i * 4:(i + MULTI_ROW_LIMIT) * 4]
+            rows = len(chunk) // 4
+            last = c.execute(_multi_row_sql(rows), chunk).lastrowid
+            assert last is not None
+            ids += range(last - rows + 1, last + 1)
+        c.execute("COMMIT")
+        return ids
 
     def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
         removed = 0
@@ -335,6 +373,8 @@ class SQLiteStorage(Storage):
     def close(self) -> None:
         self._closed = True
         self.leases.close()
+        with self._write_lock:
+            self._close_writer()
         self._pool.close()
 
 
