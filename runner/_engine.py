@@ -682,7 +682,12 @@ class Engine:
                 if self.resume_value is UNSET:
                     raise self._stop(Suspended())
                 value, self.resume_value = self.resume_value, UNSET
-                self._write(lambda: self.handle.resumed(value))
+                if not _is_trivial(value):
+                    to_wire(value, "resume value")  # refuse now, not at the next commit
+                # ExecutionResumed rides with the next commit (a step's start, before its
+                # code runs; a pause; the end): a resume costs no commit of its own. Until
+                # then the lease keeps any other resumer out.
+                self._hold(lambda: self.handle.resumed(value))
                 return value
             self._check_all_replayed()
             self._pauses_called += 1

@@ -891,8 +891,11 @@ class AdvisoryLeases(LeaseKeeper):
         if self._conn is not None and not self._conn.broken and not self._conn.closed:
             return self._conn
         try:
+            # Lease rows are liveness hints beside the session's advisory locks, which a
+            # server crash drops anyway: their commits need not wait for a WAL flush.
             conn = _session(
-                self.conninfo, "SET idle_session_timeout = 0", **self.KEEPALIVES,
+                self.conninfo, "SET idle_session_timeout = 0",
+                "SET synchronous_commit TO off", **self.KEEPALIVES,
                 application_name=f"journal lease {identity()}"[:63],
             )
             for eid in self._held:  # the old session's locks died with it: take them again

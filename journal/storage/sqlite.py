@@ -388,19 +388,27 @@ class FileLeases(LeaseKeeper):
         self.url = url
         self.directory = directory
         self._fds: dict[UUID, int] = {}
+        self._made = False  # the directory exists (it is never removed while open)
 
     def path(self, execution_id: UUID) -> Path:
         """The lock file of one execution."""
         return self.directory / execution_id.hex
 
-    def _acquire(self, execution_id: UUID) -> bool:
+    def _acquire(self, execution_id: UUID, *, again: bool = True) -> bool:
         path = self.path(execution_id)
         try:
-            self.directory.mkdir(exist_ok=True)
+            if not self._made:
+                self.directory.mkdir(exist_ok=True)
+                self._made = True
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
             except PermissionError:  # made by another user: lockable, not writable
                 fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as e:
+            if not again:
+                raise translate_os_error(e, self.url, where=str(path)) from e
+            self._made = False  # the directory was removed under us: make it again
+            return self._acquire(execution_id, again=False)
         except OSError as e:
             raise translate_os_error(e, self.url, where=str(path)) from e
         try:

@@ -20,6 +20,7 @@ from journal import (
     StepFailed,
     StepStarted,
 )
+from journal.encoding import decode_event
 from runner import (
     AlreadyResumed,
     Context,
@@ -72,7 +73,9 @@ def spy_appends(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> list[list[
     appends: list[list[str]] = []
 
     def append(stored: Any, blobs: Any = ()) -> Any:
-        appends.append([s.topic.rpartition(":")[2].rpartition(".")[2] for s in stored])
+        appends.append([type(decode_event(
+            s.topic, s.state, execution_id=s.originator_id, position=s.originator_version,
+        )).__name__ for s in stored])
         return real(stored, blobs)
 
     monkeypatch.setattr(store, "_append", append)
@@ -99,10 +102,10 @@ def test_one_commit_per_step_completion_rides_with_next_start(
     done = runner.resume(run.id)
     assert done.status == "completed" and done.output == "done"
     assert journal.state(run.id).steps[3].name == "c"
-    # the answer is committed first, with who resumed it (under the lease; the log's
-    # position check fences anyone else)
+    # the answer rides with the next commit, with who resumed it (the lease keeps any
+    # other resumer out meanwhile; the log's position check fences anyone else)
     assert appends == [
-        ["ExecutionClaimed", "ExecutionResumed"], ["StepStarted"],
+        ["ExecutionClaimed", "ExecutionResumed", "StepStarted"],
         ["StepCompleted", "ExecutionCompleted"],
     ]
 
