@@ -1,9 +1,18 @@
 """The journal's event types: immutable facts about one execution, in the order they happened.
 
-Where a class lives is part of the storage format (the stored topic is ``module:qualname``),
-so every event type and every value type stored inside events is defined here and only here.
-Schema evolution follows msgspec's rules: new fields get defaults and go last; nothing is
-renamed, reordered or retyped. Events are encoded as msgpack arrays (``array_like``).
+Evolution rules (the stored bytes of every release must keep decoding; the golden streams in
+tests/journal/golden check it):
+
+* Events are msgpack arrays (``array_like``): fields are stored by position. New fields get
+  defaults and go last; nothing is renamed, reordered, retyped or removed. The base
+  :class:`Event` gets no new field ever (its fields come first in every subclass).
+* Rows since v3 (``journal.encoding``) store a short code per event type as their topic and
+  leave the first two fields, ``execution_id`` and ``position``, out of the body: they are
+  the row's stream id and position. The code of a type never changes once released; a new
+  type gets a new code in ``journal.encoding.CODES``.
+* Rows of v1/v2 store ``module:qualname`` as their topic and the whole event: they are
+  still read, so where a class lives stays part of the format. Every event type and every
+  value type stored inside events is defined here and only here, and never moves.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ EXT_BIGINT = 7
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
-_SCALARS = (str, int, float, bool, bytes, type(None))
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -145,33 +144,98 @@ def _importable(cls: type) -> bool:
     return known
 
 
+#: Types msgpack stores and reads back as themselves (``int`` only inside msgpack's range).
+WIRE_SAFE: frozenset[type] = frozenset({str, float, bool, bytes, type(None)})
+
+
 def to_wire(value: Any, path: str = "value") -> Any:
     """Turn ``value`` into msgpack-native data, wrapping typed values in extensions.
 
-    Raises :class:`UnsupportedValue` (a ``TypeError``) naming ``path`` for anything that
-    would not read back equal and of the same type.
+    What is already msgpack-native (scalars, and lists and dicts of them) comes back as the
+    same object, uncopied. Raises :class:`UnsupportedValue` (a ``TypeError``) naming
+    ``path`` for anything that would not read back equal and of the same type.
     """
     cls = type(value)
-    if cls is int and not _INT_MIN <= value <= _INT_MAX:
-        return msgspec.msgpack.Ext(EXT_BIGINT, str(value).encode())
-    if cls in _SCALARS:
+    if cls in WIRE_SAFE or ((cls is dict or cls is list) and _plain(value)):
         return value
-    if cls is Unresolved:
-        # Written back as it was read: the same topic and fields, so the same bytes.
-        fields = {k: to_wire(v, f"{path}.{k}") for k, v in value.fields.items()}
-        return msgspec.msgpack.Ext(EXT_OBJECT, _encoder.encode([value.topic, fields]))
+    return _wire(value, path)
+
+
+# A path is only spelled out for an error: (parent path, format, key) until then.
+_Path = Any
+
+
+def _spell(path: _Path) -> str:
+    parts = []
+    while type(path) is tuple:
+        path, fmt, key = path
+        parts.append(fmt % (key,))
+    parts.append(path)
+    return "".join(reversed(parts))
+
+
+def _plain(value: Any) -> bool:
+    """Whether a dict or list is msgpack-native all through (str keys; scalars, dicts and
+    lists inside): then it is its own wire form. One tight walk, building nothing."""
+    if type(value) is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                return False
+            tv = type(v)
+            if tv in WIRE_SAFE:
+                continue
+            if tv is int:
+                if _INT_MIN <= v <= _INT_MAX:
+                    continue
+                return False
+            if (tv is dict or tv is list) and _plain(v):
+                continue
+            return False
+        return True
+    for v in value:
+        tv = type(v)
+        if tv in WIRE_SAFE:
+            continue
+        if tv is int:
+            if _INT_MIN <= v <= _INT_MAX:
+                continue
+            return False
+        if (tv is dict or tv is list) and _plain(v):
+            continue
+        return False
+    return True
+
+
+def _wire(value: Any, path: _Path) -> Any:
+    cls = type(value)
+    if cls in WIRE_SAFE:
+        return value
+    if cls is int:
+        if _INT_MIN <= value <= _INT_MAX:
+            return value
+        return msgspec.msgpack.Ext(EXT_BIGINT, str(value).encode())
     if cls is dict:
+        if _plain(value):
+            return value
         out = {}
         for k, v in value.items():
-            if type(k) is not str and not (type(k) is int and _INT_MIN <= k <= _INT_MAX):
-                raise UnsupportedValue(f"{path} key {k!r}", k)
-            out[k] = to_wire(v, f"{path}[{k!r}]")
+            tk = type(k)
+            if tk is not str and not (tk is int and _INT_MIN <= k <= _INT_MAX):
+                raise UnsupportedValue(f"{_spell(path)} key {k!r}", k)
+            out[k] = v if type(v) in WIRE_SAFE else _wire(v, (path, "[%r]", k))
         return out
     if cls is list:
-        return [to_wire(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if _plain(value):
+            return value
+        return [v if type(v) in WIRE_SAFE else _wire(v, (path, "[%d]", i))
+                for i, v in enumerate(value)]
     if cls is tuple:
-        items = [to_wire(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return msgspec.msgpack.Ext(EXT_TUPLE, _encoder.encode(items))
+        wired = [_wire(v, (path, "[%d]", i)) for i, v in enumerate(value)]
+        return msgspec.msgpack.Ext(EXT_TUPLE, _encoder.encode(wired))
+    if cls is Unresolved:
+        # Written back as it was read: the same topic and fields, so the same bytes.
+        fields = {k: _wire(v, (path, ".%s", k)) for k, v in value.fields.items()}
+        return msgspec.msgpack.Ext(EXT_OBJECT, _encoder.encode([value.topic, fields]))
     if cls is UUID:
         return msgspec.msgpack.Ext(EXT_UUID, value.bytes)
     if cls is Decimal:
@@ -184,20 +248,20 @@ def to_wire(value: Any, path: str = "value") -> Any:
         isinstance(value, type) or _importable(cls)
     ):
         # It would be written, then fail to decode: refuse it now.
-        raise UnsupportedValue(path, value)
+        raise UnsupportedValue(_spell(path), value)
     if isinstance(value, msgspec.Struct):
         fields = {
-            f: to_wire(getattr(value, f), f"{path}.{f}") for f in value.__struct_fields__
+            f: _wire(getattr(value, f), (path, ".%s", f)) for f in value.__struct_fields__
         }
         return msgspec.msgpack.Ext(EXT_OBJECT, _encoder.encode([_topic(cls), fields]))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {
-            f.name: to_wire(getattr(value, f.name), f"{path}.{f.name}")
+            f.name: _wire(getattr(value, f.name), (path, ".%s", f.name))
             for f in dataclasses.fields(value)
             if f.init
         }
         return msgspec.msgpack.Ext(EXT_OBJECT, _encoder.encode([_topic(cls), fields]))
-    raise UnsupportedValue(path, value)
+    raise UnsupportedValue(_spell(path), value)
 
 
 def ext_hook(code: int, data: memoryview) -> Any:

@@ -113,11 +113,8 @@ def test_large_outputs_are_stored_out_of_line_and_read_back_whole(journal_url: s
 
         stored = journal.storage.read_stream(run_id)
         assert all(len(s[2]) < 1000 for s in stored)  # the log holds references
-        refs = [
-            getattr(decode_event(s[1], s[2]), f)
-            for s in stored
-            for f in type(decode_event(s[1], s[2])).payload_fields
-        ]
+        events = [decode_event(t, d, execution_id=run_id, position=p) for p, t, d in stored]
+        refs = [getattr(e, f) for e in events for f in type(e).payload_fields]
         assert sum(isinstance(r, OutOfLine) for r in refs) == 4
         assert len({r.sha256 for r in refs if isinstance(r, OutOfLine)}) == 1  # stored once
 

@@ -1,19 +1,31 @@
 """Bytes written by an earlier version keep decoding to the same events (schema evolution).
 
-tests/journal/golden/v1_stream.msgpack was written once by make_golden.py. If this fails,
-an event or value type changed incompatibly (a field renamed, reordered or retyped, a class
-moved): make the change compatible (new fields last, with defaults) instead of regenerating.
+tests/journal/golden/vN_stream.msgpack were each written once by make_golden.py: v1 and v2
+in the legacy format (topic ``module:qualname``, whole event in the body), v3 in the compact
+one (topic codes, bodies without execution id and position, a stream that began in v2). If
+this fails, an event or value type changed incompatibly (a field renamed, reordered or
+retyped, a class moved, a topic code changed): make the change compatible (new fields last,
+with defaults; new types get new codes) instead of regenerating.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import msgspec
 
 from journal import Truncated, fold
-from journal.encoding import decode_event, topic_of
+from journal.encoding import (
+    CODES,
+    decode_event,
+    event_type,
+    legacy_topic_of,
+    topic_of,
+    topics_of,
+)
 from journal.events import EVENT_TYPES, OutOfLine
 from journal.values import Unresolved
 from tests.journal.golden.make_golden import (
@@ -21,13 +33,22 @@ from tests.journal.golden.make_golden import (
     GONE,
     PATH,
     PATH_V2,
+    PATH_V3,
+    V3_LEGACY_ROWS,
     golden_streams,
     golden_streams_v2,
+    golden_streams_v3,
 )
+
+Row = tuple[str, int, str, bytes]
 
 
 def _load(path: Any = PATH) -> dict[str, list[tuple[str, bytes]]]:
     return msgspec.msgpack.decode(path.read_bytes(), type=dict[str, list[tuple[str, bytes]]])
+
+
+def _load_rows() -> dict[str, list[Row]]:
+    return msgspec.msgpack.decode(PATH_V3.read_bytes(), type=dict[str, list[Row]])
 
 
 def _assert_same(a: Any, b: Any, path: str) -> None:
@@ -59,9 +80,13 @@ def test_golden_streams_still_decode() -> None:
         events = expected[name]
         assert len(records) == len(events), name
         for (topic, state), want in zip(records, events, strict=True):
-            assert topic == topic_of(type(want))  # topics are part of the format
-            got = decode_event(topic, state)
+            assert topic == legacy_topic_of(type(want))  # topics are part of the format
+            assert topic in topics_of(type(want)) and event_type(topic) is type(want)
+            got = decode_event(topic, state)  # a legacy body holds its id and position
             _assert_same(got, want, f"{name}@{want.position}")
+            # A reader passes the row's id and position: the same event.
+            _assert_same(decode_event(topic, state, execution_id=want.execution_id,
+                                      position=want.position), want, f"{name}@{want.position}")
 
 
 def test_v2_streams_still_decode_and_fold() -> None:
@@ -70,7 +95,8 @@ def test_v2_streams_still_decode_and_fold() -> None:
     assert list(stored) == list(expected)
     for name, records in stored.items():
         events = [decode_event(topic, state) for topic, state in records]
-        for got, want in zip(events, expected[name], strict=True):
+        for (topic, _), got, want in zip(records, events, expected[name], strict=True):
+            assert topic == legacy_topic_of(type(want))
             _assert_same(got, want, f"{name}@{want.position}")
         state = fold(events[0].execution_id, events)
         assert state.status == "completed" and state.claims == 3
@@ -80,10 +106,64 @@ def test_v2_streams_still_decode_and_fold() -> None:
         assert state.output.type_name == "Gone"
 
 
+def _decode_rows(rows: list[Row], *, lean: bool = False) -> list[Any]:
+    return [decode_event(topic, body, lean=lean, execution_id=UUID(eid), position=position)
+            for eid, position, topic, body in rows]
+
+
+def test_v3_rows_are_compact_and_decode_with_the_rows_id_and_position() -> None:
+    stored = _load_rows()
+    expected = golden_streams_v3()
+    assert list(stored) == list(expected)
+    for name, rows in stored.items():
+        events = expected[name]
+        legacy = V3_LEGACY_ROWS.get(name, 0)
+        assert len(rows) == len(events), name
+        for i, ((eid, position, topic, body), want) in enumerate(zip(rows, events, strict=True)):
+            where = f"{name}@{want.position}"
+            assert (UUID(eid), position) == (want.execution_id, want.position), where
+            if i < legacy:
+                assert topic == legacy_topic_of(type(want)), where
+                continue
+            assert topic == topic_of(type(want)) == CODES[type(want)], where
+            # No execution id in any spelling, and the body starts with the timestamp.
+            uid = want.execution_id
+            assert str(uid).encode() not in body and uid.bytes not in body, where
+            assert uid.hex.encode() not in body, where
+            assert body[1] == 0xD7 and body[2] == 0xFF, f"{where}: not a timestamp first"
+        for got, want in zip(_decode_rows(rows), events, strict=True):
+            _assert_same(got, want, f"{name}@{want.position}")
+        for got, want in zip(_decode_rows(rows, lean=True), events, strict=True):
+            assert isinstance(got, type(want)) and got.position == want.position
+            assert got.execution_id == want.execution_id and got.timestamp == want.timestamp
+
+
+def test_v3_streams_fold_to_their_outcome() -> None:
+    outcomes = {}
+    for name, rows in _load_rows().items():
+        for lean in (False, True):
+            state = fold(UUID(rows[0][0]), _decode_rows(rows, lean=lean))
+            outcomes[name] = state.status
+        if name == "upgraded":
+            # Begun by the old release (v2 rows), finished by the new one (v3 rows).
+            assert state.claims == 2 and state.driver is not None
+            assert state.driver.host == "new-host" and state.driver.reason == "resume"
+            assert state.position == len(rows) > 256  # positions of 1, 2 and 3 bytes
+            assert state.steps[2].attempts == 2 and state.steps[2].status == "completed"
+    assert outcomes == {"completed": "completed", "failed": "failed", "cancelled": "cancelled",
+                        "claimed": "completed", "upgraded": "completed"}
+    whole = fold(UUID(_load_rows()["upgraded"][0][0]), _decode_rows(_load_rows()["upgraded"]))
+    assert whole.steps[1].output == GONE and isinstance(whole.steps[1].output, Unresolved)
+    _assert_same(whole.steps[2].output, EVERY_VALUE, "output")
+    assert whole.steps[1].input == (1, Decimal("2.5"))
+
+
 def test_golden_streams_cover_every_event_type_and_value_type() -> None:
     topics = {topic for path in (PATH, PATH_V2)
               for records in _load(path).values() for topic, _ in records}
-    assert topics == {topic_of(cls) for cls in EVENT_TYPES}
+    assert topics == {legacy_topic_of(cls) for cls in EVENT_TYPES}
+    compact = {row[2] for rows in _load_rows().values() for row in rows} - topics
+    assert compact == {topic_of(cls) for cls in EVENT_TYPES}
     completed = golden_streams()["completed"]
     payloads = [getattr(e, f) for e in completed for f in type(e).payload_fields]
     assert any(isinstance(p, Truncated) for p in payloads)
@@ -109,3 +189,20 @@ def test_golden_streams_fold_to_their_outcome() -> None:
             assert state.last_completed_step is not None
             assert state.last_completed_step.seq == 2
     assert outcomes == {"completed": "completed", "failed": "failed", "cancelled": "cancelled"}
+
+
+def test_topic_codes_never_change() -> None:
+    """The codes are the stored topics of every row since v3: frozen once released."""
+    assert {cls.__name__: code for cls, code in CODES.items()} == {
+        "ExecutionStarted": "B",
+        "StepStarted": "S",
+        "StepCompleted": "C",
+        "StepFailed": "F",
+        "LogRecorded": "L",
+        "ExecutionPaused": "P",
+        "ExecutionResumed": "R",
+        "ExecutionCompleted": "D",
+        "ExecutionFailed": "E",
+        "ExecutionCancelled": "X",
+        "ExecutionClaimed": "H",
+    }

@@ -89,8 +89,8 @@ def _largest_event(url: str) -> int:
 def _refs(journal: Journal, execution_id: UUID) -> set[str]:
     """The sha256 of every out-of-line reference in the stored events of one execution."""
     digests = set()
-    for _, topic, data in journal.storage.read_stream(execution_id):
-        event = decode_event(topic, data)
+    for position, topic, data in journal.storage.read_stream(execution_id):
+        event = decode_event(topic, data, execution_id=execution_id, position=position)
         for name in type(event).payload_fields:
             value = getattr(event, name)
             if isinstance(value, OutOfLine):

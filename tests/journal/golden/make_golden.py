@@ -1,12 +1,16 @@
 """Write vN_stream.msgpack: streams covering every event type, as the code encodes them.
 
 v1 holds the first release's event types; v2 adds ``ExecutionClaimed`` and a stored value
-whose class no longer exists anywhere (it must decode as a ``journal.Unresolved``).
+whose class no longer exists anywhere (it must decode as a ``journal.Unresolved``). v3 is the
+compact format (short topic codes, bodies without execution id and position, which come from
+the row): every v1 and v2 stream again, and an execution begun before the upgrade (v2 rows)
+and continued after it (v3 rows) past positions that take 1, 2 and 3 bytes. Its file holds
+whole rows (``[execution id, position, topic, body]``), as storage hands them to a reader.
 
 Run ONCE per storage-format version (``python -m tests.journal.golden.make_golden``) and
 commit the output. Never regenerate an existing file: test_golden.py checks that the bytes
 an old version wrote still decode to :func:`golden_streams`, and regenerating would hide
-exactly the incompatibility it is there to catch. For a new format, write v2_stream.msgpack.
+exactly the incompatibility it is there to catch. For a new format, write v4_stream.msgpack.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from uuid import UUID
 
 import msgspec
 
-from journal.encoding import encode_event
+from journal.encoding import _encode_legacy, encode_event
 from journal.events import (
     Cost,
     ErrorInfo,
@@ -42,6 +46,7 @@ from tests.journal.golden.values import GoldenPoint, GoldenTag
 
 PATH = Path(__file__).with_name("v1_stream.msgpack")
 PATH_V2 = Path(__file__).with_name("v2_stream.msgpack")
+PATH_V3 = Path(__file__).with_name("v3_stream.msgpack")
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 EVERY_VALUE = {
@@ -141,19 +146,69 @@ def golden_streams_v2() -> dict[str, list[Event]]:
     }
 
 
+def golden_streams_v3() -> dict[str, list[Event]]:
+    """The events of v3_stream.msgpack: the v1 and v2 streams, and ``upgraded``, whose first
+    :data:`V3_LEGACY_ROWS` events were written before the upgrade."""
+    logs = [(LogRecorded, {"level": "info", "message": f"line {i}", "seq": 2, "fields": {"i": i}})
+            for i in range(260)]
+    upgraded = _stream(
+        UUID("00000000-0000-4000-8000-000000000005"),
+        (ExecutionStarted, {"workflow": "golden", "input": {"n": 1}, "idempotency_key": "up"}),
+        (ExecutionClaimed, {"host": "old-host", "pid": 1, "runner": "o" * 32}),
+        (StepStarted, {"name": "before", "seq": 1, "input": (1, Decimal("2.5"))}),
+        (StepCompleted, {"seq": 1, "output": GONE, "duration": 0.5}),
+        (ExecutionPaused, {"reason": "upgrade"}),
+        # the new release from here
+        (ExecutionClaimed, {"host": "new-host", "pid": 2, "runner": "n" * 32,
+                            "reason": "resume", "process_started": T0, "quiet_for": 60.0}),
+        (ExecutionResumed, {"value": {"go": True}}),
+        (StepStarted, {"name": "after", "seq": 2, "attempt": 1, "input": EVERY_VALUE}),
+        *logs,
+        (StepFailed, {"seq": 2, "attempt": 1, "will_retry": True, "duration": 2.0,
+                      "error": ErrorInfo(type="TimeoutError", message="slow")}),
+        (StepStarted, {"name": "after", "seq": 2, "attempt": 2}),
+        (StepCompleted, {"seq": 2, "attempt": 2, "output": EVERY_VALUE, "duration": 0.25,
+                         "costs": (Cost(usd=Decimal("0.5"), input_tokens=3, model="m"),)}),
+        (ExecutionCompleted, {"output": [GONE, "done"]}),
+    )
+    return {**golden_streams(), **golden_streams_v2(), "upgraded": upgraded}
+
+
+#: How many leading events of a v3 stream were written by the release before (v2 rows).
+V3_LEGACY_ROWS = {"upgraded": 5}
+
+
 def encode_streams(streams: dict[str, list[Event]] | None = None) -> bytes:
-    """The golden file's bytes: {name: [[topic, state bytes], ...]} as msgpack."""
+    """A v1/v2 golden file's bytes: {name: [[topic, state bytes], ...]} as msgpack."""
     encoded = {
-        name: [(s.topic, s.state) for s in map(encode_event, events)]
+        name: [(s.topic, s.state) for s in map(_encode_legacy, events)]
         for name, events in (golden_streams() if streams is None else streams).items()
     }
     return msgspec.msgpack.encode(encoded)
 
 
+def encode_rows(streams: dict[str, list[Event]], legacy_rows: dict[str, int]) -> bytes:
+    """A v3 golden file's bytes: {name: [[execution id, position, topic, body], ...]}, the
+    first ``legacy_rows[name]`` rows of a stream in the v2 format."""
+    encoded = {
+        name: [(str(s.originator_id), s.originator_version, s.topic, s.state)
+               for s in (
+                   (_encode_legacy if i < legacy_rows.get(name, 0) else encode_event)(e)
+                   for i, e in enumerate(events))]
+        for name, events in streams.items()
+    }
+    return msgspec.msgpack.encode(encoded)
+
+
 if __name__ == "__main__":
-    for path, streams in ((PATH, golden_streams()), (PATH_V2, golden_streams_v2())):
+    files = (
+        (PATH, lambda: encode_streams(golden_streams())),
+        (PATH_V2, lambda: encode_streams(golden_streams_v2())),
+        (PATH_V3, lambda: encode_rows(golden_streams_v3(), V3_LEGACY_ROWS)),
+    )
+    for path, encode in files:
         if path.exists():
             print(f"{path} exists: golden files are never regenerated (see docstring)")
             continue
-        path.write_bytes(encode_streams(streams))
+        path.write_bytes(encode())
         print(f"wrote {path}")
