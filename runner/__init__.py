@@ -20,21 +20,26 @@ What workflow code uses lives in ``runner.context``; what drives and replays it 
 ``runner._engine`` and ``runner._runner``; the errors in ``runner.errors``.
 """
 
-from runner._runner import Run, Runner
-from runner.context import AsyncContext, Context, Retry, StepInfo, add_cost, current_step
-from runner.errors import (
-    AlreadyResumed,
-    ExecutionBusy,
-    IncompatibleOutput,
-    LeaseLost,
-    NonDeterministicWorkflow,
-    OutsideStep,
-    RunnerError,
-    SecretInput,
-    StepFailedError,
-    ValueClassMissing,
-    WorkflowNotFound,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runner._runner import Run, Runner
+    from runner.context import AsyncContext, Context, Retry, StepInfo, add_cost, current_step
+    from runner.errors import (
+        AlreadyResumed,
+        ExecutionBusy,
+        IncompatibleOutput,
+        LeaseLost,
+        NonDeterministicWorkflow,
+        OutsideStep,
+        RunnerError,
+        SecretInput,
+        StepFailedError,
+        ValueClassMissing,
+        WorkflowNotFound,
+    )
 
 __all__ = [
     "AlreadyResumed",
@@ -57,3 +62,26 @@ __all__ = [
     "add_cost",
     "current_step",
 ]
+
+# Loaded on first use, so that ``journal ls`` (``runner.cli`` lives in this package) does not
+# pay for the engine, asyncio and the runner's own machinery it never uses.
+_HOMES = {
+    "Run": "runner._runner",
+    "Runner": "runner._runner",
+    **dict.fromkeys(("AsyncContext", "Context", "Retry", "StepInfo", "add_cost",
+                     "current_step"), "runner.context"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_HOMES.get(name, "runner.errors")), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

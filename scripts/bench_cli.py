@@ -9,12 +9,21 @@ bare interpreter. Baselines, measured in the same rounds: ``python -c pass`` and
 ``python -c "import sqlite3"`` (``import psycopg`` for PostgreSQL): what any command that reads
 the database cannot go below.
 
+Every process runs with bytecode caching on (``$PYTHONDONTWRITEBYTECODE`` dropped, the cache
+in a temporary ``$PYTHONPYCACHEPREFIX``, warmed by one untimed run of each), as an installed
+``journal`` runs: without it each process compiles the journal's own modules again.
+
     python scripts/bench_cli.py [--repeat 15] [--executions 5] [--only sqlite|postgres]
+                                [--against DIR]
+
+``--against DIR`` also times the same commands from another checkout (``$PYTHONPATH=DIR``),
+interleaved in the same rounds: a before/after on a machine whose speed drifts.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -24,7 +33,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -72,39 +80,66 @@ def make_journal(url: str, executions: int) -> str:
     return last
 
 
-def timed(argv: list[str]) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
+                          env=env)
     elapsed = time.perf_counter() - t0
     if done.returncode:
         raise RuntimeError(f"{argv} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
     return elapsed
 
 
-def bench(title: str, url: str, floor_import: str, executions: int, repeat: int) -> None:
+def make_journal_with(tree: str, url: str, executions: int, env: dict[str, str]) -> str:
+    """``make_journal`` run by the code of another checkout (its own storage format)."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--make", url, "--executions", str(executions)],
+        env={**env, "PYTHONPATH": tree}, capture_output=True, text=True, check=True)
+    return done.stdout.split()[-1]
+
+
+def bench(title: str, url: str, floor_import: str, executions: int, repeat: int,
+          env: dict[str, str], against: tuple[str, str] | None) -> None:
+    """``against``: another checkout and the URL of a journal for it to make and read."""
     eid = make_journal(url, executions)
     journal = journal_command()
-    cases: dict[str, list[str]] = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        f"python -c 'import {floor_import}'": [sys.executable, "-c", f"import {floor_import}"],
-        "journal ls": [*journal, "ls", "--url", url],
-        "journal ls --json": [*journal, "ls", "--url", url, "--json"],
-        "journal show ID": [*journal, "show", eid, "--url", url],
-        "journal show ID --json": [*journal, "show", eid, "--url", url, "--json"],
+    commands = {
+        "journal ls": ["ls", "--url", url],
+        "journal ls --json": ["ls", "--url", url, "--json"],
+        "journal show ID": ["show", eid, "--url", url],
+        "journal show ID --json": ["show", eid, "--url", url, "--json"],
     }
-    for argv in cases.values():  # views caught up, files in the page cache
-        timed(argv)
+    cases: dict[str, tuple[list[str], dict[str, str]]] = {
+        "python -c pass": ([sys.executable, "-c", "pass"], env),
+        f"python -c 'import {floor_import}'": (
+            [sys.executable, "-c", f"import {floor_import}"], env),
+    }
+    for name, args in commands.items():
+        cases[name] = ([*journal, *args], env)
+    if against is not None:
+        tree, other_url = against
+        other_eid = make_journal_with(tree, other_url, executions, env)
+        other = {**env, "PYTHONPATH": tree}
+        for name, args in commands.items():
+            args = [other_eid if a == eid else other_url if a == url else a for a in args]
+            cases[f"{name} (against)"] = ([*journal, *args], other)
+    for name, (argv, e) in list(cases.items()):  # views caught up, files in the page cache
+        try:
+            timed(argv, e)
+        except RuntimeError as error:
+            print(f"  {name}: skipped, {error}"[:300])
+            del cases[name]
     times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
-        for name, argv in cases.items():
-            times[name].append(timed(argv))
+        for name, (argv, e) in cases.items():
+            times[name].append(timed(argv, e))
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     bare = medians["python -c pass"]
     floor = medians[f"python -c 'import {floor_import}'"]
     print(f"\n{title} ({executions} executions; median of {repeat} runs, whole process)")
-    print(f"  {'':<30} {'median':>9} {'min':>9}  {'/ bare':>7}  {'above floor':>11}")
+    print(f"  {'':<34} {'median':>9} {'min':>9}  {'/ bare':>7}  {'above floor':>11}")
     for name, ts in times.items():
-        print(f"  {name:<30} {medians[name] * 1000:7.1f}ms {min(ts) * 1000:7.1f}ms"
+        print(f"  {name:<34} {medians[name] * 1000:7.1f}ms {min(ts) * 1000:7.1f}ms"
               f"  {medians[name] / bare:6.2f}x  {(medians[name] - floor) * 1000:+9.1f}ms")
 
 
@@ -116,7 +151,7 @@ def _conninfo(url: str) -> str:
             + (f" password={p['password']}" if p["password"] else ""))
 
 
-@contextmanager
+@contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     import psycopg
 
@@ -136,16 +171,29 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--executions", type=int, default=5)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument("--make", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--against", metavar="DIR",
+                        help="also time the commands of another checkout of this repository "
+                             "(e.g. `git worktree add /tmp/before HEAD~3`), in the same rounds")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    if args.only in (None, "sqlite"):
-        with tempfile.TemporaryDirectory() as tmp:
-            bench("SQLite", f"sqlite:///{tmp}/journal.db", "sqlite3", args.executions,
-                  args.repeat)
-    if args.only in (None, "postgres"):
-        with postgres_database() as db:
-            bench("PostgreSQL", db, "psycopg", args.executions, args.repeat)
+    if args.make:  # a child making a journal with the code on its $PYTHONPATH
+        print(make_journal(args.make, args.executions))
+        return
+    tree = os.path.abspath(args.against) if args.against else None
+    with tempfile.TemporaryDirectory() as cache:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["PYTHONPYCACHEPREFIX"] = cache
+        if args.only in (None, "sqlite"):
+            with tempfile.TemporaryDirectory() as tmp:
+                bench("SQLite", f"sqlite:///{tmp}/journal.db", "sqlite3", args.executions,
+                      args.repeat, env, (tree, f"sqlite:///{tmp}/against.db") if tree else None)
+        if args.only in (None, "postgres"):
+            with postgres_database() as db, contextlib.ExitStack() as stack:
+                other = stack.enter_context(postgres_database()) if tree else ""
+                bench("PostgreSQL", db, "psycopg", args.executions, args.repeat, env,
+                      (tree, other) if tree else None)
 
 
 if __name__ == "__main__":

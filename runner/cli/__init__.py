@@ -16,14 +16,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runner.cli.commands import app, main
+    from runner.cli.commands import app
+    from runner.cli.fast import main
 
 __all__ = ["app", "main"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from runner.cli import commands
+    if name == "main":
+        from runner.cli.fast import main
 
-        return getattr(commands, name)
+        return main
+    if name == "app":
+        from runner.cli.commands import app
+
+        return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

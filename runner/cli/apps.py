@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from journal.errors import mask_url
-from runner._runner import Runner
+
+if TYPE_CHECKING:
+    from runner._runner import Runner
 
 __all__ = ["AppError", "describe_mismatch", "load_runner"]
 
@@ -25,6 +27,8 @@ class AppError(ValueError):
 
 def load_runner(spec: str, *, url: str | None = None) -> Runner:
     """Import ``module:attr`` and return the Runner it names (calling it if it is a factory)."""
+    from runner._runner import Runner
+
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise AppError(f"invalid --app {spec!r}: use module:attribute, e.g. myservice.jobs:runner")

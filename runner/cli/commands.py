@@ -16,29 +16,36 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
-from urllib.parse import unquote, urlsplit
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 import typer
 from typer.core import TyperGroup
 
-from journal import Journal
-from journal.errors import JournalError, mask_url
+from journal.errors import mask_url
 from journal.events import TERMINAL_EVENTS, StepStarted
 from journal.storage import DEFAULT_URL
 from projections import Projections
-from projections import rebuild as rebuild_views
-from runner._runner import Run, Runner
-from runner.cli import render
-from runner.cli.apps import AppError, describe_mismatch, load_runner
+from runner.cli import reads
+from runner.cli.apps import describe_mismatch, load_runner
 from runner.cli.jsonout import dumps, preview
 from runner.cli.lookup import resolve_id
-from runner.cli.queries import costs_since, follow
-from runner.cli.retention import export_execution, import_archive, iter_executions, prune
-from runner.cli.timeline import build_timeline
+from runner.cli.plumbing import CommandExit
+from runner.cli.plumbing import catch_up as _catch_up
+from runner.cli.plumbing import echo_json as _echo_json
+from runner.cli.plumbing import fail as _fail
+from runner.cli.plumbing import one_line as _one_line
+from runner.cli.plumbing import reported as _reported
+from runner.cli.plumbing import scrub as _scrub
+from runner.cli.plumbing import session as _session
 from runner.cli.timeparse import parse_duration, parse_since
-from runner.errors import RunnerError
+
+if TYPE_CHECKING:
+    from runner._runner import Run, Runner
+    from runner.errors import RunnerError
+
+# What only some commands use (the runner, Rich, retention, following, the rebuild) is
+# imported inside them: a command pays for its own needs only.
 
 __all__ = ["app", "main"]
 
@@ -52,7 +59,6 @@ def _click_class(name: str) -> type[Exception]:
 
 
 _UsageError = _click_class("UsageError")
-_ClickException = _click_class("ClickException")
 
 
 class _OneLineErrors(TyperGroup):
@@ -88,6 +94,8 @@ class _OneLineErrors(TyperGroup):
         except typer.Abort:
             typer.echo("aborted", err=True)
             code = 130
+        except CommandExit as e:  # a command's own failure, already printed
+            code = e.code
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
@@ -114,67 +122,7 @@ CostDimension = Literal["workflow", "step", "model", "day"]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
 
 
-# -- plumbing ------------------------------------------------------------------------------------
-
-
-def _one_line(message: str) -> str:
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
-
-
-def _scrub(message: str, url: str | None) -> str:
-    """Remove the URL's password (raw and percent-decoded) from a driver's message."""
-    if not url:
-        return message
-    message = message.replace(url, mask_url(url))
-    with contextlib.suppress(ValueError):
-        password = urlsplit(url).password
-        if password:
-            for secret in {password, unquote(password)}:
-                message = message.replace(secret, "***")
-    return message
-
-
-def _fail(message: str, url: str | None = None, *, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {_one_line(_scrub(message, url))}", err=True)
-    raise typer.Exit(code)
-
-
-@contextlib.contextmanager
-def _reported(url: str | None) -> Iterator[None]:
-    """Turn the errors a user can cause into one line on stderr and a non-zero exit."""
-    try:
-        yield
-    except (typer.Exit, _ClickException):
-        raise
-    except (JournalError, ValueError, LookupError, OSError, AppError) as e:
-        _fail(str(e) or type(e).__name__, url)
-
-
-@contextlib.contextmanager
-def _session(url: str, *, read_only: bool = False) -> Iterator[tuple[Journal, Projections]]:
-    """The journal and its views, closed (log lines flushed) when the command ends.
-
-    Read commands never create anything (``create=False``): a mistyped path is an error,
-    not a new empty journal.
-    """
-    with (
-        _reported(url),
-        Journal.open(url, create=not read_only) as journal,
-        Projections(journal) as views,
-    ):
-        yield journal, views
-
-
-def _catch_up(views: Projections) -> None:
-    """Bring the views up to the log; if this connection may not write them (a SELECT-only
-    role, a read-only file), say how far behind they are and show them as they are."""
-    behind = views.refresh()
-    if behind is not None:
-        typer.echo(f"warning: {behind}", err=True)
-
-
-def _echo_json(value: Any) -> None:
-    typer.echo(dumps(value))
+# -- plumbing (printing, failing and the session live in runner.cli.plumbing) ------------------
 
 
 def _run_line(run: Run) -> str:
@@ -203,16 +151,8 @@ def ls_command(
     as_json: Json = False,
 ) -> None:
     """List executions, newest first: id, workflow, status, started, duration, last step, cost."""
-    with _session(url, read_only=True) as (_, views):
-        when = parse_since(since) if since else None
-        _catch_up(views)
-        rows = views.executions(status=status, workflow=workflow, since=when, limit=limit)
-    if as_json:
-        _echo_json(rows)
-    elif not rows:
-        typer.echo("no executions")
-    else:
-        render.console().print(render.executions_table(rows))
+    reads.ls(url=url, status=status, workflow=workflow, since=since, limit=limit,
+             as_json=as_json)
 
 
 @app.command("show")
@@ -222,14 +162,7 @@ def show_command(
     as_json: Json = False,
 ) -> None:
     """Show one execution's timeline: steps, attempts, errors, logs, pause, costs."""
-    with _session(url, read_only=True) as (journal, views):
-        eid = resolve_id(journal, views, execution)
-        timeline = build_timeline(eid, journal.events(eid))
-    if as_json:
-        _echo_json({"summary": timeline.summary, "steps": timeline.steps,
-                    "timeline": timeline.entries})
-    else:
-        render.timeline_view(render.console(), timeline)
+    reads.show(execution=execution, url=url, as_json=as_json)
 
 
 @app.command("tail")
@@ -242,6 +175,9 @@ def tail_command(
     timeout: Annotated[float | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Follow new events live until Ctrl-C (one execution: its history first, until it ends)."""
+    from runner.cli import render
+    from runner.cli.queries import follow
+
     out = render.console()
     with _session(url, read_only=True) as (journal, views):
         eid = resolve_id(journal, views, execution) if execution else None
@@ -279,6 +215,8 @@ def stuck_command(
     as_json: Json = False,
 ) -> None:
     """Running executions with no event for a while, and the step each last started."""
+    from runner.cli import render
+
     with _session(url, read_only=True) as (_, views):
         quiet = parse_duration(older_than, option="--older-than")
         _catch_up(views)
@@ -301,6 +239,9 @@ def costs_command(
     as_json: Json = False,
 ) -> None:
     """Cost totals (usd, tokens, calls) grouped by workflow, step, model or day."""
+    from runner.cli import render
+    from runner.cli.queries import costs_since
+
     with _session(url, read_only=True) as (journal, views):
         when = parse_since(since) if since else None
         if when is None:
@@ -319,6 +260,8 @@ def costs_command(
 @app.command("stats")
 def stats_command(url: Url = DEFAULT_URL, as_json: Json = False) -> None:
     """Step statistics: runs, failure rate, retries, p50/p95 duration per step name."""
+    from runner.cli import render
+
     with _session(url, read_only=True) as (_, views):
         _catch_up(views)
         rows = views.step_stats()
@@ -416,6 +359,8 @@ def cancel_command(
     reason: Annotated[str, typer.Option(help="Why (recorded in the journal).")] = "",
 ) -> None:
     """Cancel an execution; a runner driving it stops at its next transition."""
+    from runner._runner import Runner
+
     with _session(url) as (journal, views):
         eid = resolve_id(journal, views, execution)
         with Runner(journal) as runner:
@@ -443,6 +388,8 @@ def export_command(
     Re-running overwrites nothing silently: the same content is skipped, changed content
     is replaced and reported.
     """
+    from runner.cli.retention import export_execution, iter_executions
+
     if sum((execution is not None, all_, status is not None)) != 1:
         raise _UsageError("give exactly one of ID, --all or --status")
     outcomes = []
@@ -484,6 +431,8 @@ def prune_command(
     Their streams and view rows go; with --archive each is first written (like export)
     and read back.
     """
+    from runner.cli.retention import prune
+
     with _session(url) as (journal, views):
         cutoff = parse_since(older_than, option="--older-than")
         verb = "would prune" if dry_run else "pruned"
@@ -512,6 +461,8 @@ def import_command(
     url: Url = DEFAULT_URL,
 ) -> None:
     """Put archived executions back into the journal (from export or prune --archive)."""
+    from runner.cli.retention import import_archive
+
     with _session(url) as (journal, _):
         for path in files:
             outcome = import_archive(journal, path)
@@ -529,6 +480,9 @@ def rebuild_command(
     as_json: Json = False,
 ) -> None:
     """Drop and rebuild the projections from the log, with a progress bar."""
+    from projections import rebuild as rebuild_views
+    from runner.cli import render
+
     with _reported(url):
         result = rebuild_views(url, only=only or None, show_progress=not as_json,
                                console=render.console(stderr=True))
@@ -559,7 +513,8 @@ def demo_command(
 
 
 def main() -> None:
-    """Entry point of the ``journal`` console script and ``python -m journal``."""
+    """Run the Typer app on ``sys.argv`` (the console script, :func:`runner.cli.main`, comes
+    here for every command line but the plain ``ls`` and ``show`` it runs itself)."""
     app()
 
 

@@ -1,0 +1,52 @@
+"""``journal ls`` and ``journal show``, the commands people run most, without Typer.
+
+:mod:`runner.cli.commands` declares them to Typer and calls these; :mod:`runner.cli.fast`
+calls them straight from a command line it fully understands, so that the commands start
+without Typer's parsing machinery. Rich is imported only when a table is printed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from runner.cli.plumbing import catch_up, echo, echo_json, session
+
+__all__ = ["ls", "show"]
+
+
+def ls(*, url: str, status: str | None = None, workflow: str | None = None,
+       since: str | None = None, limit: int = 50, as_json: bool = False) -> None:
+    """List executions, newest first: id, workflow, status, started, duration, last step, cost."""
+    with session(url, read_only=True) as (_, views):
+        when: datetime | None = None
+        if since:
+            from runner.cli.timeparse import parse_since
+
+            when = parse_since(since)
+        catch_up(views)
+        rows = views.executions(status=status, workflow=workflow, since=when, limit=limit)
+    if as_json:
+        echo_json(rows)
+    elif not rows:
+        echo("no executions")
+    else:
+        from runner.cli import render
+
+        render.console().print(render.executions_table(rows))
+
+
+def show(*, execution: str, url: str, as_json: bool = False) -> None:
+    """Show one execution's timeline: steps, attempts, errors, logs, pause, costs."""
+    from runner.cli.lookup import resolve_id
+    from runner.cli.timeline import build_timeline
+
+    with session(url, read_only=True) as (journal, views):
+        eid = resolve_id(journal, views, execution)
+        timeline = build_timeline(eid, journal.events(eid))
+    if as_json:
+        echo_json({"summary": timeline.summary, "steps": timeline.steps,
+                   "timeline": timeline.entries})
+    else:
+        from runner.cli import render
+
+        render.timeline_view(render.console(), timeline)
