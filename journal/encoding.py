@@ -200,6 +200,20 @@ _PLAN: dict[type[Event], tuple[str, tuple[tuple[int, str], ...]]] = {
 _new = object.__new__
 
 
+def _fast_stored_works() -> bool:
+    """Whether a StoredEvent can be filled through its ``__dict__`` (equal to a constructed
+    one); eventsourcing could make it a slots class one day."""
+    try:
+        probe = _new(StoredEvent)
+        probe.__dict__.update(originator_id=0, originator_version=1, topic="t", state=b"")
+        return bool(probe == StoredEvent(0, 1, "t", b""))
+    except (AttributeError, TypeError):  # pragma: no cover
+        return False
+
+
+_FAST_STORED = _fast_stored_works()
+
+
 def encode_event(event: Event) -> StoredEvent:
     """Encode an event as a StoredEvent: stream id, position, compact topic, and a body of
     every field but the execution id and position (msgpack array).
@@ -221,11 +235,16 @@ def encode_event(event: Event) -> StoredEvent:
             if type(body) is tuple:
                 body = list(body)
             body[i - 2] = wired
+    if not _FAST_STORED:  # pragma: no cover - a StoredEvent with __slots__
+        return StoredEvent(fields[0], fields[1], code, _encode(body))
     # A StoredEvent built without its frozen dataclass __init__ (4 object.__setattr__ calls,
     # a third of the whole encode): the same instance, fields in the same __dict__.
     stored: StoredEvent = _new(StoredEvent)
-    stored.__dict__.update(originator_id=fields[0], originator_version=fields[1], topic=code,
-                           state=_encode(body))
+    d = stored.__dict__
+    d["originator_id"] = fields[0]
+    d["originator_version"] = fields[1]
+    d["topic"] = code
+    d["state"] = _encode(body)
     return stored
 
 
