@@ -15,8 +15,9 @@ from journal.encoding import as_uuid
 from journal.errors import JournalUnavailable
 from journal.state import StepMarker
 from journal.storage import Listener, ViewStore, forks
+from projections.bulk import BULK_PAGE, bulk_rebuild
 from projections.errors import ViewsBehind
-from projections.projector import Projector
+from projections.projector import READ_ONLY_ERRORS, Projector
 from projections.tables import COSTS, EXECUTIONS, STEPS
 from projections.views import (
     COST_DIMENSIONS,
@@ -27,9 +28,17 @@ from projections.views import (
     StepSummary,
 )
 
-__all__ = ["STATUSES", "Projections"]
+__all__ = ["BULK_FROM", "CATCH_UP_PAGE", "LARGE_BACKLOG", "STATUSES", "Projections"]
 
 STATUSES = ("running", "paused", "completed", "failed", "cancelled")
+#: Events per page when catching up a backlog (each execution is written once per page, so
+#: the larger the page the fewer writes; a follower keeps its own, small, page size).
+CATCH_UP_PAGE = 20_000
+#: Behind by more than this many events, catching up uses ``CATCH_UP_PAGE``-sized pages.
+LARGE_BACKLOG = 10_000
+#: Catching up views at position 0 from a log of more than this many events builds them in
+#: bulk (``rebuild``'s path) instead of page by page.
+BULK_FROM = 50_000
 
 class Projections:
     """Read models of ``journal`` (executions, steps, costs) in the journal's own database.
@@ -40,8 +49,12 @@ class Projections:
     follow while others query. Closing does not close the journal.
     """
 
-    def __init__(self, journal: Journal, *, page_size: int = 1000) -> None:
+    def __init__(
+        self, journal: Journal, *, page_size: int = 1000, bulk_from: int = BULK_FROM
+    ) -> None:
         self.journal = journal
+        #: Views at 0 behind a log of more than this many events are built in bulk.
+        self.bulk_from = bulk_from
         self.views: ViewStore = journal.storage.views()
         try:
             self.projector = Projector(journal, self.views, page_size=page_size)
@@ -66,18 +79,70 @@ class Projections:
     def catch_up(self, *, progress: Callable[[int, int], None] | None = None) -> int:
         """Apply every event after the views' positions; returns how many were applied.
 
-        ``progress(events, position)`` is called after each committed page.
+        Far behind, pages are rebuild-sized (``CATCH_UP_PAGE``); views still at 0 behind a
+        log of more than ``bulk_from`` events are built in bulk, as ``rebuild()`` does.
+        ``progress(events, position)`` is called after each page (committed, or, in a bulk
+        build, folded: the build commits once, at the end).
         """
         with self._following:
-            return self.projector.catch_up(progress=progress)
+            p = self.projector
+            head = self.head()
+            applied = 0
+            at_zero = [v for v, pos in p.positions.items() if pos == 0]
+            if at_zero and head > self.bulk_from:
+                try:
+                    applied = self._bulk(at_zero, progress, CATCH_UP_PAGE, unless_started=True)
+                except READ_ONLY_ERRORS as e:
+                    raise ViewsBehind(position=0, head=head, where=self.journal.storage.where,
+                                      cause=e.cause) from e
+                head = self.head()
+            behind = head - min(p.positions.values())
+            page = CATCH_UP_PAGE if behind > LARGE_BACKLOG else p.page_size
+            return applied + self._catch_up(page, progress, target=head)
 
-    def refresh(self) -> ViewsBehind | None:
+    def _catch_up(
+        self, page_size: int, progress: Callable[[int, int], None] | None,
+        target: int | None = None,
+    ) -> int:
+        """Catch up page by page, with pages of ``page_size`` events (then the usual)."""
+        following, self.projector.page_size = self.projector.page_size, page_size
+        try:
+            return self.projector.catch_up(progress=progress, target=target)
+        finally:
+            self.projector.page_size = following
+
+    def _bulk(
+        self, views: list[str], progress: Callable[[int, int], None] | None, page_size: int,
+        *, unless_started: bool = False,
+    ) -> int:
+        """Build ``views`` from 0 in bulk on a connection of their own; events read."""
+        store = self.views.sibling()
+        try:
+            done = bulk_rebuild(self.journal.storage, store, views, page_size=page_size,
+                                progress=progress, unless_started=unless_started)
+        finally:
+            if store is not self.views:
+                store.close()
+            self.projector.reset()  # positions, totals and states from the new views
+        return done[0] if done is not None else 0
+
+    def backlog(self) -> int:
+        """How many notification ids the furthest-behind view is from the log's head (a
+        reader may show a progress bar for ``refresh()`` when this is large)."""
+        return max(0, self.head() - min(self.positions().values()))
+
+    def refresh(
+        self, *, progress: Callable[[int, int], None] | None = None
+    ) -> ViewsBehind | None:
         """Catch up where this connection may write the views; where it may not (a
         SELECT-only role, a read-only file), return how far behind they are instead of
-        raising, so readers can show what the views hold and say so."""
+        raising, so readers can show what the views hold and say so.
+
+        ``progress(events, position)`` as for :meth:`catch_up` (which this calls: pages are
+        rebuild-sized when far behind, and views at 0 are built in bulk)."""
         if self._behind is None:
             try:
-                self.catch_up()
+                self.catch_up(progress=progress)
                 return None
             except ViewsBehind as e:
                 self._behind = e
@@ -150,27 +215,30 @@ class Projections:
         *,
         only: Iterable[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
-        page_size: int = 5000,
+        page_size: int = BULK_PAGE,
+        bulk: bool = True,
     ) -> int:
-        """Drop ``only`` these views (default: all), rebuild them from position 0 and catch up.
+        """Rebuild ``only`` these views (default: all) from position 0, then catch up.
 
-        Rebuild pages are larger than following ones (``page_size`` events per transaction):
-        an execution touched many times within one page is written once.
+        In bulk (the default): the log is folded into fresh tables, each row written once,
+        indexed, then swapped in atomically with the new position (see
+        :mod:`projections.bulk`), so readers see the old views until the new ones are whole.
+        ``bulk=False``: drop the views and apply the log page by page (``page_size`` events
+        per transaction). ``progress(events, position)`` runs after each page.
 
         Safe while writers append: it ends caught up with the log as it was at its last page,
-        and every page is committed with its position, so nothing is counted twice. Views
+        and every position is committed with its rows, so nothing is counted twice. Views
         not named keep their rows and positions. Returns the events applied.
         """
         views = _views(only)
         with self._following:
-            self.projector.drop_and_create(views)
-            following, self.projector.page_size = self.projector.page_size, page_size
-            try:
-                applied = self.projector.catch_up(progress=progress)
-                # A second pass takes what writers appended during the first.
-                return applied + self.projector.catch_up(progress=progress)
-            finally:
-                self.projector.page_size = following
+            if bulk:
+                applied = self._bulk(views, progress, page_size)
+            else:
+                self.projector.drop_and_create(views)
+                applied = self._catch_up(page_size, progress)
+            # Another pass takes what writers appended meanwhile.
+            return applied + self._catch_up(page_size, progress)
 
     def positions(self) -> dict[str, int]:
         """Each view's committed position (the notification id of its last event)."""

@@ -62,12 +62,12 @@ from journal.state import (
     apply,
     fold,
 )
-from journal.storage import ViewStore
+from journal.storage import Storage, ViewStore
 from projections.errors import ProjectionError, ViewsBehind
 from projections.tables import COSTS, EXECUTIONS, STEPS, TABLES, TRACKING, VIEW_TABLES
 from projections.views import VIEWS
 
-__all__ = ["Projector", "execution_row", "step_row"]
+__all__ = ["Projector", "decode", "execution_row", "replay", "step_row"]
 
 CostKey = tuple[str, str]
 #: Errors that mean "this connection may read but not write" (a SELECT-only role, a
@@ -295,28 +295,7 @@ class Projector:
         return len(rows)
 
     def _replay(self, eid: UUID, upto: int, nid: int) -> ExecutionState:
-        """The state of ``eid`` after its first ``upto`` events, replayed from the log."""
-        if upto == 0:
-            return ExecutionState(execution_id=eid)
-        try:
-            events = [
-                decode_event(topic, data, lean=True, execution_id=eid, position=p)
-                for p, topic, data in self.storage.read_stream(eid)
-                if p <= upto
-            ]
-            state = fold(eid, events)
-            _forget_payloads(state)
-        except (DecodingError, InvalidTransition) as e:
-            raise ProjectionError(
-                f"notification {nid}: cannot replay execution {eid}: {e}", position=nid
-            ) from e
-        if state.position != upto:
-            raise ProjectionError(
-                f"notification {nid}: execution {eid} has {state.position} events in the log "
-                f"before position {upto + 1}; were its events deleted? Rebuild the views.",
-                position=nid,
-            )
-        return state
+        return replay(self.storage, eid, upto, nid)
 
     def _commit(
         self,
@@ -356,8 +335,11 @@ class Projector:
         if totals is not None:
             totals.update(new_totals)
 
-    def catch_up(self, *, progress: Callable[[int, int], None] | None = None) -> int:
-        """Apply pages until the views reach the end of the log as it was when called.
+    def catch_up(
+        self, *, progress: Callable[[int, int], None] | None = None, target: int | None = None
+    ) -> int:
+        """Apply pages until the views reach ``target`` (default: the end of the log as it
+        was when called).
 
         The target is fixed at the start so that catching up ends even while writers append
         faster than pages are applied; ``follow()`` takes it from there. Returns the events
@@ -366,7 +348,8 @@ class Projector:
         A short page is not the end: on PostgreSQL the reader stops before a gap that an
         in-flight writer may still fill, so only an empty page (or the target) ends it.
         """
-        target = self.storage.head()
+        if target is None:
+            target = self.storage.head()
         total = 0
         lost_since: float | None = None
         while True:
@@ -397,6 +380,32 @@ class Projector:
                 progress(n, position)
             if n == 0 or position >= target:
                 return total
+
+
+def replay(storage: Storage, eid: UUID, upto: int, nid: int) -> ExecutionState:
+    """The state of ``eid`` after its first ``upto`` events, replayed from its stream (the
+    log, not the views, is the truth); ``nid`` names the notification that needed it."""
+    if upto == 0:
+        return ExecutionState(execution_id=eid)
+    try:
+        events = [
+            decode_event(topic, data, lean=True, execution_id=eid, position=p)
+            for p, topic, data in storage.read_stream(eid)
+            if p <= upto
+        ]
+        state = fold(eid, events)
+        _forget_payloads(state)
+    except (DecodingError, InvalidTransition) as e:
+        raise ProjectionError(
+            f"notification {nid}: cannot replay execution {eid}: {e}", position=nid
+        ) from e
+    if state.position != upto:
+        raise ProjectionError(
+            f"notification {nid}: execution {eid} has {state.position} events in the log "
+            f"before position {upto + 1}; were its events deleted? Rebuild the views.",
+            position=nid,
+        )
+    return state
 
 
 #: Event kinds (as read lean) whose user values the fold puts in a state; log lines and

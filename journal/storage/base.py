@@ -10,13 +10,14 @@ against one, or sees a driver exception: every error leaves here translated
 
 from __future__ import annotations
 
+import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from eventsourcing.persistence import StoredEvent
 
@@ -211,6 +212,68 @@ class ViewStore(ABC):
             args.append(int(limit))
         load = self.dialect.loader(table)
         return [load(r) for r in self.query(sql, args)]
+
+    # -- bulk builds --------------------------------------------------------------------------
+    #
+    # A view rebuilt from scratch is written into fresh tables (the declared ones with a
+    # suffix), without key or index while rows go in, indexed once full, then swapped in for
+    # the current ones in one transaction: readers see the old view or the new, whole.
+
+    @staticmethod
+    def fresh_suffix() -> str:
+        """A suffix no other build uses: ``__f`` and 8 hex digits (tables swapped out are
+        renamed with ``__o`` and the same digits)."""
+        return f"__f{uuid4().hex[:8]}"
+
+    @staticmethod
+    def is_fresh(name: str, table: Table, suffix: str | None = None) -> bool:
+        """Whether ``name`` is a fresh or swapped-out table of ``table`` (of ``suffix``)."""
+        if suffix is not None:
+            return name in (table.name + suffix, table.name + "__o" + suffix[3:])
+        return re.fullmatch(re.escape(table.name) + "__[fo][0-9a-f]{8}", name) is not None
+
+    def sibling(self) -> ViewStore:
+        """Another store on the same views with a connection of its own, so a long bulk
+        build does not hold this one; itself where the database is the connection (an
+        in-memory one). Close it if it is not ``self``."""
+        return self
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """The scope of one bulk build (fresh tables made, loaded, indexed and swapped in).
+
+        PostgreSQL: one transaction, so fresh tables are never seen by another session and
+        a build that fails leaves nothing behind. SQLite: builds take turns across processes
+        (what :meth:`drop_fresh` finds inside is then surely dead), and each
+        ``transaction()`` inside commits, so the journal's writers are never held up for a
+        whole build."""
+        yield
+
+    @abstractmethod
+    def create_fresh(self, tables: Sequence[Table], suffix: str) -> None:
+        """Create ``<table><suffix>`` for each table: its columns only, no key or index."""
+
+    @abstractmethod
+    def bulk_insert(self, table: Table, rows: Iterable[Sequence[Any]], suffix: str) -> None:
+        """Insert rows (Python values, column order) into ``table``'s fresh table, as fast as
+        the database loads (``COPY`` on PostgreSQL); keys are not checked until indexed."""
+
+    def index_fresh(self, tables: Sequence[Table], suffix: str) -> None:
+        """Build the key and indexes of each fresh table (its rows are all in)."""
+        for table in tables:
+            for statement in self.dialect.create_keys(table, table.name + suffix, suffix):
+                self.execute(statement)
+
+    @abstractmethod
+    def swap(self, tables: Sequence[Table], suffix: str) -> None:
+        """Inside the current transaction: each fresh table takes its table's place (under
+        its name, with its indexes); the one it replaces is dropped, or renamed away for
+        :meth:`drop_fresh` to drop after the commit."""
+
+    @abstractmethod
+    def drop_fresh(self, tables: Sequence[Table], suffix: str | None = None) -> list[str]:
+        """Drop what bulk builds of ``tables`` left (fresh tables, tables swapped out): of
+        the build with ``suffix``, or of any build (None). Returns the names dropped."""
 
     @abstractmethod
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -123,6 +123,63 @@ class PostgresViewStore(ViewStore):
         columns = [list(c) for c in zip(*(dump(r) for r in rows), strict=True)]
         statement = POSTGRES.upsert_arrays(table, table.name)
         self._call(lambda conn: conn.execute(statement, columns))  # type: ignore[arg-type]
+
+    # -- bulk builds -----------------------------------------------------------------------------
+
+    def sibling(self) -> ViewStore:
+        return PostgresViewStore(self.storage)
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        # One transaction: the fresh tables are invisible to every other session until the
+        # swap commits, and a build that fails or is killed leaves nothing behind. Builds
+        # take turns (a later one may find the views already built).
+        with self.transaction():
+            self.execute("SELECT pg_advisory_xact_lock(hashtext(?))",
+                         (f"projections bulk {self.storage.schema}",))
+            yield
+
+    def create_fresh(self, tables: Sequence[Table], suffix: str) -> None:
+        for table in tables:
+            self.execute(POSTGRES.create_bare(table, table.name + suffix))
+
+    def bulk_insert(self, table: Table, rows: Iterable[Sequence[Any]], suffix: str) -> None:
+        dump = POSTGRES.dumper(table)
+        types = [POSTGRES.sql_types[c.type] for c in table.columns]
+        statement = (
+            f"COPY {table.name}{suffix} ({table.select_list}) FROM STDIN (FORMAT BINARY)"
+        )
+
+        def op(conn: psycopg.Connection[Any]) -> None:
+            with conn.cursor() as cur, cur.copy(statement) as copy:
+                copy.set_types(types)
+                write = copy.write_row
+                for row in rows:
+                    write(dump(row))
+
+        self._call(op)
+
+    def index_fresh(self, tables: Sequence[Table], suffix: str) -> None:
+        super().index_fresh(tables, suffix)
+        for table in tables:  # the planner's statistics, before any reader plans on them
+            self.execute(f"ANALYZE {table.name}{suffix}")
+
+    def swap(self, tables: Sequence[Table], suffix: str) -> None:
+        for table in tables:
+            self.execute(f"DROP TABLE IF EXISTS {table.name}")
+            self.execute(f"ALTER TABLE {table.name}{suffix} RENAME TO {table.name}")
+            for fresh, declared in POSTGRES.key_indexes(table, suffix):
+                self.execute(f"ALTER INDEX {fresh} RENAME TO {declared}")
+
+    def drop_fresh(self, tables: Sequence[Table], suffix: str | None = None) -> list[str]:
+        rows = self.query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND c.relkind = 'r'", (self.storage.schema,),
+        )
+        doomed = [r[0] for r in rows if any(self.is_fresh(r[0], t, suffix) for t in tables)]
+        for name in doomed:
+            self.execute(f"DROP TABLE IF EXISTS {name}")
+        return doomed
 
     def close(self) -> None:
         with self.lock:

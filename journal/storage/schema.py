@@ -167,6 +167,54 @@ class Dialect:
             )
         return statements
 
+    def create_bare(self, table: Table, qualified: str) -> str:
+        """``CREATE TABLE`` for a bulk load: the columns only (key columns NOT NULL), no key
+        and no index; :meth:`create_keys` adds them once the rows are in."""
+        if any(c.type == "serial" for c in table.columns):
+            raise ValueError(f"table {table.name}: a serial column cannot be bulk loaded")
+        columns = [
+            f"{c.name} {self.sql_types[c.type]}"
+            + ("" if c.nullable and c.name not in table.key else " NOT NULL")
+            for c in table.columns
+        ]
+        return f"CREATE TABLE {qualified} ({', '.join(columns)})"
+
+    def key_indexes(self, table: Table, suffix: str) -> list[tuple[str, str]]:
+        """(name with ``suffix``, declared name) of each index :meth:`create_keys` builds,
+        the key's first (PostgreSQL names a primary key's index ``<table>_pkey``)."""
+        names = [(f"{table.name}{suffix}_pkey", f"{table.name}_pkey")] if table.key else []
+        names += [
+            (f"{index.name}{suffix}", index.name)
+            for index in table.indexes if index.columns != table.key
+        ]
+        return names
+
+    def create_keys(self, table: Table, qualified: str, suffix: str) -> list[str]:
+        """The key and indexes of a table made by :meth:`create_bare`, named with
+        ``suffix`` (the declared names may still belong to the table it will replace).
+
+        PostgreSQL: the primary key itself. SQLite cannot add a primary key to a table: a
+        unique index on the key columns, which upserts' ``ON CONFLICT`` target equally."""
+        statements = []
+        names = iter(self.key_indexes(table, suffix))
+        if table.key:
+            key = ", ".join(table.key)
+            name = next(names)[0]
+            if self.name == "sqlite":
+                statements.append(f"CREATE UNIQUE INDEX {name} ON {qualified} ({key})")
+            else:
+                statements.append(
+                    f"ALTER TABLE {qualified} ADD CONSTRAINT {name} PRIMARY KEY ({key})"
+                )
+        for index, (name, _) in zip(
+            [i for i in table.indexes if i.columns != table.key], names, strict=True
+        ):
+            unique = "UNIQUE " if index.unique else ""
+            statements.append(
+                f"CREATE {unique}INDEX {name} ON {qualified} ({', '.join(index.columns)})"
+            )
+        return statements
+
     def sql(self, statement: str) -> str:
         """A statement written with ``?`` placeholders, in this dialect's."""
         return statement if self.placeholder == "?" else _convert(statement, self.placeholder)

@@ -3,15 +3,17 @@ connection of their own."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from journal.storage import forks
 from journal.storage.base import ViewStore
-from journal.storage.errors import translate
+from journal.storage.errors import translate, translate_os_error
 from journal.storage.schema import SQLITE, Table
 
 __all__ = ["SQLiteViewStore"]
@@ -106,6 +108,61 @@ class SQLiteViewStore(ViewStore):
         dump = SQLITE.dumper(table)
         with self.lock, self._translated():
             self.conn.executemany(SQLITE.upsert(table, table.name), [dump(r) for r in rows])
+
+    # -- bulk builds -----------------------------------------------------------------------------
+
+    def sibling(self) -> ViewStore:
+        if not self._shared:
+            return self  # an in-memory database: this connection is the database
+        return SQLiteViewStore(self._connect, self.url, self.where)
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        # Builds take turns (an flock beside the file, dropped by the OS if the process
+        # dies), so what an earlier build left can be dropped without touching a live one.
+        if not self._shared:
+            yield  # an in-memory database: no other process has it
+            return
+        path = f"{self.where}.views-lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise translate_os_error(e, self.url, where=path) from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    def create_fresh(self, tables: Sequence[Table], suffix: str) -> None:
+        for table in tables:
+            self.execute(SQLITE.create_bare(table, table.name + suffix))
+
+    def bulk_insert(self, table: Table, rows: Iterable[Sequence[Any]], suffix: str) -> None:
+        dump = SQLITE.dumper(table)
+        marks = ", ".join("?" * len(table.names))
+        sql = f"INSERT INTO {table.name}{suffix} ({table.select_list}) VALUES ({marks})"
+        with self.lock, self._translated():
+            self.conn.executemany(sql, map(dump, rows))
+
+    def swap(self, tables: Sequence[Table], suffix: str) -> None:
+        # Renamed away rather than dropped: dropping frees every page of the old table,
+        # which can wait until after the commit (drop_fresh).
+        present = {t.name for t in tables} - {t.name for t in self.missing(tables)}
+        for table in tables:
+            if table.name in present:
+                self.execute(f"ALTER TABLE {table.name} RENAME TO {table.name}__o{suffix[3:]}")
+            self.execute(f"ALTER TABLE {table.name}{suffix} RENAME TO {table.name}")
+        # SQLite cannot rename an index: the new ones keep their suffixed names (which no
+        # query names; the table they index follows the rename).
+
+    def drop_fresh(self, tables: Sequence[Table], suffix: str | None = None) -> list[str]:
+        names = [r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        doomed = [n for n in names if any(self.is_fresh(n, t, suffix) for t in tables)]
+        for name in doomed:
+            with self.transaction():
+                self.execute(f"DROP TABLE IF EXISTS {name}")
+        return doomed
 
     def close(self) -> None:
         with self.lock:
