@@ -52,6 +52,7 @@ from journal.events import (
     StepFailed,
     StepStarted,
 )
+from journal.snapshots import decode_snapshot, encode_snapshot
 from journal.state import ExecutionState, apply, fold
 from journal.storage import Blob, Storage, forks, open_storage
 from journal.storage.leases import Lease
@@ -261,9 +262,31 @@ class Journal:
         return events
 
     def state(self, execution_id: UUID | str) -> ExecutionState:
-        """The execution's state, rebuilt by replaying its stream."""
+        """The execution's state: its latest snapshot (if any) and the events after it
+        folded on top, which is exactly what folding the whole stream gives."""
+        return self.load_state(execution_id)[0]
+
+    def load_state(self, execution_id: UUID | str) -> tuple[ExecutionState, int]:
+        """:meth:`state`, and the position of the snapshot it started from (0: none)."""
         eid = as_uuid(execution_id)
-        return fold(eid, self.events(eid))
+        kept = self.storage.get_snapshot(eid)
+        if kept is not None:
+            state = decode_snapshot(kept[1])
+            if state is not None and state.execution_id == eid and state.position == kept[0]:
+                for event in self.events(eid, after=state.position):
+                    apply(state, event)
+                return state, kept[0]
+            logger.info("journal: the snapshot of %s cannot be read here; folding its "
+                        "stream from the start", eid)
+        return fold(eid, self.events(eid)), 0
+
+    def snapshot(self, state: ExecutionState) -> bool:
+        """Store ``state`` as its execution's snapshot (a cache that spares later loads
+        its history). False if this journal keeps no snapshots. Take the state from a
+        handle of the execution's driver, or from :meth:`state`."""
+        return self.storage.put_snapshot(
+            state.execution_id, state.position, encode_snapshot(state)
+        )
 
     def notifications(
         self, *, after: int = 0, limit: int = 500

@@ -49,6 +49,7 @@ __all__ = [
     "CostTotals",
     "DriverInfo",
     "ExecutionState",
+    "PauseRecord",
     "PauseState",
     "StepMarker",
     "StepState",
@@ -108,6 +109,21 @@ class StepState(msgspec.Struct, kw_only=True):
     ended_at: datetime | None = None
     duration: float | None = None
     attempt_started_at: datetime | None = None
+    #: Failed attempts so far (StepFailed events), for a retry policy resumed by replay.
+    failures: int = 0
+
+
+class PauseRecord(msgspec.Struct, kw_only=True):
+    """One pause of the execution's history, as replay needs it: after which steps it
+    came, and its answer once one was recorded."""
+
+    reason: str
+    #: The highest step seq started before the pause.
+    steps_before: int
+    position: int
+    #: The position of the ExecutionResumed that answered it (0: not answered).
+    answered_at: int = 0
+    value: Any = None
 
 
 class PauseState(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,6 +169,10 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     max_seq: int = 0
     driver: DriverInfo | None = None
     claims: int = 0
+    #: Every pause so far, in order (replay answers them from here).
+    pauses: list[PauseRecord] = []
+    #: Log lines recorded outside any step (replay does not write them again).
+    workflow_logs: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -300,6 +320,8 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
 
 def _fold_log(state: ExecutionState, event: LogRecorded) -> None:
     state.log_count += 1
+    if event.seq is None:
+        state.workflow_logs += 1
 
 
 def _fold_step_started(state: ExecutionState, event: StepStarted) -> None:
@@ -339,6 +361,7 @@ def _fold_step_completed(state: ExecutionState, event: StepCompleted) -> None:
 def _fold_step_failed(state: ExecutionState, event: StepFailed) -> None:
     step = state.steps[event.seq]
     step.status = STEP_RETRYING if event.will_retry else STEP_FAILED
+    step.failures += 1
     step.error = event.error
     step.ended_at = event.timestamp
     step.duration = event.duration
@@ -360,11 +383,17 @@ def _fold_paused(state: ExecutionState, event: ExecutionPaused) -> None:
     state.pause = PauseState(
         reason=event.reason, payload=event.payload, position=event.position, at=event.timestamp
     )
+    state.pauses.append(PauseRecord(
+        reason=event.reason, steps_before=state.max_seq, position=event.position,
+    ))
 
 
 def _fold_resumed(state: ExecutionState, event: ExecutionResumed) -> None:
     state.status = RUNNING
     state.pause = None
+    last = state.pauses[-1]
+    last.answered_at = event.position
+    last.value = event.value
 
 
 def _fold_completed(state: ExecutionState, event: ExecutionCompleted) -> None:

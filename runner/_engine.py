@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -37,16 +37,10 @@ import msgspec
 from journal import (
     ConcurrencyConflict,
     ErrorInfo,
-    Event,
     ExecutionHandle,
-    ExecutionPaused,
-    ExecutionResumed,
     ExecutionState,
     Journal,
     JournalError,
-    LogRecorded,
-    StepFailed,
-    StepStarted,
     UnsupportedValue,
 )
 from journal.capture import Capture
@@ -69,6 +63,9 @@ logger = logging.getLogger("runner")
 
 #: Held completions older than this are committed by the runner's background flusher.
 HOLD_SECONDS = 0.5
+#: A pause keeps a snapshot of the execution's state once its stream has grown by this many
+#: events since the last one: a resume then folds at most about this many events.
+SNAPSHOT_EVENTS = 100
 #: An async workflow replaying recorded steps (no I/O, so no suspension) gives the event
 #: loop a turn at least this often.
 YIELD_SECONDS = 0.002
@@ -126,30 +123,20 @@ class _RecordedPause:
 
 
 class _ReplayIndex:
-    """What replay needs from the stream: steps by seq (from the fold), pauses in order."""
+    """What replay needs, from the fold alone: steps by seq, pauses in order. (The state
+    carries it, so a resume from a snapshot needs no events before the snapshot.)"""
 
-    def __init__(self, state: ExecutionState, events: Sequence[Event]) -> None:
+    def __init__(self, state: ExecutionState) -> None:
         self.steps = {
-            seq: _RecordedStep(s.name, s.status, s.attempts, 0, s.output, s.error)
+            seq: _RecordedStep(s.name, s.status, s.attempts, s.failures, s.output, s.error)
             for seq, s in state.steps.items()
         }
         self.max_seq = max(self.steps, default=0)
-        self.pauses: list[_RecordedPause] = []
-        self.workflow_logs = 0
-        started = 0
-        for e in events:
-            if isinstance(e, StepStarted):
-                started = max(started, e.seq)
-            elif isinstance(e, StepFailed):
-                self.steps[e.seq].failures += 1
-            elif isinstance(e, LogRecorded):
-                if e.seq is None:
-                    self.workflow_logs += 1
-            elif isinstance(e, ExecutionPaused):
-                self.pauses.append(_RecordedPause(e.reason, started))
-            elif isinstance(e, ExecutionResumed):
-                self.pauses[-1].answered = True
-                self.pauses[-1].value = e.value
+        self.pauses = [
+            _RecordedPause(p.reason, p.steps_before, p.answered_at > 0, p.value)
+            for p in state.pauses
+        ]
+        self.workflow_logs = state.workflow_logs
 
 
 class _Unset:
@@ -242,16 +229,19 @@ class Engine:
         handle: ExecutionHandle,
         *,
         workflow: str,
-        events: Sequence[Event] = (),
         resume_value: Any = UNSET,
         is_async: bool = False,
+        snapshot_at: int = 0,
     ) -> None:
         self.journal = journal
         self.handle = handle
         self.id: UUID = handle.id
         self.workflow = workflow
         self.is_async = is_async
-        self.index = _ReplayIndex(handle.state, events)
+        self.index = _ReplayIndex(handle.state)
+        #: Where the execution's latest snapshot is (a pause writes a new one when the
+        #: stream has grown by SNAPSHOT_EVENTS since).
+        self.snapshot_at = snapshot_at
         self.resume_value = resume_value
         #: The liveness lease this engine holds while it drives the execution (if it got it).
         self.lease: Lease | None = None
@@ -693,7 +683,22 @@ class Engine:
             self._pauses_called += 1
             self.journal.capture.captured(payload, "pause payload")  # refuse before writing
             self._write(lambda: self.handle.paused(reason, payload))
+            self._snapshot()
             raise self._stop(Suspended())
+
+    def _snapshot(self) -> None:
+        """After a pause: keep a snapshot if the stream grew by SNAPSHOT_EVENTS since the
+        last, so the resume reads one row and a short tail, whatever the history's length.
+        A snapshot is a cache: failing to write one loses nothing (the log is the truth)."""
+        state = self.handle.state
+        if state.position - self.snapshot_at < SNAPSHOT_EVENTS:
+            return
+        try:
+            if self.journal.snapshot(state):
+                self.snapshot_at = state.position
+        except JournalError as e:
+            logger.warning("runner: no snapshot of %s at position %d (resumes fold its "
+                           "stream instead): %s", self.id, state.position, e)
 
     def log(self, message: str, level: str, fields: dict[str, Any]) -> None:
         """A log line; workflow-level lines already in the journal are not written again."""

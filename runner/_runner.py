@@ -36,14 +36,12 @@ from journal import (
     ErrorInfo,
     ExecutionHandle,
     ExecutionNotFound,
-    ExecutionResumed,
     ExecutionState,
     InvalidTransition,
     Journal,
     JournalError,
     JournalUnavailable,
     apply,
-    fold,
 )
 from journal.encoding import as_uuid
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
@@ -335,7 +333,7 @@ class Runner:
             lease = self.journal.lease(eid)
             if lease is not None:
                 break
-            state = self._check_resumable(eid, self.journal.events(eid))
+            state = self._check_resumable(self.journal.state(eid))
             if seen is None and state.pause is not None:
                 seen = state.pause.position
             if time.monotonic() >= deadline:
@@ -347,8 +345,8 @@ class Runner:
             pause = engine.state.pause
             if seen is not None and (pause is None or pause.position != seen):
                 # Answered while we waited, and paused again since: not ours to answer.
-                answered = next((e.position for e in self.journal.events(eid, after=seen)
-                                 if isinstance(e, ExecutionResumed)), seen + 1)
+                answered = next((p.answered_at for p in engine.state.pauses
+                                 if p.position == seen and p.answered_at), seen + 1)
                 raise AlreadyResumed(eid, answered, status=engine.state.status)
         except BaseException:
             lease.release()
@@ -358,11 +356,11 @@ class Runner:
         return engine, wf
 
     @staticmethod
-    def _check_resumable(eid: UUID, events: list[Any]) -> ExecutionState:
-        state = fold(eid, events)
+    def _check_resumable(state: ExecutionState) -> ExecutionState:
+        eid = state.execution_id
         if state.status == PAUSED:
             return state
-        answered = [e.position for e in events if isinstance(e, ExecutionResumed)]
+        answered = [p.answered_at for p in state.pauses if p.answered_at]
         if answered:  # every loser of a resume race hears the same: answered, and where
             raise AlreadyResumed(eid, answered[-1], status=state.status)
         if state.status in TERMINAL_STATUSES:
@@ -382,11 +380,10 @@ class Runner:
         self, execution_id: UUID | str, value: Any, *, for_resume: bool
     ) -> tuple[Engine, _Workflow]:
         eid = as_uuid(execution_id)
-        events = self.journal.events(eid)
+        state, snapshot_at = self.journal.load_state(eid)
         if for_resume:
-            state = self._check_resumable(eid, events)
+            state = self._check_resumable(state)
         else:
-            state = fold(eid, events)
             if state.status in TERMINAL_STATUSES:
                 raise InvalidTransition(
                     eid, state.status, "ExecutionResumed",
@@ -400,8 +397,9 @@ class Runner:
             )
         handle = ExecutionHandle(self.journal, state)
         engine = Engine(
-            self.journal, handle, workflow=wf.name, events=events,
+            self.journal, handle, workflow=wf.name,
             resume_value=value if for_resume else UNSET, is_async=wf.is_async,
+            snapshot_at=snapshot_at,
         )
         return engine, wf
 

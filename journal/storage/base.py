@@ -104,6 +104,16 @@ class Storage(ABC):
     def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]: ...
 
     @abstractmethod
+    def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:
+        """Keep ``data`` as the snapshot of the execution's state at ``position``, unless a
+        snapshot at a later position is kept already. Returns False when this journal has
+        no place for snapshots (an older journal opened without ``create``)."""
+
+    @abstractmethod
+    def get_snapshot(self, execution_id: UUID) -> tuple[int, bytes] | None:
+        """The latest snapshot of the execution (its position and bytes), if any."""
+
+    @abstractmethod
     def read_stream(self, execution_id: UUID, *, after: int = 0) -> list[StreamRow]:
         """One execution's events after position ``after``, in order."""
 

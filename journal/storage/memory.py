@@ -48,6 +48,7 @@ class MemoryStorage(Storage):
         self._positions: dict[UUID, set[int]] = {}
         self._blobs: dict[str, bytes] = {}
         self._refs: dict[str, set[UUID]] = {}
+        self._snapshots: dict[UUID, tuple[int, bytes]] = {}
         self._last_id = 0
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
@@ -86,6 +87,17 @@ class MemoryStorage(Storage):
                 ids.append(self._last_id)
             self._appended.notify_all()
             return ids
+
+    def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:
+        with self._lock:
+            kept = self._snapshots.get(execution_id)
+            if kept is None or kept[0] < position:
+                self._snapshots[execution_id] = (position, bytes(data))
+            return True
+
+    def get_snapshot(self, execution_id: UUID) -> tuple[int, bytes] | None:
+        with self._lock:
+            return self._snapshots.get(execution_id)
 
     def read_stream(self, execution_id: UUID, *, after: int = 0) -> list[StreamRow]:
         with self._lock:
@@ -129,6 +141,7 @@ class MemoryStorage(Storage):
             removed = sum(len(self._streams.pop(eid, ())) for eid in gone)
             for eid in gone:
                 self._positions.pop(eid, None)
+                self._snapshots.pop(eid, None)
             self._log = [r for r in self._log if r[1] not in gone]
             for digest in list(self._refs):
                 owners = self._refs[digest] - gone

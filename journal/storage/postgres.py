@@ -54,6 +54,7 @@ from journal.storage.schema import (
     LEASES,
     LEGACY_OWNER,
     POSTGRES,
+    SNAPSHOTS,
     Table,
 )
 
@@ -242,6 +243,7 @@ class PostgresStorage(Storage):
         self.events_table = self._tables[EVENTS.name]
         self.channel = f"{self.schema}_{EVENTS.name}"
         self._sql()
+        self._snapshots: bool | None = None  # whether the snapshot table exists (asked once)
         self._closed = False
         self._pool = _Pool(self._connect, self.max_connections)
         self._notifier = _Notifier(self)
@@ -289,6 +291,14 @@ class PostgresStorage(Storage):
             f"INSERT INTO {r} (execution_id, sha256) VALUES (%s, %s) ON CONFLICT DO NOTHING"
         )
         self._get_blob_sql = f"SELECT data FROM {b} WHERE sha256 = %s"
+        sn = self._tables[SNAPSHOTS.name]
+        self._put_snapshot_sql = (
+            f"INSERT INTO {sn} (execution_id, position, data) VALUES (%s, %s, %b) "
+            "ON CONFLICT (execution_id) DO UPDATE SET position = excluded.position, "
+            f"data = excluded.data WHERE excluded.position > {sn}.position"
+        )
+        self._get_snapshot_sql = f"SELECT position, data FROM {sn} WHERE execution_id = %s"
+        self._delete_snapshots_sql = f"DELETE FROM {sn} WHERE execution_id = ANY(%s)"
         self._delete_sql = f"DELETE FROM {e} WHERE originator_id = ANY(%s)"
         self._refs_of_sql = f"SELECT DISTINCT sha256 FROM {r} WHERE execution_id = ANY(%s)"
         self._delete_refs_sql = f"DELETE FROM {r} WHERE execution_id = ANY(%s)"
@@ -535,6 +545,8 @@ class PostgresStorage(Storage):
         def op(conn: psycopg.Connection[Any]) -> int:
             with conn.transaction():
                 removed = conn.execute(self._delete_sql, (ids,)).rowcount
+                if self._has_snapshots(conn):
+                    conn.execute(self._delete_snapshots_sql, (ids,))
                 if not self._missing(conn, [BLOB_REFS]):
                     digests = [r[0] for r in conn.execute(self._refs_of_sql, (ids,))]
                     if digests:
@@ -546,6 +558,31 @@ class PostgresStorage(Storage):
                 return removed
 
         return self._run(op)
+
+    def _has_snapshots(self, conn: psycopg.Connection[Any]) -> bool:
+        if self._snapshots is None:
+            self._snapshots = not self._missing(conn, [SNAPSHOTS])
+        return self._snapshots
+
+    def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:
+        def op(conn: psycopg.Connection[Any]) -> bool:
+            if not self._has_snapshots(conn):
+                return False
+            conn.execute(self._put_snapshot_sql, (execution_id, position, data), prepare=True)
+            return True
+
+        return self._run(op, execution_id=execution_id, position=position)
+
+    def get_snapshot(self, execution_id: UUID) -> tuple[int, bytes] | None:
+        def op(conn: psycopg.Connection[Any]) -> tuple[int, bytes] | None:
+            if not self._has_snapshots(conn):
+                return None
+            with conn.cursor(binary=True) as cur:
+                cur.execute(self._get_snapshot_sql, (execution_id,), prepare=True)
+                row = cur.fetchone()
+            return None if row is None else (int(row[0]), bytes(row[1]))
+
+        return self._run(op, execution_id=execution_id)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ __all__ = [
     "JOURNAL_TABLES",
     "LEASES",
     "POSTGRES",
+    "SNAPSHOTS",
     "SQLITE",
     "TYPES",
     "Column",
@@ -343,7 +344,17 @@ BLOB_REFS = Table(
     indexes=(Index("journal_blob_refs_sha256", ("sha256",)),),
 )
 
-JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS)
+#: The latest snapshot of each execution's folded state (a cache: the log stays the truth),
+#: so loading a long execution reads one row and the events after it, not its history.
+SNAPSHOTS = Table(
+    "journal_snapshots",
+    (Column("execution_id", "uuid", nullable=False),
+     Column("position", "bigint", nullable=False),
+     Column("data", "bytes", nullable=False)),
+    key=("execution_id",),
+)
+
+JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS, SNAPSHOTS)
 
 #: PostgreSQL only: who holds each execution's lease and when they last renewed it (a lease
 #: outlives a dropped session for a grace period; see ``storage.postgres.AdvisoryLeases``).

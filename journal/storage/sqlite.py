@@ -35,6 +35,7 @@ from journal.storage.schema import (
     EVENTS,
     JOURNAL_TABLES,
     LEGACY_OWNER,
+    SNAPSHOTS,
     SQLITE,
 )
 
@@ -45,7 +46,7 @@ _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 MULTI_ROW_LIMIT = 240  # 960 parameters: within SQLite's oldest default limit (999)
 BUSY_TIMEOUT_MS = 10_000
 
-_E, _B, _R = EVENTS.name, BLOBS.name, BLOB_REFS.name
+_E, _B, _R, _S = EVENTS.name, BLOBS.name, BLOB_REFS.name, SNAPSHOTS.name
 _READ_STREAM = (
     f"SELECT originator_version, topic, state FROM {_E} "
     "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
@@ -298,9 +299,8 @@ class SQLiteStorage(Storage):
     def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
         removed = 0
         with self._write_lock, self._conn() as c:
-            has_refs = bool(c.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_R,)
-            ).fetchone())
+            has_refs = self._has_table(c, _R)
+            has_snapshots = self._has_table(c, _S)
             c.execute("BEGIN IMMEDIATE")
             for eid in execution_ids:
                 removed += c.execute(
@@ -311,6 +311,8 @@ class SQLiteStorage(Storage):
                         f"SELECT sha256 FROM {_R} WHERE execution_id = ?", (eid.hex,)
                     )]
                     c.execute(f"DELETE FROM {_R} WHERE execution_id = ?", (eid.hex,))
+                if has_snapshots:
+                    c.execute(f"DELETE FROM {_S} WHERE execution_id = ?", (eid.hex,))
                     for digest in digests:
                         c.execute(
                             f"DELETE FROM {_B} WHERE sha256 = ? AND NOT EXISTS "
@@ -321,6 +323,37 @@ class SQLiteStorage(Storage):
             with contextlib.suppress(FileNotFoundError):
                 self.leases.path(eid).unlink()
         return removed
+
+    @staticmethod
+    def _has_table(c: sqlite3.Connection, name: str) -> bool:
+        return bool(c.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone())
+
+    def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:
+        with self._write_lock, self._conn(execution_id, position) as c:
+            if not self._has_table(c, _S):
+                return False
+            c.execute(
+                f"INSERT INTO {_S} (execution_id, position, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (execution_id) DO UPDATE SET position = excluded.position, "
+                f"data = excluded.data WHERE excluded.position > {_S}.position",
+                (execution_id.hex, position, data),
+            )
+            return True
+
+    def get_snapshot(self, execution_id: UUID) -> tuple[int, bytes] | None:
+        with self._conn(execution_id) as c:
+            try:
+                row = c.execute(
+                    f"SELECT position, data FROM {_S} WHERE execution_id = ?",
+                    (execution_id.hex,),
+                ).fetchone()
+            except sqlite3.OperationalError:
+                if self._has_table(c, _S):
+                    raise
+                return None  # an older journal, opened without create: no snapshots
+            return None if row is None else (int(row[0]), bytes(row[1]))
 
     # -- reading -------------------------------------------------------------------------------
 
