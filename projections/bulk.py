@@ -29,17 +29,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from journal.encoding import lean_type
-from journal.errors import InvalidTransition
+from journal.encoding import decode_event, lean_type
+from journal.errors import DecodingError, InvalidTransition
 from journal.events import StepCompleted, StepFailed
 from journal.state import TERMINAL_STATUSES, ExecutionState, apply
 from journal.storage import Storage, ViewStore
 from projections.errors import ProjectionError
 from projections.projector import (
-    _CARRIES_PAYLOAD,
+    FORGET,
     CostKey,
     _add_costs,
-    _forget_payloads,
     decode,
     execution_row,
     replay,
@@ -163,7 +162,12 @@ class _Build:
         want_costs = self.want_costs
         ended = self._ended
         for nid, eid, position, topic, data in rows:
-            event = decode(nid, eid, position, topic, data)
+            try:
+                event = decode_event(topic, data, lean=True, execution_id=eid,
+                                     position=position)
+            except DecodingError:
+                decode(nid, eid, position, topic, data)  # raises, naming the notification
+                raise
             state = states.get(eid)
             if state is None or state.position != position - 1:
                 if state is None and position == 1:
@@ -180,8 +184,9 @@ class _Build:
                     position=nid,
                 ) from e
             cls = type(event)
-            if cls in _CARRIES_PAYLOAD:
-                _forget_payloads(state, event)
+            forget = FORGET.get(cls)
+            if forget is not None:
+                forget(state, event)
             if want_costs and cls in _COSTED and event.costs:  # type: ignore[attr-defined]
                 _add_costs(totals, state, event)  # type: ignore[arg-type]
             if state.status in TERMINAL_STATUSES:  # nothing can follow: its rows are final

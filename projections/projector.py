@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from datetime import UTC
+from datetime import UTC, date
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -276,8 +276,9 @@ class Projector:
                     f"notification {nid}: {e}; the log holds an impossible transition",
                     position=nid,
                 ) from e
-            if type(event) in _CARRIES_PAYLOAD:
-                _forget_payloads(state, event)
+            forget = FORGET.get(type(event))
+            if forget is not None:
+                forget(state, event)
             if nid > p_exec:
                 touched[eid] = state
             if isinstance(event, StepStarted | StepCompleted | StepFailed):
@@ -408,28 +409,46 @@ def replay(storage: Storage, eid: UUID, upto: int, nid: int) -> ExecutionState:
     return state
 
 
-#: Event kinds (as read lean) whose user values the fold puts in a state; log lines and
-#: resume values are not kept there.
-_CARRIES_PAYLOAD = frozenset(
-    lean_type(cls) for cls in
-    (ExecutionStarted, StepStarted, StepCompleted, ExecutionPaused, ExecutionCompleted)
-)
-
-
 def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:
     """Drop the user values ``event`` brought into a cached state (all of them if None).
 
-    The views never read them (they are undecoded bytes here), and outputs may be hundreds
-    of KiB each while the cache holds tens of thousands of executions."""
+    The views never read them (they are undecoded bytes here, each holding its row's bytes),
+    and outputs may be hundreds of KiB each while tens of thousands of states are cached."""
     if event is None:
         for step in state.steps.values():
             step.input = step.output = None
-    elif isinstance(event, StepStarted | StepCompleted):
-        step = state.steps[event.seq]
-        step.input = step.output = None
+        state.input = state.output = None
+        if state.pause is not None and state.pause.payload is not None:
+            state.pause = msgspec.structs.replace(state.pause, payload=None)
+        return
+    forget = FORGET.get(type(event))
+    if forget is not None:
+        forget(state, event)
+
+
+def _forget_step_values(state: ExecutionState, event: Any) -> None:
+    step = state.steps[event.seq]
+    step.input = step.output = None
+
+
+def _forget_execution_values(state: ExecutionState, event: Any) -> None:
     state.input = state.output = None
+
+
+def _forget_pause_payload(state: ExecutionState, event: Any) -> None:
     if state.pause is not None and state.pause.payload is not None:
         state.pause = msgspec.structs.replace(state.pause, payload=None)
+
+
+#: Per event kind (as read lean) that brings user values into a state: what forgets them
+#: (log lines and resume values are never kept there).
+FORGET: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
+    lean_type(ExecutionStarted): _forget_execution_values,
+    lean_type(StepStarted): _forget_step_values,
+    lean_type(StepCompleted): _forget_step_values,
+    lean_type(ExecutionPaused): _forget_pause_payload,
+    lean_type(ExecutionCompleted): _forget_execution_values,
+}
 
 
 def _key(text: str) -> str:
@@ -443,15 +462,26 @@ def _add_costs(
 ) -> None:
     step = _key(state.steps[event.seq].name)
     workflow = _key(state.workflow)
-    day = event.timestamp.astimezone(UTC).date().isoformat()
+    ts = event.timestamp
+    date = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).date()
+    day = _DAYS.get(date)
+    if day is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        day = _DAYS[date] = date.isoformat()
     for c in event.costs:
+        usd, tin, tout = c.usd, c.input_tokens, c.output_tokens
         for key in (("workflow", workflow), ("step", step), ("model", _key(c.model)),
                     ("day", day)):
             d = deltas.get(key)
             if d is None:
-                deltas[key] = [c.usd, c.input_tokens, c.output_tokens, 1]
+                deltas[key] = [usd, tin, tout, 1]
             else:
-                d[0] += c.usd
-                d[1] += c.input_tokens
-                d[2] += c.output_tokens
+                d[0] += usd
+                d[1] += tin
+                d[2] += tout
                 d[3] += 1
+
+
+#: UTC dates as cost keys (a rebuild adds up millions of costs over few days).
+_DAYS: dict[date, str] = {}

@@ -1,9 +1,11 @@
-"""Views after chunked catch-up with restarts == views after one rebuild == journal.state().
+"""Views after chunked catch-up with restarts == views after a rebuild == journal.state().
 
 Hypothesis draws valid lifecycles for several executions (steps, retries, failures, pauses,
 logs, Decimal costs), interleaves them arbitrarily, records them, and catches up after each
 chunk of appends with a new ``Projections`` object (a simulated restart) and a random page
-size. The result must equal a full rebuild, and what ``journal.state(id)`` says.
+size. The result must equal a bulk rebuild (with a random read page and bound on running
+states kept, so some are replayed), a page-by-page rebuild, and what ``journal.state(id)``
+says.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from journal import Cost, ErrorInfo, ExecutionHandle, Journal
-from projections import Projections
+from projections import VIEWS, Projections
+from projections.bulk import bulk_rebuild
 from tests.projections.helpers import assert_costs_add_up, assert_matches_state, dump, fresh_url
 
 Op = tuple[Any, ...]
@@ -99,7 +102,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[list[Op]], list[int], list[int], li
     plans = draw(st.lists(lifecycle(), min_size=1, max_size=4))
     order = draw(st.permutations([i for i, p in enumerate(plans) for _ in p]))
     cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=4)))
-    pages = draw(st.lists(st.integers(1, 7), min_size=len(cuts) + 1, max_size=len(cuts) + 1))
+    # One page size per chunk, then the bulk rebuild's read page and its bound on states.
+    pages = draw(st.lists(st.integers(1, 7), min_size=len(cuts) + 3, max_size=len(cuts) + 3))
     return plans, order, cuts, pages
 
 
@@ -160,7 +164,14 @@ def test_chunked_catch_up_with_restarts_equals_rebuild_and_journal_state(
                 for eid in ids:
                     assert_matches_state(views, journal.state(eid))
                 assert_costs_add_up(views, journal, ids)
-                assert views.rebuild(page_size=pages[-1]) == views.head()
+                assert views.rebuild(page_size=pages[-3], bulk=False) == views.head()
+                assert dump(views, ids) == incremental
+                assert views.rebuild(page_size=pages[-2]) == views.head()
+                assert dump(views, ids) == incremental
+                done = bulk_rebuild(journal.storage, views.views, VIEWS, page_size=pages[-2],
+                                    max_states=pages[-1])
+                views.projector.reset()
+                assert done == (views.head(), views.head())
                 rebuilt = dump(views, ids)
             assert incremental == rebuilt
             assert len(incremental["executions"]) == len(ids)
