@@ -5,7 +5,8 @@ SQLite and on PostgreSQL (a database of its own, created and dropped on the serv
 ``$JOURNAL_BENCH_POSTGRES_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``), then
 times each command as a fresh subprocess, ``--repeat`` rounds (default 15), every command and
 baseline once per round in turn (the machine drifts), and prints medians and the ratio to the
-bare interpreter. Baselines, measured in the same rounds: ``python -c pass`` and
+bare interpreter, with each one's CPU time (user + system: steadier than wall-clock when
+others share the machine). Baselines, measured in the same rounds: ``python -c pass`` and
 ``python -c "import sqlite3"`` (``import psycopg`` for PostgreSQL): what any command that reads
 the database cannot go below.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -80,14 +82,17 @@ def make_journal(url: str, executions: int) -> str:
     return last
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one run of ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False,
                           env=env)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise RuntimeError(f"{argv} failed ({done.returncode}): {done.stderr.decode()[-500:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def make_journal_with(tree: str, url: str, executions: int, env: dict[str, str]) -> str:
@@ -130,16 +135,20 @@ def bench(title: str, url: str, floor_import: str, executions: int, repeat: int,
             print(f"  {name}: skipped, {error}"[:300])
             del cases[name]
     times: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeat):
         for name, (argv, e) in cases.items():
-            times[name].append(timed(argv, e))
+            wall, used = timed(argv, e)
+            times[name].append(wall)
+            cpu[name].append(used)
     medians = {name: statistics.median(ts) for name, ts in times.items()}
     bare = medians["python -c pass"]
     floor = medians[f"python -c 'import {floor_import}'"]
     print(f"\n{title} ({executions} executions; median of {repeat} runs, whole process)")
-    print(f"  {'':<34} {'median':>9} {'min':>9}  {'/ bare':>7}  {'above floor':>11}")
+    print(f"  {'':<34} {'median':>9} {'min':>9} {'cpu':>9}  {'/ bare':>7}  {'above floor':>11}")
     for name, ts in times.items():
         print(f"  {name:<34} {medians[name] * 1000:7.1f}ms {min(ts) * 1000:7.1f}ms"
+              f" {statistics.median(cpu[name]) * 1000:7.1f}ms"
               f"  {medians[name] / bare:6.2f}x  {(medians[name] - floor) * 1000:+9.1f}ms")
 
 
