@@ -44,7 +44,7 @@ from journal import (
     UnsupportedValue,
 )
 from journal.capture import Capture
-from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED
+from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED, StepState
 from journal.storage.leases import Lease
 from journal.values import find_unresolved, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
@@ -105,16 +105,6 @@ def current_scope() -> StepScope | None:
 
 
 @dataclasses.dataclass(slots=True)
-class _RecordedStep:
-    name: str
-    status: str
-    attempts: int
-    failures: int
-    output: Any
-    error: ErrorInfo | None
-
-
-@dataclasses.dataclass(slots=True)
 class _RecordedPause:
     reason: str
     steps_before: int
@@ -127,10 +117,9 @@ class _ReplayIndex:
     carries it, so a resume from a snapshot needs no events before the snapshot.)"""
 
     def __init__(self, state: ExecutionState) -> None:
-        self.steps = {
-            seq: _RecordedStep(s.name, s.status, s.attempts, s.failures, s.output, s.error)
-            for seq, s in state.steps.items()
-        }
+        # The state's own steps, not a copy (a long history is not copied at each resume):
+        # only seqs up to max_seq are recorded ones; later ones are this run's live writes.
+        self.steps: dict[int, StepState] = state.steps
         self.max_seq = max(self.steps, default=0)
         self.pauses = [
             _RecordedPause(p.reason, p.steps_before, p.answered_at > 0, p.value)
@@ -300,7 +289,7 @@ class Engine:
     def _check_all_replayed(self) -> None:
         """Before a live pause or the end: the workflow must have made every recorded call."""
         if self.index.max_seq > self._seq:
-            seq = min(s for s in self.index.steps if s > self._seq)
+            seq = min(s for s in self.index.steps if self._seq < s <= self.index.max_seq)
             raise self._diverged(seq, ("step", self.index.steps[seq].name), None)
         if self._pauses_called < len(self.index.pauses):
             pause = self.index.pauses[self._pauses_called]
@@ -391,7 +380,7 @@ class Engine:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def begin_step(self, name: str) -> tuple[int, _RecordedStep | None]:
+    def begin_step(self, name: str) -> tuple[int, StepState | None]:
         """Assign the next seq (synchronously, in call order) and find its record."""
         with self._lock:
             self._check()
@@ -407,12 +396,12 @@ class Engine:
             if pause is not None:
                 raise self._diverged(seq, ("pause", pause.reason), ("step", name))
             self._seq = seq
-            rec = self.index.steps.get(seq)
+            rec = self.index.steps.get(seq) if seq <= self.index.max_seq else None
             if rec is not None and rec.name != name:
                 raise self._diverged(seq, ("step", rec.name), ("step", name))
             return seq, rec
 
-    def replayed(self, seq: int, rec: _RecordedStep, fn: Callable[..., Any]) -> Any:
+    def replayed(self, seq: int, rec: StepState, fn: Callable[..., Any]) -> Any:
         """The recorded outcome of a finished step, or ``_LIVE`` when it must run again."""
         if rec.status == STEP_COMPLETED:
             return self._convert(seq, rec, fn)
@@ -424,7 +413,7 @@ class Engine:
             )
         return _LIVE  # in flight when the last runner stopped, or between retries
 
-    def _convert(self, seq: int, rec: _RecordedStep, fn: Callable[..., Any]) -> Any:
+    def _convert(self, seq: int, rec: StepState, fn: Callable[..., Any]) -> Any:
         annotation = _return_type(fn)
         output = rec.output
         missing = find_unresolved(output)
@@ -448,7 +437,7 @@ class Engine:
                 )
             ) from None
 
-    def first_attempt(self, rec: _RecordedStep | None) -> tuple[int, int]:
+    def first_attempt(self, rec: StepState | None) -> tuple[int, int]:
         """(attempt number, failures so far) for the next try of a step."""
         if rec is None:
             return 1, 0
@@ -567,7 +556,7 @@ class Engine:
     async def _arun_step(
         self,
         seq: int,
-        rec: _RecordedStep | None,
+        rec: StepState | None,
         name: str,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
