@@ -38,7 +38,9 @@ from projections.errors import ProjectionError
 from projections.projector import (
     FORGET,
     CostKey,
+    FineKey,
     _add_costs,
+    by_dimension,
     decode,
     execution_row,
     replay,
@@ -51,10 +53,13 @@ __all__ = ["BULK_PAGE", "MAX_STATES", "bulk_rebuild"]
 
 #: Events read per page of a bulk rebuild.
 BULK_PAGE = 20_000
-#: States of running executions kept in memory at most (the oldest are replayed later).
-MAX_STATES = 100_000
+#: States of running executions kept in memory at most (about 3 KiB each; the oldest are
+#: replayed from their streams later).
+MAX_STATES = 20_000
 #: Rows buffered before they are written.
-FLUSH_ROWS = 50_000
+FLUSH_ROWS = 20_000
+#: Cost sums kept by (workflow, step, model, day) before they are added up by dimension.
+FINE_KEYS = 20_000
 
 _COSTED = frozenset({lean_type(StepCompleted), lean_type(StepFailed)})
 
@@ -135,6 +140,7 @@ class _Build:
         self.evicted: dict[UUID, int] = {}
         self.execution_rows: list[tuple[Any, ...]] = []
         self.step_rows: list[tuple[Any, ...]] = []
+        self.fine: dict[FineKey, list[Any]] = {}
         self.totals: dict[CostKey, list[Any]] = {}
 
     def run(self, page_size: int, progress: Callable[[int, int], None] | None) -> tuple[int, int]:
@@ -149,6 +155,9 @@ class _Build:
             events += len(rows)
             if len(self.states) > self.max_states:
                 self._evict()
+            if len(self.fine) > FINE_KEYS:
+                by_dimension(self.fine, self.totals)
+                self.fine.clear()
             if len(self.execution_rows) + len(self.step_rows) >= FLUSH_ROWS:
                 self._flush()
             if progress is not None:
@@ -158,7 +167,7 @@ class _Build:
 
     def _fold(self, rows: Iterable[tuple[int, UUID, int, str, bytes]]) -> None:
         states = self.states
-        totals = self.totals
+        fine = self.fine
         want_costs = self.want_costs
         ended = self._ended
         for nid, eid, position, topic, data in rows:
@@ -188,7 +197,7 @@ class _Build:
             if forget is not None:
                 forget(state, event)
             if want_costs and cls in _COSTED and event.costs:  # type: ignore[attr-defined]
-                _add_costs(totals, state, event)  # type: ignore[arg-type]
+                _add_costs(fine, state, event)  # type: ignore[arg-type]
             if state.status in TERMINAL_STATUSES:  # nothing can follow: its rows are final
                 del states[eid]
                 ended(state)
@@ -228,6 +237,8 @@ class _Build:
                 self._flush()
         self.evicted.clear()
         self._flush()
+        by_dimension(self.fine, self.totals)
+        self.fine.clear()
         if self.want_costs and self.totals:
             rows = [(d, k, *vals) for (d, k), vals in sorted(self.totals.items())]
             with self.store.transaction():

@@ -259,7 +259,7 @@ class Projector:
             self.cost_totals = self._load_costs()
         touched: dict[UUID, ExecutionState] = {}
         steps: dict[tuple[UUID, int], ExecutionState] = {}
-        deltas: dict[CostKey, list[Any]] = {}
+        fine: dict[FineKey, list[Any]] = {}
         cache = self.cache
         for nid, eid, position, topic, data in rows:
             event = decode(nid, eid, position, topic, data)
@@ -285,9 +285,9 @@ class Projector:
                 if nid > p_steps:
                     steps[(eid, event.seq)] = state
                 if nid > p_costs and not isinstance(event, StepStarted) and event.costs:
-                    _add_costs(deltas, state, event)
+                    _add_costs(fine, state, event)
         last = rows[-1][0]
-        self._commit(last, touched, steps, deltas)
+        self._commit(last, touched, steps, by_dimension(fine))
         for eid, state in touched.items():
             if state.status in TERMINAL_STATUSES:
                 cache.pop(eid, None)  # nothing can follow a terminal event
@@ -457,31 +457,49 @@ def _key(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
+#: (workflow, step name, model, UTC date) of costs, before they are added up by dimension.
+FineKey = tuple[str, str, str, date]
+
+
 def _add_costs(
-    deltas: dict[CostKey, list[Any]], state: ExecutionState, event: StepCompleted | StepFailed
+    fine: dict[FineKey, list[Any]], state: ExecutionState, event: StepCompleted | StepFailed
 ) -> None:
-    step = _key(state.steps[event.seq].name)
-    workflow = _key(state.workflow)
+    """Add an event's costs under (workflow, step, model, day): one sum per cost here, the
+    four dimensions' sums later (``by_dimension``), once per key rather than per event."""
+    step = state.steps[event.seq].name
+    workflow = state.workflow
     ts = event.timestamp
-    date = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).date()
-    day = _DAYS.get(date)
-    if day is None:
-        if len(_DAYS) > 4096:
-            _DAYS.clear()
-        day = _DAYS[date] = date.isoformat()
+    day = (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).date()
     for c in event.costs:
-        usd, tin, tout = c.usd, c.input_tokens, c.output_tokens
-        for key in (("workflow", workflow), ("step", step), ("model", _key(c.model)),
-                    ("day", day)):
-            d = deltas.get(key)
+        key = (workflow, step, c.model, day)
+        d = fine.get(key)
+        if d is None:
+            fine[key] = [c.usd, c.input_tokens, c.output_tokens, 1]
+        else:
+            d[0] += c.usd
+            d[1] += c.input_tokens
+            d[2] += c.output_tokens
+            d[3] += 1
+
+
+def by_dimension(
+    fine: dict[FineKey, list[Any]], into: dict[CostKey, list[Any]] | None = None
+) -> dict[CostKey, list[Any]]:
+    """Sums by workflow, step, model and day (``into``, added to, if given)."""
+    out: dict[CostKey, list[Any]] = {} if into is None else into
+    days: dict[date, str] = {}
+    for (workflow, step, model, day), (usd, tin, tout, calls) in fine.items():
+        text = days.get(day)
+        if text is None:
+            text = days[day] = day.isoformat()
+        for key in (("workflow", _key(workflow)), ("step", _key(step)),
+                    ("model", _key(model)), ("day", text)):
+            d = out.get(key)
             if d is None:
-                deltas[key] = [usd, tin, tout, 1]
+                out[key] = [usd, tin, tout, calls]
             else:
                 d[0] += usd
                 d[1] += tin
                 d[2] += tout
-                d[3] += 1
-
-
-#: UTC dates as cost keys (a rebuild adds up millions of costs over few days).
-_DAYS: dict[date, str] = {}
+                d[3] += calls
+    return out

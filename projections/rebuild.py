@@ -1,4 +1,5 @@
-"""Rebuild views from position 0 with a progress bar: the library behind the rebuild script."""
+"""Rebuild views from position 0, or catch them up, with a progress bar: the library behind
+the rebuild script and what read commands call when the views are far behind."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import msgspec
 
 from journal import Journal
 from journal.errors import mask_url
-from projections.api import Projections, _views
+from projections.api import LARGE_BACKLOG, Projections, _views
+from projections.bulk import BULK_PAGE
+from projections.errors import ViewsBehind
 
 if TYPE_CHECKING:  # Rich is loaded only to draw progress: the library never pays for it
     from rich.console import Console
 
-__all__ = ["RebuildResult", "rebuild"]
+__all__ = ["RebuildResult", "rebuild", "refresh_with_progress"]
 
 
 class RebuildResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,16 +39,18 @@ def rebuild(
     url: str | None = None,
     *,
     only: Iterable[str] | None = None,
-    page_size: int = 5000,
+    page_size: int = BULK_PAGE,
     show_progress: bool = True,
     console: Console | None = None,
+    bulk: bool = True,
 ) -> RebuildResult:
-    """Drop and rebuild views of the journal at ``url`` from position 0, then report.
+    """Rebuild views of the journal at ``url`` from position 0, then report.
 
     ``url`` defaults like ``Journal.open()`` (``$JOURNAL_URL``, else ``sqlite:///journal.db``);
-    ``only`` names views (default: all). Safe while runners keep appending: it ends caught
-    up and nothing is counted twice. Prints a progress bar and events/s unless
-    ``show_progress`` is false.
+    ``only`` names views (default: all). In bulk (fresh tables swapped in whole, see
+    :meth:`Projections.rebuild`) unless ``bulk`` is false. Safe while runners keep
+    appending: it ends caught up and nothing is counted twice. Prints a progress bar and
+    events/s unless ``show_progress`` is false.
     """
     views = tuple(_views(only))
     if show_progress and console is None:
@@ -56,7 +61,7 @@ def rebuild(
         head = projections.head()
         start = time.perf_counter()
         if not show_progress:
-            events = projections.rebuild(only=views, page_size=page_size)
+            events = projections.rebuild(only=views, page_size=page_size, bulk=bulk)
         else:
             from rich.progress import (
                 BarColumn,
@@ -80,7 +85,8 @@ def rebuild(
                         head = position
                     bar.update(task, completed=position, total=max(head, position, 1))
 
-                events = projections.rebuild(only=views, progress=progress, page_size=page_size)
+                events = projections.rebuild(only=views, progress=progress, page_size=page_size,
+                                             bulk=bulk)
                 position = min(projections.positions()[v] for v in views)
                 bar.update(task, completed=position, total=max(position, 1))
         seconds = time.perf_counter() - start
@@ -93,3 +99,43 @@ def rebuild(
                 f"caught up at notification {position:,}"
             )
         return result
+
+
+def refresh_with_progress(
+    views: Projections, *, console: Console | None = None, min_backlog: int = LARGE_BACKLOG
+) -> ViewsBehind | None:
+    """``views.refresh()``, with a progress bar on ``console`` (stderr by default) when the
+    views are more than ``min_backlog`` events behind: what a read command calls first.
+
+    Returns what ``refresh()`` returns (how far behind views this connection may not write
+    are, else None). Far behind, pages are rebuild-sized and views at 0 are built in bulk.
+    """
+    backlog = views.backlog()
+    if backlog <= min_backlog:
+        return views.refresh()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    head = views.head()
+    start = head - backlog
+    with Progress(
+        TextColumn("bringing the views up to the log"), BarColumn(), MofNCompleteColumn(),
+        TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("catch-up", total=backlog)
+
+        def progress(_: int, position: int) -> None:
+            bar.update(task, completed=max(0, position - start),
+                       total=max(backlog, position - start))
+
+        return views.refresh(progress=progress)

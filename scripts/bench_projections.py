@@ -4,8 +4,12 @@
                                         [--pg-url postgresql://postgres@127.0.0.1:5432/test]
 
 1. Fills a journal with ``--events`` events (executions of 10 events, interleaved 500 at a
-   time, appended in raw batches), then measures a full rebuild in events/s beside a raw
-   keyset SELECT of the same rows in the same run (median of ``--repeat`` runs each).
+   time, appended in raw batches), then measures, each in a process of its own (so its peak
+   RSS is its own), alternating, ``--repeat`` times: a raw keyset SELECT of the same rows
+   (the floor), a rebuild from zero (bulk: fresh tables, each row once, swapped in), an
+   incremental catch-up from 0 with rebuild-sized pages (``CATCH_UP_PAGE``) and one with
+   following-sized pages (1000, what catching up used before). Prints events/s, the ratio to
+   the raw read (medians), and peak RSS.
 2. On PostgreSQL: lag from an append returning to its page being committed by a
    ``follow()``-ing projector (LISTEN/NOTIFY), median and p99.
 3. ``executions(...)`` query time with ``--executions-rows`` rows in the view (rows inserted
@@ -18,9 +22,13 @@ temporary directory.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -29,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -45,8 +54,11 @@ from journal.events import (
 )
 from journal.storage.postgres import connect_params, parse_postgres_url
 from journal.storage.sqlite import sqlite_path
-from projections import Projections
+from projections import VIEWS, Projections
+from projections.api import CATCH_UP_PAGE
 from projections.tables import EXECUTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STEPS = ("fetch", "parse", "summarize", "write")
 MODELS = ("gpt-4o", "claude", "small")
@@ -119,11 +131,53 @@ def raw_scan(url: str, page: int = 1000) -> int:
         conn.close()
 
 
-def timed(fn: Callable[[], int]) -> float:
-    """Run ``fn`` and return its count per second."""
-    start = time.perf_counter()
-    n = fn()
-    return n / (time.perf_counter() - start)
+#: What the rebuild bench measures, each in a child process: the floor first.
+MODES = ("raw", "bulk", "catch-up", "pages")
+LABELS = {
+    "raw": "raw keyset SELECT",
+    "bulk": "rebuild from zero (bulk)",
+    "catch-up": f"catch-up from 0, pages of {CATCH_UP_PAGE:,}",
+    "pages": "catch-up from 0, pages of 1,000",
+}
+
+
+def measure(mode: str, url: str) -> dict[str, float]:
+    """In this process: run one ``mode`` over the journal at ``url``; events, seconds and
+    peak RSS (KiB; before and after)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with Journal.open(url) as journal, Projections(journal, bulk_from=2**62) as views:
+        if mode != "raw" and mode != "bulk":
+            # The views at 0 (as new), then caught up without the bulk path.
+            views.projector.drop_and_create(VIEWS)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        if mode == "raw":
+            n = raw_scan(url)
+        elif mode == "bulk":
+            n = views.rebuild()
+        elif mode == "catch-up":
+            n = views.catch_up()
+        else:  # the projector's own catch-up, at the following page size
+            views.projector.page_size = 1000
+            n = views.projector.catch_up()
+        seconds = time.perf_counter() - start
+        if mode != "raw":
+            assert views.catch_up() == 0
+            assert len(views.executions(limit=10)) == 10
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"events": n, "seconds": seconds, "rss_before_kb": before, "rss_peak_kb": peak}
+
+
+def in_child(mode: str, url: str) -> dict[str, float]:
+    """``measure(mode, url)`` in a new interpreter."""
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", mode, url], capture_output=True, text=True,
+        check=False, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if done.returncode:
+        raise RuntimeError(f"{mode} failed:\n{done.stderr}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def bench_rebuild(name: str, url: str, n_events: int, repeat: int) -> dict[str, float]:
@@ -131,18 +185,24 @@ def bench_rebuild(name: str, url: str, n_events: int, repeat: int) -> dict[str, 
         t = time.perf_counter()
         total = fill(journal, n_events)
         print(f"[{name}] filled {total:,} events in {time.perf_counter() - t:.1f} s")
-        raws, rebuilds = [], []
         with Projections(journal) as views:
-            for _ in range(repeat):
-                raws.append(timed(lambda: raw_scan(url)))
-                rebuilds.append(timed(views.rebuild))
-            assert views.catch_up() == 0
-            assert len(views.executions(limit=10)) == 10
-        raw, reb = statistics.median(raws), statistics.median(rebuilds)
-        print(f"[{name}] raw keyset SELECT: {raw:,.0f} events/s (median of {repeat})")
-        print(f"[{name}] rebuild:           {reb:,.0f} events/s (median of {repeat}); "
-              f"ratio {reb / raw:.2f} of raw")
-        return {"raw": raw, "rebuild": reb}
+            views.rebuild()  # views exist (and tables are warm) before the first measure
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    for _ in range(repeat):
+        for mode in MODES:
+            runs[mode].append(in_child(mode, url))
+    rates = {m: statistics.median(r["events"] / r["seconds"] for r in rs)
+             for m, rs in runs.items()}
+    out: dict[str, float] = {}
+    for mode in MODES:
+        peak = max(r["rss_peak_kb"] for r in runs[mode]) / 1024
+        base = min(r["rss_before_kb"] for r in runs[mode]) / 1024
+        print(f"[{name}] {LABELS[mode]:34s} {rates[mode]:>11,.0f} events/s, ratio "
+              f"{rates[mode] / rates['raw']:.3f} of raw (median of {repeat}); peak RSS "
+              f"{peak:,.0f} MB (before: {base:,.0f} MB)")
+        out[mode] = rates[mode]
+        out[f"{mode} rss"] = peak
+    return out
 
 
 def bench_follow_lag(url: str, n: int = 1000) -> tuple[float, float]:
@@ -268,7 +328,11 @@ def main() -> None:
         "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--skip", action="append", default=[],
                         choices=["sqlite", "postgres", "rebuild", "queries", "lag"])
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(*args.child)))
+        return
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if "sqlite" not in args.skip:
@@ -289,10 +353,11 @@ def main() -> None:
                           f"median {med:.2f} ms, p99 {p99:.2f} ms")
                 if "queries" not in args.skip:
                     bench_queries("postgres", f"{db}?schema=rows", args.executions_rows)
-    print("summary (events/s, rebuild / raw keyset SELECT):")
+    print("summary (events/s; ratio to the raw keyset SELECT of the same run; peak RSS):")
     for name, r in results.items():
-        print(f"  {name:8s} raw {r['raw']:>10,.0f}  rebuild {r['rebuild']:>9,.0f}  "
-              f"ratio {r['rebuild'] / r['raw']:.2f}")
+        print(f"  {name:8s} raw {r['raw']:>10,.0f}  "
+              + "  ".join(f"{m} {r[m]:>9,.0f} ({r[m] / r['raw']:.3f}, {r[m + ' rss']:,.0f} MB)"
+                          for m in MODES[1:]))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Drop and rebuild the journal's projections from position 0.
+"""Rebuild the journal's projections from position 0 (in bulk: swapped in whole).
 
     python scripts/rebuild_projections.py [--url URL] [--only NAME ...] [--page-size N]
+                                          [--pages]
 
 Safe while runners keep appending: it ends caught up and nothing is counted twice.
 """
@@ -11,6 +12,7 @@ import argparse
 import sys
 
 from projections import VIEWS, rebuild
+from projections.bulk import BULK_PAGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +23,14 @@ def main(argv: list[str] | None = None) -> int:
         "--only", action="append", choices=VIEWS, metavar="NAME",
         help=f"rebuild only this view (repeatable; one of {', '.join(VIEWS)})",
     )
-    parser.add_argument("--page-size", type=int, default=5000, help="events per transaction")
+    parser.add_argument("--page-size", type=int, default=BULK_PAGE,
+                        help="events read per page (per transaction with --pages)")
+    parser.add_argument("--pages", action="store_true",
+                        help="rebuild page by page (upserts) instead of in bulk")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     args = parser.parse_args(argv)
-    rebuild(args.url, only=args.only, page_size=args.page_size, show_progress=not args.quiet)
+    rebuild(args.url, only=args.only, page_size=args.page_size, show_progress=not args.quiet,
+            bulk=not args.pages)
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,11 +16,30 @@ from journal.storage import forks
 from journal.storage.base import ViewStore
 from journal.storage.errors import is_connection_lost, translate
 from journal.storage.postgres import PostgresStorage, _close_quietly, _quote, _session
-from journal.storage.schema import POSTGRES, Table
+from journal.storage.schema import POSTGRES, Table, _pg_text, _same
 
 __all__ = ["PostgresViewStore"]
 
 T = TypeVar("T")
+
+
+@functools.lru_cache(maxsize=64)
+def _copy_row(table: Table) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """``POSTGRES.dumper(table)`` for COPY, written out: text columns are checked for NUL
+    (which PostgreSQL text cannot hold) inline, the function called only when one has it."""
+    items = []
+    for i, c in enumerate(table.columns):
+        if POSTGRES.dump[c.type] is _pg_text:
+            test = f'"\\x00" not in r[{i}]'
+            if c.nullable:
+                test = f"r[{i}] is None or {test}"
+            items.append(f"(r[{i}] if {test} else t(r[{i}]))")
+        else:
+            assert POSTGRES.dump[c.type] is _same, c
+            items.append(f"r[{i}]")
+    if all(item == f"r[{i}]" for i, item in enumerate(items)):
+        return lambda r: r
+    return eval(f"lambda r: ({', '.join(items)},)", {"t": _pg_text})  # type: ignore[no-any-return]
 
 
 class PostgresViewStore(ViewStore):
@@ -144,7 +164,7 @@ class PostgresViewStore(ViewStore):
             self.execute(POSTGRES.create_bare(table, table.name + suffix))
 
     def bulk_insert(self, table: Table, rows: Iterable[Sequence[Any]], suffix: str) -> None:
-        dump = POSTGRES.dumper(table)
+        dump = _copy_row(table)
         types = [POSTGRES.sql_types[c.type] for c in table.columns]
         statement = (
             f"COPY {table.name}{suffix} ({table.select_list}) FROM STDIN (FORMAT BINARY)"
@@ -161,7 +181,9 @@ class PostgresViewStore(ViewStore):
 
     def index_fresh(self, tables: Sequence[Table], suffix: str) -> None:
         super().index_fresh(tables, suffix)
-        for table in tables:  # the planner's statistics, before any reader plans on them
+        for table in tables:
+            # The planner's statistics before any reader plans on the new table (a sample of
+            # its rows: a fixed cost, however large the table).
             self.execute(f"ANALYZE {table.name}{suffix}")
 
     def swap(self, tables: Sequence[Table], suffix: str) -> None:

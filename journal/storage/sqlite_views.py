@@ -7,16 +7,56 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC
 from typing import Any
 
 from journal.storage import forks
 from journal.storage.base import ViewStore
 from journal.storage.errors import translate, translate_os_error
-from journal.storage.schema import SQLITE, Table
+from journal.storage.schema import SQLITE, Table, _same
 
 __all__ = ["SQLiteViewStore"]
+
+#: Conversions bulk_insert remembers at most (each keeps its object alive, so ids are unique).
+_TEXTS = 50_000
+
+
+def _memo(convert: Callable[[Any], Any], texts: dict[int, tuple[Any, Any]]) -> Callable[[Any], Any]:
+    get = texts.get
+
+    def memo(value: Any) -> Any:
+        hit = get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = convert(value)
+        texts[id(value)] = (value, text)
+        return text
+
+    return memo
+
+
+def _ts_fast(value: Any) -> Any:
+    """``SQLITE.dump["ts"]``, faster: with microseconds, the plain ``isoformat()`` spells
+    the same text, and parsing ``timespec=`` costs more than the formatting itself."""
+    if value is not None and value.tzinfo is UTC and value.microsecond:
+        return value.isoformat()
+    return SQLITE.dump["ts"](value)
+
+
+def _memo_dumper(
+    table: Table, texts: dict[int, tuple[Any, Any]]
+) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``SQLITE.dumper(table)``, remembering the text of UUIDs and timestamps in ``texts``."""
+    convert = {**SQLITE.dump, "ts": _ts_fast}
+    fns = [
+        _memo(convert[c.type], texts) if c.type in ("uuid", "ts") else convert[c.type]
+        for c in table.columns
+    ]
+    names = {f"f{i}": f for i, f in enumerate(fns) if f is not _same}
+    items = ", ".join(f"r[{i}]" if f is _same else f"f{i}(r[{i}])" for i, f in enumerate(fns))
+    return eval(f"lambda r: ({items},)", names)  # type: ignore[no-any-return]
 
 
 class SQLiteViewStore(ViewStore):
@@ -34,6 +74,10 @@ class SQLiteViewStore(ViewStore):
         self.where = where
         self._conn: sqlite3.Connection | None = connect()
         self._closed = False
+        #: Stored text of the UUIDs and timestamps bulk_insert converted lately, by object:
+        #: one execution's rows share them (its id in every step row, its last step's times
+        #: as its markers), and formatting a timestamp costs more than writing it.
+        self._texts: dict[int, tuple[Any, Any]] = {}
         forks.register(self)
 
     @property
@@ -139,11 +183,12 @@ class SQLiteViewStore(ViewStore):
             self.execute(SQLITE.create_bare(table, table.name + suffix))
 
     def bulk_insert(self, table: Table, rows: Iterable[Sequence[Any]], suffix: str) -> None:
-        dump = SQLITE.dumper(table)
         marks = ", ".join("?" * len(table.names))
         sql = f"INSERT INTO {table.name}{suffix} ({table.select_list}) VALUES ({marks})"
         with self.lock, self._translated():
-            self.conn.executemany(sql, map(dump, rows))
+            if len(self._texts) > _TEXTS:
+                self._texts.clear()
+            self.conn.executemany(sql, map(_memo_dumper(table, self._texts), rows))
 
     def swap(self, tables: Sequence[Table], suffix: str) -> None:
         # Renamed away rather than dropped: dropping frees every page of the old table,

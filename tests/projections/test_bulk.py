@@ -316,3 +316,27 @@ def test_a_follower_in_another_process_never_sees_half_a_view(
             assert_costs_add_up(views, journal, ids)
             for eid in ids:
                 assert_matches_state(views, journal.state(eid))
+
+
+def test_refresh_with_progress_shows_a_bar_only_far_behind(journal: Journal) -> None:
+    import io
+
+    from rich.console import Console
+
+    from projections.rebuild import refresh_with_progress
+
+    runs = _record(journal, 8)
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with Projections(journal, bulk_from=10) as views:
+        assert refresh_with_progress(views, console=console, min_backlog=10) is None
+        assert views.backlog() == 0
+        for eid in _ids(runs):
+            assert_matches_state(views, journal.state(eid))
+    assert "bringing the views up to the log" in out.getvalue()
+    out.truncate(0)
+    more = _record(journal, 1, seed=4)
+    with Projections(journal) as views:
+        assert refresh_with_progress(views, console=console) is None
+        assert_matches_state(views, journal.state(more[0].id))
+    assert out.getvalue().strip("\x00") == ""

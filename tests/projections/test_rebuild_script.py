@@ -33,6 +33,12 @@ def test_rebuild_script_rebuilds_and_reports(journal_url: str) -> None:
         assert proc.returncode == 0, proc.stderr
         assert "events/s" in proc.stderr and "120 events" in proc.stderr
         proc = subprocess.run(
+            [sys.executable, str(SCRIPT), "--url", journal_url, "--pages", "--page-size", "9"],
+            capture_output=True, text=True, timeout=120, env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "120 events" in proc.stderr
+        proc = subprocess.run(
             [sys.executable, str(SCRIPT), "--url", journal_url, "--only", "costs"],
             capture_output=True, text=True, timeout=120, env=env,
         )
