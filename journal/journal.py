@@ -146,16 +146,33 @@ class Journal:
         *,
         execution_id: UUID | str | None = None,
         idempotency_key: str | None = None,
+        deferred: bool = False,
     ) -> ExecutionHandle:
         """Record ExecutionStarted and return a handle on the new execution.
 
         With an ``idempotency_key``, starting again returns the first execution instead of
         a duplicate (its id is derived from the key unless ``execution_id`` is given).
+
+        ``deferred=True`` (for a driver that holds the execution's lease and knows the
+        stream is new): ExecutionStarted is checked and encoded now but committed with the
+        handle's next commit (its first step's start, say), or within a second like a log
+        line; a start costs no commit of its own. A collision then surfaces at that commit
+        as ``ConcurrencyConflict``.
         """
         if not isinstance(workflow, str) or not workflow:
             raise ValueError(f"workflow must be a non-empty str, not {workflow!r}")
         eid = self.new_execution_id(execution_id=execution_id, idempotency_key=idempotency_key)
         handle = ExecutionHandle(self, ExecutionState(execution_id=eid))
+        if deferred:
+            started = handle._resumable(self.capture.redact(input), "input")
+            if type(started) is not _OutOfLineValue:  # blobs go with their own commit
+                with handle._lock:
+                    handle._buffer(ExecutionStarted(
+                        execution_id=eid, position=1, timestamp=_now(), workflow=workflow,
+                        input=started, idempotency_key=idempotency_key,
+                    ))
+                handle.created = True
+                return handle
         try:
             handle._record(
                 ExecutionStarted,
@@ -591,7 +608,7 @@ class ExecutionHandle:
                 process_started=process_started, quiet_for=quiet_for,
             ))
 
-    def _buffer(self, event: LogRecorded | ExecutionClaimed) -> None:
+    def _buffer(self, event: LogRecorded | ExecutionClaimed | ExecutionStarted) -> None:
         """Hold an event for the next commit (or the flusher, within a second); under
         ``_lock``. Log lines are also kept as events: a lost race re-appends them."""
         stored = encode_event(event)

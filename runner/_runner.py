@@ -269,8 +269,13 @@ class Runner:
                                     waited=0.0) from None
             return None, Run.of(state, held_elsewhere=state.status == RUNNING)
         try:
+            # Under the lease, a stream known to be new gets its ExecutionStarted with the
+            # first commit (the first step's start): a run costs no commit for its start.
+            new = (execution_id is None and idempotency_key is None) or not (
+                self.journal.storage.read_stream(eid))
             handle = self.journal.start(
-                wf.name, recorded, idempotency_key=idempotency_key, execution_id=eid
+                wf.name, recorded, idempotency_key=idempotency_key, execution_id=eid,
+                deferred=new,
             )
             if handle.created:
                 engine = Engine(self.journal, handle, workflow=wf.name, is_async=wf.is_async)

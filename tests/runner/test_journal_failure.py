@@ -127,12 +127,13 @@ def test_an_unexpected_commit_error_stops_the_run_and_loses_nothing(
     journal: Journal, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "effects.txt"
-    # appends: ExecutionStarted, StepStarted(first), [StepCompleted(first) + StepStarted(second)]
-    calls = fail_append(journal, monkeypatch, at=3)
+    # appends: [ExecutionStarted + ExecutionClaimed + StepStarted(first)],
+    # [StepCompleted(first) + StepStarted(second)]
+    calls = fail_append(journal, monkeypatch, at=2)
     with build(journal, path, None) as runner:
         with pytest.raises(RuntimeError, match="injected"):
             runner.run("outage")
-        assert calls[2] == 2  # the held completion rode with the commit that failed
+        assert calls == [3, 2]  # the held completion rode with the commit that failed
         assert effects(path) == ["first"]
         [eid] = [e.execution_id for _, e in journal.notifications() if e.position == 1]
         state = journal.state(eid)
@@ -157,7 +158,9 @@ def test_the_background_flusher_reports_a_failed_commit(
         after.append("woke")
         ctx.step("next", str, "y")
 
-    fail_append(journal, monkeypatch, at=3)
+    # appends: [ExecutionStarted + ExecutionClaimed + StepStarted(quick)], then the
+    # flusher's [StepCompleted(quick) + LogRecorded(idling)], which fails
+    fail_append(journal, monkeypatch, at=2)
     with (runner, caplog.at_level(logging.ERROR, logger="runner"),
           pytest.raises(RuntimeError, match="injected")):
         runner.run(idler)
@@ -195,7 +198,7 @@ def test_an_interrupt_whose_flush_fails_says_so(
         ctx.step("quick", str, "x")
         raise KeyboardInterrupt
 
-    fail_append(journal, monkeypatch, at=3)  # the held StepCompleted's commit
+    fail_append(journal, monkeypatch, at=2)  # the held StepCompleted's commit
     with (runner, caplog.at_level(logging.ERROR, logger="runner"),
           pytest.raises(KeyboardInterrupt) as caught):
         runner.run(interrupted)

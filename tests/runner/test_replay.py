@@ -92,10 +92,10 @@ def test_one_commit_per_step_completion_rides_with_next_start(
         "ExecutionStarted", "ExecutionClaimed", "StepStarted", "StepCompleted", "StepStarted",
         "StepCompleted", "ExecutionPaused",
     ]
-    # one commit for the start, one per step (the claim rides with the first), one for the
-    # end (here a pause)
+    # one commit per step (the start and the claim ride with the first), one for the end
+    # (here a pause)
     assert appends == [
-        ["ExecutionStarted"], ["ExecutionClaimed", "StepStarted"],
+        ["ExecutionStarted", "ExecutionClaimed", "StepStarted"],
         ["StepCompleted", "StepStarted"], ["StepCompleted", "ExecutionPaused"],
     ]
     appends.clear()
@@ -332,3 +332,37 @@ def test_steps_may_be_bound_methods_of_unhashable_objects(journal: Journal) -> N
     with runner:
         run = runner.run(methodical)
         assert runner.resume(run.id).output == 42
+
+
+def test_a_start_held_for_the_first_commit_is_durable_within_a_second(
+    journal: Journal,
+) -> None:
+    """The start rides with the first step's start; a workflow that idles before any step
+    still shows up in the log within the promise for held records (another journal sees it)."""
+    import threading
+
+    runner = Runner(journal)
+    started = threading.Event()
+
+    @runner.workflow(name="idle_first")
+    def idle_first(ctx: Any) -> str:
+        started.set()
+        time.sleep(1.5)
+        return str(ctx.step("late", str, "x"))
+
+    eid = journal.new_execution_id()
+    result: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: result.append(runner.run(idle_first, execution_id=eid))
+    )
+    with Journal.open(journal.url) as other:
+        worker.start()
+        assert started.wait(10)
+        t0 = time.monotonic()
+        while not other.storage.read_stream(eid) and time.monotonic() - t0 < 1.2:
+            time.sleep(0.02)
+        seen = [type(e).__name__ for e in other.events(eid)]
+        assert seen[0] == "ExecutionStarted"
+        worker.join(10)
+    runner.close()
+    assert result and result[0].status == "completed"
