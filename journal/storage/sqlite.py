@@ -14,6 +14,7 @@ import fcntl
 import functools
 import os
 import sqlite3
+import struct
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import StoredEvent
 
-from journal.errors import JournalNotFound, NotAJournal
+from journal.errors import JournalError, JournalNotFound, NotAJournal
 from journal.storage import forks
 from journal.storage.base import Blob, LogRow, Storage, StreamRow, ViewStore
 from journal.storage.errors import path_problem, translate, translate_os_error
@@ -169,8 +170,6 @@ class SQLiteStorage(Storage):
     @contextmanager
     def _conn(self, eid: UUID | None = None, position: int = 0) -> Iterator[sqlite3.Connection]:
         if self._closed:
-            from journal.errors import JournalError
-
             raise JournalError(f"the journal {self.path} is closed")
         conn = self._pool.get()
         try:
@@ -247,8 +246,6 @@ class SQLiteStorage(Storage):
             c = self._writer
             if c is None:
                 if self._closed:
-                    from journal.errors import JournalError
-
                     raise JournalError(f"the journal {self.path} is closed")
                 c = self._writer = self.connect()
             try:
@@ -411,54 +408,196 @@ class SQLiteStorage(Storage):
         self._pool.close()
 
 
+class _LockFile:
+    """This process's one descriptor of a journal's lock file, shared by every FileLeases
+    on that file. POSIX record locks belong to the process, not to a descriptor: closing
+    any descriptor of the file would drop them all, and two descriptors never exclude
+    each other; so one descriptor per process, and an in-process set of what it holds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.users = 0
+        self.held: set[UUID] = set()
+        self.lock = threading.Lock()
+        self.named = False  # this process's identity file is written
+        #: F_WRLCK; F_RDLCK where the file is another user's and opened read-only.
+        self.kind = fcntl.F_WRLCK
+
+    @classmethod
+    def of(cls, path: Path) -> _LockFile:
+        with _LOCK_FILES_LOCK:
+            key = os.path.abspath(path)
+            lf = _LOCK_FILES.get(key)
+            if lf is None:
+                lf = _LOCK_FILES[key] = cls(path)
+            lf.users += 1
+            return lf
+
+    def done(self) -> None:
+        with _LOCK_FILES_LOCK:
+            self.users -= 1
+            if self.users > 0:
+                return
+            _LOCK_FILES.pop(os.path.abspath(self.path), None)
+        with self.lock:
+            if self.fd is not None:
+                os.close(self.fd)  # drops this process's locks on the file
+                self.fd = None
+            if self.named:
+                with contextlib.suppress(OSError):
+                    _identity_path(self.path.parent, os.getpid()).unlink()
+
+
+_LOCK_FILES: dict[str, _LockFile] = {}
+_LOCK_FILES_LOCK = threading.Lock()
+
+
+def _forget_lock_files() -> None:
+    """In a forked child: record locks are not inherited; the parent's stay the parent's
+    (closing the child's copy of a descriptor drops only the child's, i.e. none)."""
+    global _LOCK_FILES_LOCK
+    _LOCK_FILES_LOCK = threading.Lock()
+    for lf in _LOCK_FILES.values():
+        lf.lock = threading.Lock()
+        lf.held = set()
+        lf.named = False
+        if lf.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(lf.fd)
+            lf.fd = None
+
+
+os.register_at_fork(after_in_child=_forget_lock_files)
+
+
+def _has_legacy_files(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(len(e.name) == 32 for e in entries)
+    except OSError:
+        return False
+
+
+def _identity_path(directory: Path, pid: int) -> Path:
+    return directory / f"pid-{pid}"
+
+
+def _lock_range(fd: int, offset: int, kind: int, *, query: bool = False) -> tuple[int, int]:
+    """F_SETLK (or F_GETLK) of one byte at ``offset``: (lock type, pid) of the answer."""
+    packed = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
+    answer = fcntl.fcntl(fd, fcntl.F_GETLK if query else fcntl.F_SETLK, packed)
+    ltype, _, _, _, pid = struct.unpack(_FLOCK, answer)
+    return ltype, pid
+
+
+#: struct flock on Linux and the BSDs: l_type, l_whence (short), l_start, l_len (off_t),
+#: l_pid (pid_t), padding.
+_FLOCK = "hhqqi4x"
+
+
 class FileLeases(LeaseKeeper):
-    """A lease is an ``flock`` on a file in ``<journal file>.leases/``; the OS drops it when
-    the process dies. Files are removed only with their execution's stream (retention), so
-    no process can lock an unlinked file while another locks its successor."""
+    """A lease is a POSIX record lock on one byte of ``<journal file>.leases/locks`` (the
+    byte at a 62-bit offset taken from the execution id): the OS drops it when the process
+    dies, and taking or dropping one is a single ``fcntl`` call, with no file made per
+    execution. Who holds it is the pid the OS reports, named by that process's identity
+    file beside the lock file.
+
+    A journal written by a release that kept one flocked file per execution
+    (``<journal file>.leases/<id>``) is still respected: where such a file exists, its
+    flock is taken too. (A process of that release creates the file when it locks; stop
+    those processes before new ones drive the same journal.)"""
 
     def __init__(self, url: str, directory: Path) -> None:
         super().__init__()
         self.url = url
         self.directory = directory
-        self._fds: dict[UUID, int] = {}
-        self._made = False  # the directory exists (it is never removed while open)
+        self._file = _LockFile.of(directory / "locks")
+        self._legacy: dict[UUID, int] = {}
+        self._closed = False
+        #: Whether files of the earlier release are here (looked at once: its processes
+        #: are to be stopped before this release's drive the journal).
+        self._any_legacy = _has_legacy_files(directory)
 
     def path(self, execution_id: UUID) -> Path:
-        """The lock file of one execution."""
+        """The per-execution lock file of the earlier releases (removed by retention)."""
         return self.directory / execution_id.hex
 
-    def _acquire(self, execution_id: UUID, *, again: bool = True) -> bool:
-        path = self.path(execution_id)
-        try:
-            if not self._made:
-                self.directory.mkdir(exist_ok=True)
-                self._made = True
+    @staticmethod
+    def _offset(execution_id: UUID) -> int:
+        return execution_id.int >> 66
+
+    def _fd(self) -> int:
+        lf = self._file
+        if lf.fd is None:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            except PermissionError:  # made by another user: lockable, not writable
-                fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError as e:
-            if not again:
-                raise translate_os_error(e, self.url, where=str(path)) from e
-            self._made = False  # the directory was removed under us: make it again
-            return self._acquire(execution_id, again=False)
-        except OSError as e:
-            raise translate_os_error(e, self.url, where=str(path)) from e
+                self.directory.mkdir(exist_ok=True)
+                try:
+                    lf.fd = os.open(lf.path, os.O_RDWR | os.O_CREAT, 0o666)
+                except PermissionError:  # made by another user: lockable for reading
+                    lf.fd = os.open(lf.path, os.O_RDONLY)
+                    lf.kind = fcntl.F_RDLCK
+            except OSError as e:
+                raise translate_os_error(e, self.url, where=str(lf.path)) from e
+        if not lf.named:
+            lf.named = True
+            with contextlib.suppress(OSError):  # who we are, for other processes to name
+                _identity_path(self.directory, os.getpid()).write_text(identity())
+        return lf.fd
+
+    def _acquire(self, execution_id: UUID) -> bool:
+        lf = self._file
+        with lf.lock:
+            if execution_id in lf.held:  # another journal object of this process
+                return False
+            fd = self._fd()
+            offset = self._offset(execution_id)
+            try:
+                _lock_range(fd, offset, lf.kind)
+            except (BlockingIOError, PermissionError):
+                return False
+            except OSError as e:
+                raise translate_os_error(e, self.url, where=str(lf.path)) from e
+            if not self._legacy_lock(execution_id):
+                _lock_range(fd, offset, fcntl.F_UNLCK)
+                return False
+            lf.held.add(execution_id)
+            return True
+
+    def _legacy_lock(self, execution_id: UUID) -> bool:
+        if not self._any_legacy:
+            return True
+        try:
+            fd = os.open(self.path(execution_id), os.O_RDONLY)
+        except OSError:
+            return True  # no such file: no process of the earlier release holds it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:
             os.close(fd)
             return False
-        except OSError as e:
-            os.close(fd)
-            raise translate_os_error(e, self.url, where=str(path)) from e
-        self._fds[execution_id] = fd
-        with contextlib.suppress(OSError):  # who holds it, for other processes to name
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, identity().encode(), 0)
+        self._legacy[execution_id] = fd
         return True
 
     def _holder(self, execution_id: UUID) -> str | None:
+        lf = self._file
+        with lf.lock:
+            if execution_id in lf.held:
+                return f"this process ({identity()})"
+            try:
+                fd = self._fd()
+                ltype, pid = _lock_range(fd, self._offset(execution_id), fcntl.F_WRLCK,
+                                         query=True)
+            except (OSError, JournalError):
+                return None
+        if ltype == fcntl.F_UNLCK:
+            return self._legacy_holder(execution_id)
+        try:
+            return _identity_path(self.directory, pid).read_text().strip() or f"pid {pid}"
+        except OSError:
+            return f"process {pid} (on this host)"
+
+    def _legacy_holder(self, execution_id: UUID) -> str | None:
         try:
             text = self.path(execution_id).read_text().strip()
         except OSError:
@@ -466,15 +605,28 @@ class FileLeases(LeaseKeeper):
         return text or None
 
     def _release(self, execution_id: UUID) -> None:
-        fd = self._fds.pop(execution_id, None)
+        lf = self._file
+        with lf.lock:
+            if execution_id in lf.held:
+                lf.held.discard(execution_id)
+                if lf.fd is not None:
+                    with contextlib.suppress(OSError):
+                        _lock_range(lf.fd, self._offset(execution_id), fcntl.F_UNLCK)
+        fd = self._legacy.pop(execution_id, None)
         if fd is not None:
-            os.close(fd)  # closing drops the flock
+            os.close(fd)
 
     def _after_fork(self) -> None:
-        # The parent's flocks belong to the parent's open file descriptions; the child's
-        # copies are closed without unlocking (closing a copy keeps the parent's lock).
-        for fd in self._fds.values():
+        # The child holds none of the parent's locks (see _forget_lock_files); the legacy
+        # flocks' copies are closed without unlocking the parent's.
+        for fd in self._legacy.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._fds = {}
+        self._legacy = {}
         super()._after_fork()
+
+    def close(self) -> None:
+        super().close()
+        if not self._closed:
+            self._closed = True
+            self._file.done()

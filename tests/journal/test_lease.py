@@ -62,18 +62,74 @@ def test_a_lease_is_exclusive_until_its_process_dies(journal_url: str) -> None:
         assert journal.lease(eid) is not None
 
 
-def test_a_lease_file_goes_with_its_stream(tmp_path: Path) -> None:
+def test_a_lease_is_a_record_lock_with_no_file_per_execution(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    with Journal.open(url) as journal:
+        runs = [journal.start("w") for _ in range(20)]
+        leases = [journal.lease(r.id) for r in runs]
+        assert all(lease is not None for lease in leases)
+        made = sorted(p.name for p in (tmp_path / "j.db.leases").iterdir())
+        assert made == ["locks", f"pid-{os.getpid()}"]
+        for lease in leases:
+            assert lease is not None
+            lease.release()
+
+
+def test_another_process_is_named_as_the_holder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    with Journal.open(url) as journal:
+        eid = str(journal.start("w").id)
+    holder = _hold_in_another_process(url, eid)
+    try:
+        with Journal.open(url) as journal:
+            assert journal.lease(eid) is None
+            named = journal.lease_holder(eid)
+            assert named is not None and f":{holder.pid} " in named  # host:pid since ...
+    finally:
+        holder.kill()
+        holder.communicate()
+    with Journal.open(url) as journal:
+        lease = journal.lease(eid)  # the OS dropped the dead holder's lock
+        assert lease is not None
+        lease.release()
+
+
+LEGACY_HOLDER = textwrap.dedent(
+    """
+    import fcntl, os, sys, time
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, b"an earlier release")
+    print("held", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_a_lock_file_of_the_earlier_release_is_respected(tmp_path: Path) -> None:
+    """A process of the release that flocked one file per execution still fences us."""
     url = f"sqlite:///{tmp_path / 'j.db'}"
     with Journal.open(url) as journal:
         run = journal.start("w")
+    (tmp_path / "j.db.leases").mkdir(exist_ok=True)
+    legacy = tmp_path / "j.db.leases" / run.id.hex
+    old = subprocess.Popen([sys.executable, "-c", LEGACY_HOLDER, str(legacy)],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert old.stdout is not None and old.stdout.readline().strip() == "held"
+        with Journal.open(url) as journal:
+            assert journal.lease(run.id) is None
+            assert journal.lease_holder(run.id) == "an earlier release"
+    finally:
+        old.kill()
+        old.communicate()
+    with Journal.open(url) as journal:
         lease = journal.lease(run.id)
         assert lease is not None
-        assert (tmp_path / "j.db.leases" / run.id.hex).exists()
-        run.completed()
+        journal.execution(run.id).completed()
         lease.release()
-        assert (tmp_path / "j.db.leases" / run.id.hex).exists()  # never unlinked while live
         journal.storage.delete_streams([run.id])
-        assert not (tmp_path / "j.db.leases" / run.id.hex).exists()
+        assert not legacy.exists()  # retention removes what the earlier release made
 
 
 def test_no_lease_through_a_closed_journal(journal_url: str) -> None:
