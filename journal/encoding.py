@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import msgspec
-from eventsourcing.persistence import StoredEvent
 from msgspec.structs import astuple
 
 from journal.errors import DecodingError
@@ -54,6 +53,7 @@ from journal.events import (
     StepStarted,
 )
 from journal.state import register_variant
+from journal.storage.base import StoredEvent
 from journal.values import _INT_MAX, _INT_MIN, WIRE_SAFE, _plain, ext_hook, to_wire
 
 __all__ = [
@@ -197,23 +197,6 @@ _PLAN: dict[type[Event], tuple[str, tuple[tuple[int, str], ...]]] = {
                             for f in cls.payload_fields))
     for cls in EVENT_TYPES
 }
-_new = object.__new__
-
-
-def _fast_stored_works() -> bool:
-    """Whether a StoredEvent can be filled through its ``__dict__`` (equal to a constructed
-    one); eventsourcing could make it a slots class one day."""
-    try:
-        probe = _new(StoredEvent)
-        probe.__dict__.update(originator_id="i", originator_version=1, topic="t", state=b"")
-        return bool(probe == StoredEvent("i", 1, "t", b""))
-    except (AttributeError, TypeError):  # pragma: no cover
-        return False
-
-
-_FAST_STORED = _fast_stored_works()
-
-
 def encode_event(event: Event) -> StoredEvent:
     """Encode an event as a StoredEvent: stream id, position, compact topic, and a body of
     every field but the execution id and position (msgpack array).
@@ -235,17 +218,7 @@ def encode_event(event: Event) -> StoredEvent:
             if type(body) is tuple:
                 body = list(body)
             body[i - 2] = wired
-    if not _FAST_STORED:  # pragma: no cover - a StoredEvent with __slots__
-        return StoredEvent(fields[0], fields[1], code, _encode(body))
-    # A StoredEvent built without its frozen dataclass __init__ (4 object.__setattr__ calls,
-    # a third of the whole encode): the same instance, fields in the same __dict__.
-    stored: StoredEvent = _new(StoredEvent)
-    d = stored.__dict__
-    d["originator_id"] = fields[0]
-    d["originator_version"] = fields[1]
-    d["topic"] = code
-    d["state"] = _encode(body)
-    return stored
+    return StoredEvent(fields[0], fields[1], code, _encode(body))
 
 
 def _encode_legacy(event: Event) -> StoredEvent:

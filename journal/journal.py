@@ -8,7 +8,6 @@ one second after they were written (a background flusher sees to the last).
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
 import hashlib
@@ -17,13 +16,10 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4, uuid5
-
-from eventsourcing.persistence import StoredEvent
 
 from journal.capture import Capture
 from journal.encoding import as_uuid, decode_event, encode_event
@@ -55,8 +51,12 @@ from journal.events import (
 from journal.snapshots import decode_snapshot, encode_snapshot
 from journal.state import ExecutionState, apply, fold
 from journal.storage import Blob, Storage, forks, open_storage
+from journal.storage.base import StoredEvent
 from journal.storage.leases import Lease
 from journal.values import decode_value, encode_value
+
+if TYPE_CHECKING:  # asyncio and the writer threads load only for async callers
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["IDEMPOTENCY_NAMESPACE", "ExecutionHandle", "Journal"]
 
@@ -388,6 +388,8 @@ class Journal:
         (a hand-off would add latency and hold up nobody) or when the storage never waits on
         I/O (``memory:``).
         """
+        import asyncio  # loaded already: an event loop is running
+
         if self.storage.write_threads <= 0 or len(asyncio.all_tasks()) <= 1:
             return call()
         return await asyncio.get_running_loop().run_in_executor(self._writer_pool(), call)
@@ -397,6 +399,8 @@ class Journal:
         if pool is None:
             with self._writers_lock:
                 if self._writers is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
                     self._writers = ThreadPoolExecutor(
                         self.storage.write_threads, thread_name_prefix="journal-writer"
                     )

@@ -16,16 +16,28 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
-
-from eventsourcing.persistence import StoredEvent
 
 from journal.errors import mask_url
 from journal.storage.leases import LeaseKeeper
 from journal.storage.schema import Dialect, Table
 
-__all__ = ["Blob", "Listener", "LogRow", "Storage", "StreamRow", "ViewStore"]
+__all__ = ["Blob", "Listener", "LogRow", "Storage", "StoredEvent", "StreamRow", "ViewStore"]
+
+
+class StoredEvent(NamedTuple):
+    """One event as it is stored: stream id, position, topic and body.
+
+    The journal's own row type (a tuple: cheap to make, and importing it costs nothing),
+    with the four attributes of eventsourcing's ``StoredEvent``: a backend appends either.
+    """
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: bytes
+
 
 #: (position, topic, bytes): one event of one stream.
 StreamRow = tuple[int, str, bytes]

@@ -11,11 +11,9 @@ import threading
 from collections.abc import Sequence
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-
 from journal.errors import ConcurrencyConflict
 from journal.storage import forks
-from journal.storage.base import Blob, Listener, LogRow, Storage, StreamRow, ViewStore
+from journal.storage.base import Blob, Listener, LogRow, Storage, StoredEvent, StreamRow, ViewStore
 from journal.storage.leases import ProcessLeases
 from journal.storage.schema import SQLITE
 from journal.storage.sqlite_views import SQLiteViewStore

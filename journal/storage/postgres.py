@@ -33,7 +33,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
 from psycopg import pq
 
 from journal.errors import (
@@ -43,7 +42,7 @@ from journal.errors import (
     JournalUnavailable,
 )
 from journal.storage import forks
-from journal.storage.base import Blob, Listener, LogRow, Storage, StreamRow, ViewStore
+from journal.storage.base import Blob, Listener, LogRow, Storage, StoredEvent, StreamRow, ViewStore
 from journal.storage.errors import is_connection_lost, translate
 from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import astuple
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from eventsourcing.persistence import (
 
 from journal.errors import ConcurrencyConflict
 from journal.storage.base import Storage
+from journal.storage.base import StoredEvent as Row
 
 __all__ = ["StorageRecorder"]
 
@@ -37,7 +39,7 @@ class StorageRecorder(ApplicationRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        events = [_with_uuid(s) for s in stored_events]
+        events = [Row(*astuple(_with_uuid(s))) for s in stored_events]
         try:
             return self.storage.append(events)
         except ConcurrencyConflict as e:

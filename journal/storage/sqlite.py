@@ -23,11 +23,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-
 from journal.errors import JournalError, JournalNotFound, NotAJournal
 from journal.storage import forks
-from journal.storage.base import Blob, LogRow, Storage, StreamRow, ViewStore
+from journal.storage.base import Blob, LogRow, Storage, StoredEvent, StreamRow, ViewStore
 from journal.storage.errors import path_problem, translate, translate_os_error
 from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import (
