@@ -12,9 +12,11 @@ zero has no reader to serve until it is done, so it works the way a database loa
    in once, by ``ViewStore.bulk_insert`` (COPY on PostgreSQL);
 3. keys and indexes are built over the full tables;
 4. in one transaction the tracking positions are set and the fresh tables take the place of
-   the old: a reader sees the old view or the new, never half of one. A follower that was
-   applying pages meanwhile finds its position changed (its compare-and-set fails), so it
-   reloads and continues from the rebuilt view.
+   the old: a reader sees the old view or the new, never half of one (on PostgreSQL, each
+   query sees one or the other; a REPEATABLE READ transaction begun before the swap would
+   see the new tables empty, as after a TRUNCATE). A follower that was applying pages
+   meanwhile finds its position changed (its compare-and-set fails), so it reloads and
+   continues from the rebuilt view.
 
 Memory stays bounded: the states of running executions are kept up to ``max_states``; past
 that the oldest are dropped and replayed from their own stream when they show up again (or

@@ -6,10 +6,10 @@
 1. Fills a journal with ``--events`` events (executions of 10 events, interleaved 500 at a
    time, appended in raw batches), then measures, each in a process of its own (so its peak
    RSS is its own), alternating, ``--repeat`` times: a raw keyset SELECT of the same rows
-   (the floor), a rebuild from zero (bulk: fresh tables, each row once, swapped in), an
-   incremental catch-up from 0 with rebuild-sized pages (``CATCH_UP_PAGE``) and one with
-   following-sized pages (1000, what catching up used before). Prints events/s, the ratio to
-   the raw read (medians), and peak RSS.
+   (the floor); a rebuild from zero in bulk (fresh tables, each row once, swapped in); the
+   page-by-page rebuild it replaced (upserts, pages of 5,000); and incremental catch-ups
+   from 0 with rebuild-sized pages (``CATCH_UP_PAGE``) and with following-sized ones (1,000).
+   Prints events/s, the ratio to the raw read (medians) and peak RSS (``--modes`` picks).
 2. On PostgreSQL: lag from an append returning to its page being committed by a
    ``follow()``-ing projector (LISTEN/NOTIFY), median and p99.
 3. ``executions(...)`` query time with ``--executions-rows`` rows in the view (rows inserted
@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -132,29 +132,41 @@ def raw_scan(url: str, page: int = 1000) -> int:
 
 
 #: What the rebuild bench measures, each in a child process: the floor first.
-MODES = ("raw", "bulk", "catch-up", "pages")
+MODES = ("raw", "bulk", "upserts", "catch-up", "pages")
 LABELS = {
     "raw": "raw keyset SELECT",
     "bulk": "rebuild from zero (bulk)",
+    "upserts": "rebuild page by page (5,000; before)",
     "catch-up": f"catch-up from 0, pages of {CATCH_UP_PAGE:,}",
     "pages": "catch-up from 0, pages of 1,000",
 }
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident set (VmHWM, KiB): unlike ``ru_maxrss``, not inherited
+    from the parent across fork and exec."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def measure(mode: str, url: str) -> dict[str, float]:
     """In this process: run one ``mode`` over the journal at ``url``; events, seconds and
     peak RSS (KiB; before and after)."""
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with Journal.open(url) as journal, Projections(journal, bulk_from=2**62) as views:
-        if mode != "raw" and mode != "bulk":
+        if mode in ("catch-up", "pages"):
             # The views at 0 (as new), then caught up without the bulk path.
             views.projector.drop_and_create(VIEWS)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = peak_rss_kb()
         start = time.perf_counter()
         if mode == "raw":
             n = raw_scan(url)
         elif mode == "bulk":
             n = views.rebuild()
+        elif mode == "upserts":  # what rebuild() did before it built in bulk
+            n = views.rebuild(bulk=False, page_size=5000)
         elif mode == "catch-up":
             n = views.catch_up()
         else:  # the projector's own catch-up, at the following page size
@@ -164,7 +176,7 @@ def measure(mode: str, url: str) -> dict[str, float]:
         if mode != "raw":
             assert views.catch_up() == 0
             assert len(views.executions(limit=10)) == 10
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kb()
     return {"events": n, "seconds": seconds, "rss_before_kb": before, "rss_peak_kb": peak}
 
 
@@ -180,21 +192,24 @@ def in_child(mode: str, url: str) -> dict[str, float]:
     return result
 
 
-def bench_rebuild(name: str, url: str, n_events: int, repeat: int) -> dict[str, float]:
+def bench_rebuild(
+    name: str, url: str, n_events: int, repeat: int, modes: Sequence[str] = MODES[1:]
+) -> dict[str, float]:
     with Journal.open(url) as journal:
         t = time.perf_counter()
         total = fill(journal, n_events)
         print(f"[{name}] filled {total:,} events in {time.perf_counter() - t:.1f} s")
         with Projections(journal) as views:
             views.rebuild()  # views exist (and tables are warm) before the first measure
-    runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    modes = ["raw", *modes]
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
     for _ in range(repeat):
-        for mode in MODES:
+        for mode in modes:
             runs[mode].append(in_child(mode, url))
     rates = {m: statistics.median(r["events"] / r["seconds"] for r in rs)
              for m, rs in runs.items()}
     out: dict[str, float] = {}
-    for mode in MODES:
+    for mode in modes:
         peak = max(r["rss_peak_kb"] for r in runs[mode]) / 1024
         base = min(r["rss_before_kb"] for r in runs[mode]) / 1024
         print(f"[{name}] {LABELS[mode]:34s} {rates[mode]:>11,.0f} events/s, ratio "
@@ -328,6 +343,8 @@ def main() -> None:
         "JOURNAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--skip", action="append", default=[],
                         choices=["sqlite", "postgres", "rebuild", "queries", "lag"])
+    parser.add_argument("--modes", nargs="+", choices=MODES[1:], default=list(MODES[1:]),
+                        help="what to measure beside the raw read (default: all)")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -338,14 +355,15 @@ def main() -> None:
         if "sqlite" not in args.skip:
             url = f"sqlite:///{tmp}/bench.db"
             if "rebuild" not in args.skip:
-                results["sqlite"] = bench_rebuild("sqlite", url, args.events, args.repeat)
+                results["sqlite"] = bench_rebuild("sqlite", url, args.events, args.repeat,
+                                                   args.modes)
             if "queries" not in args.skip:
                 bench_queries("sqlite", f"sqlite:///{tmp}/rows.db", args.executions_rows)
         if "postgres" not in args.skip:
             with pg_database(args.pg_url) as db:
                 if "rebuild" not in args.skip:
                     results["postgres"] = bench_rebuild(
-                        "postgres", f"{db}?schema=bench", args.events, args.repeat
+                        "postgres", f"{db}?schema=bench", args.events, args.repeat, args.modes
                     )
                 if "lag" not in args.skip:
                     med, p99 = bench_follow_lag(f"{db}?schema=lag", args.lag_appends)
@@ -357,7 +375,7 @@ def main() -> None:
     for name, r in results.items():
         print(f"  {name:8s} raw {r['raw']:>10,.0f}  "
               + "  ".join(f"{m} {r[m]:>9,.0f} ({r[m] / r['raw']:.3f}, {r[m + ' rss']:,.0f} MB)"
-                          for m in MODES[1:]))
+                          for m in MODES[1:] if m in r))
 
 
 if __name__ == "__main__":
