@@ -236,8 +236,9 @@ class PostgresStorage(Storage):
             raise ValueError(f"lease_grace must be > 0 seconds, not {self.lease_grace}")
         self.conninfo = connect_params(url)
         self.max_connections = max(1, int(pool_size) + int(max_overflow))
-        # Concurrent commits share WAL flushes (group commit): more threads, more throughput.
-        self.write_threads = min(8, self.max_connections)
+        # Appends that meet commit together (see _append): more threads, bigger groups; a
+        # group uses one session, so threads are not bounded by the pool.
+        self.write_threads = 16
         self._tables = {t.name: f"{_quote(self.schema)}.{t.name}" for t in _PG_TABLES}
         self.events_table = self._tables[EVENTS.name]
         self.channel = f"{self.schema}_{EVENTS.name}"
@@ -246,6 +247,9 @@ class PostgresStorage(Storage):
         self._closed = False
         self._pool = _Pool(self._connect, self.max_connections)
         self._notifier = _Notifier(self)
+        self._group: list[_Commit] = []
+        self._group_lock = threading.Lock()
+        self._leading = False
         try:
             # One direct connection first: the user needs the driver's reason (refused,
             # unknown database, bad password), not a retry loop's timeout.
@@ -436,11 +440,75 @@ class PostgresStorage(Storage):
         forks.abandon(*self._pool.idle)
         self._pool = _Pool(self._connect, self.max_connections)
         self._notifier = _Notifier(self)
+        self._group = []  # the parent's waiting appends are the parent's
+        self._group_lock = threading.Lock()
+        self._leading = False
         self.leases._after_fork()
 
     # -- writing -------------------------------------------------------------------------------
 
     def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
+        """Group commit: appends that arrive while one is committing are committed together,
+        in one transaction, by the thread whose turn it is (each caller still returns only
+        once its events are committed). Concurrent writers (the writer threads of async
+        workflows, a threaded service) then share one round trip and one WAL flush."""
+        if blobs or len(events) > MULTI_ROW_LIMIT:
+            return self._append_alone(events, blobs)
+        mine = _Commit(events)
+        with self._group_lock:
+            self._group.append(mine)
+            leading = not self._leading
+            self._leading = True
+        if not leading:
+            mine.done.wait()
+            if not mine.lead:
+                return mine.result()
+            mine.done.clear()  # handed the turn: commit what is queued now
+        with self._group_lock:
+            batch, self._group = self._group, []
+        try:
+            self._commit_group(batch)
+        finally:
+            with self._group_lock:
+                if self._group:
+                    nxt = self._group[0]
+                    nxt.lead = True
+                    nxt.done.set()
+                else:
+                    self._leading = False
+        return mine.result()
+
+    def _commit_group(self, batch: list[_Commit]) -> None:
+        try:
+            if len(batch) == 1:
+                batch[0].settle(self._append_alone, ())
+                return
+            events = [e for c in batch for e in c.events]
+            try:
+                ids = self._append_alone(events, ())
+            except ConcurrencyConflict:
+                for c in batch:  # one of them lost a race: each on its own tells which
+                    c.settle(self._append_alone, ())
+                return
+            except Exception as e:
+                for c in batch:
+                    c.error = e
+                return
+            i = 0
+            for c in batch:
+                c.ids = ids[i:i + len(c.events)]
+                i += len(c.events)
+        except BaseException as e:  # interrupted: nobody waits forever
+            for c in batch:
+                if c.ids is None and c.error is None:
+                    c.error = JournalError(f"the commit was interrupted ({e!r}); its outcome "
+                                           "is unknown")
+            raise
+        finally:
+            for c in batch:
+                c.done.set()
+
+    def _append_alone(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
         first = events[0]
         eid: Any = first.originator_id
         sent = False
@@ -715,6 +783,33 @@ class PostgresStorage(Storage):
         self.leases.close()
         self._notifier.close()
         self._pool.close()
+
+
+class _Commit:
+    """One caller's append waiting in a group commit."""
+
+    __slots__ = ("done", "error", "events", "ids", "lead")
+
+    def __init__(self, events: Sequence[StoredEvent]) -> None:
+        self.events = events
+        self.done = threading.Event()
+        self.ids: list[int] | None = None
+        self.error: BaseException | None = None
+        #: Set when the turn to commit the queued appends is handed to this caller.
+        self.lead = False
+
+    def settle(self, append: Callable[[Sequence[StoredEvent], Sequence[Blob]], list[int]],
+               blobs: Sequence[Blob]) -> None:
+        try:
+            self.ids = append(self.events, blobs)
+        except Exception as e:
+            self.error = e
+
+    def result(self) -> list[int]:
+        if self.error is not None:
+            raise self.error
+        assert self.ids is not None
+        return self.ids
 
 
 class _Notifier:

@@ -173,3 +173,47 @@ def test_sqlite_errors_are_named_by_result_code(tmp_path: Path) -> None:
     for e in (full, readonly, notadb):
         assert "check that the database is running" not in str(
             translate(e.value, "sqlite:///x.db"))
+
+
+def test_concurrent_appends_each_get_their_own_ids_and_conflicts(storage_url: str) -> None:
+    """Many threads append at once (PostgreSQL commits them in groups): every append gets
+    the ids of its own rows, racers for one position get exactly one win, nothing is lost."""
+    import threading
+
+    storage = open_storage(storage_url)
+    try:
+        shared = uuid4()
+        threads, results = 12, []
+        lock = threading.Lock()
+        barrier = threading.Barrier(threads)
+
+        def writer(k: int) -> None:
+            own = uuid4()
+            barrier.wait()
+            for p in range(1, 21):
+                mine = [ev(own, p, state=f"{k}:{p}".encode())]
+                ids = storage.append(mine)
+                try:
+                    won = storage.append([ev(shared, p, state=f"{k}:{p}".encode())])
+                except ConcurrencyConflict:
+                    won = None
+                with lock:
+                    results.append((own, p, ids, won, k))
+
+        workers = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        assert len(results) == threads * 20
+        by_id = {nid: (eid, pos, bytes(data)) for nid, eid, pos, _, data
+                 in storage.read_log(0, 10_000)}
+        for own, p, ids, won, k in results:
+            assert [by_id[i] for i in ids] == [(own, p, f"{k}:{p}".encode())]
+            if won is not None:
+                assert [by_id[i] for i in won] == [(shared, p, f"{k}:{p}".encode())]
+        winners = sorted(r[1] for r in results if r[3] is not None)
+        assert winners == list(range(1, 21))  # every position won exactly once
+        assert [r[0] for r in storage.read_stream(shared)] == winners
+    finally:
+        storage.close()
