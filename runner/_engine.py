@@ -46,7 +46,7 @@ from journal import (
 from journal.capture import Capture
 from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED, StepState
 from journal.storage.leases import Lease
-from journal.values import find_unresolved, plain, to_wire
+from journal.values import decode_value, encode_value, find_unresolved, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
 from runner.errors import (
     IncompatibleOutput,
@@ -207,6 +207,12 @@ def step_input(
 
 def _is_trivial(value: Any) -> bool:
     return value is None or type(value) in (bool, int, float, str)
+
+
+def _frozen(value: Any, path: str) -> Any:
+    """An independent copy of ``value`` as the journal will store it (``UnsupportedValue``
+    naming ``path`` if it cannot be)."""
+    return decode_value(encode_value(value, path))
 
 
 class Engine:
@@ -460,7 +466,9 @@ class Engine:
     def completed(self, scope: StepScope, output: Any, duration: float) -> None:
         """Hold StepCompleted; it is committed with the next transition."""
         if not _is_trivial(output):
-            to_wire(output, f"output of step {scope.info.name!r}")  # refuse now, not later
+            # Refused now, not at the commit; and a copy is recorded, so what the workflow
+            # does to the value it got back before the next commit is not in the log.
+            output = _frozen(output, f"output of step {scope.info.name!r}")
         seq, costs = scope.info.seq, tuple(scope.costs)
         self._hold(
             lambda: self.handle.step_completed(seq, output, costs=costs, duration=duration)
@@ -661,8 +669,8 @@ class Engine:
                 if self.resume_value is UNSET:
                     raise self._stop(Suspended())
                 value, self.resume_value = self.resume_value, UNSET
-                if not _is_trivial(value):
-                    to_wire(value, "resume value")  # refuse now, not at the next commit
+                if not _is_trivial(value):  # refused now; recorded as it is now
+                    value = _frozen(value, "resume value")
                 # ExecutionResumed rides with the next commit (a step's start, before its
                 # code runs; a pause; the end): a resume costs no commit of its own. Until
                 # then the lease keeps any other resumer out.
@@ -677,12 +685,15 @@ class Engine:
 
     def _snapshot(self) -> None:
         """After a pause: keep a snapshot if the stream grew by SNAPSHOT_EVENTS since the
-        last, so the resume reads one row and a short tail, whatever the history's length.
+        last, so the resume reads one row and a short tail, whatever the history's length
+        (this load reads at most the last snapshot and SNAPSHOT_EVENTS events after it).
         A snapshot is a cache: failing to write one loses nothing (the log is the truth)."""
-        state = self.handle.state
-        if state.position - self.snapshot_at < SNAPSHOT_EVENTS:
+        if self.handle.state.position - self.snapshot_at < SNAPSHOT_EVENTS:
             return
         try:
+            # From the log, not from this run's memory: a value the workflow changed after
+            # its step returned it must not reach the snapshot.
+            state, _ = self.journal.load_state(self.id)
             if self.journal.snapshot(state):
                 self.snapshot_at = state.position
         except JournalError as e:

@@ -186,3 +186,29 @@ def test_snapshot_round_trip_equals_the_fold(
     again = decode_snapshot(encode_snapshot(state))
     assert again == state
     assert again == fold(handle.id, journal.events(handle.id))
+
+
+def test_a_value_changed_after_its_step_returned_never_reaches_the_snapshot(
+    journal: Journal,
+) -> None:
+    runner = Runner(journal)
+
+    def items(i: int) -> list[int]:
+        return [i]
+
+    @runner.workflow(name="mutates")
+    def mutates(ctx: Context) -> list[list[int]]:
+        got = [ctx.step("items", items, i) for i in range(60)]
+        for g in got:
+            g.append(-1)  # the workflow's own business, after the steps returned
+        ctx.pause("look")
+        return got
+
+    run = runner.run(mutates)
+    kept = journal.storage.get_snapshot(run.id)
+    assert kept is not None
+    snap = decode_snapshot(kept[1])
+    assert snap is not None
+    assert [snap.steps[s].output for s in sorted(snap.steps)] == [[i] for i in range(60)]
+    done = runner.resume(run.id, None)
+    assert done.output == [[i, -1] for i in range(60)]
