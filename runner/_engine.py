@@ -407,6 +407,28 @@ class Engine:
                 raise self._diverged(seq, ("step", rec.name), ("step", name))
             return seq, rec
 
+    def _replayed_completion(self, name: str) -> StepState | None:
+        """The next step's record if it simply completed, as most of a replay is: taken
+        with one look-up; anything else (a divergence, a pause due, a nested call, a
+        failure, the live edge) is left to ``begin_step``."""
+        seq = self._seq + 1
+        index = self.index
+        if seq > index.max_seq or self.halt is not None:
+            return None
+        rec = index.steps.get(seq)
+        if rec is None or rec.status != STEP_COMPLETED or rec.name != name:
+            return None
+        k = self._pauses_called
+        if (k < len(index.pauses) and index.pauses[k].steps_before == self._seq) or (
+            _scope.get() is not None
+        ):
+            return None
+        with self._lock:
+            if self._seq + 1 != seq:
+                return None
+            self._seq = seq
+        return rec
+
     def replayed(self, seq: int, rec: StepState, fn: Callable[..., Any]) -> Any:
         """The recorded outcome of a finished step, or ``_LIVE`` when it must run again."""
         if rec.status == STEP_COMPLETED:
@@ -433,6 +455,8 @@ class Engine:
             return output
         if missing is not None:
             output = plain(output)  # rebuilt from its fields, through the annotation
+        elif type(output) is annotation:
+            return output  # read back with its own type already
         try:
             return msgspec.convert(output, annotation, from_attributes=True)
         except (msgspec.ValidationError, TypeError) as e:
@@ -507,6 +531,9 @@ class Engine:
         retry: Retry | None,
     ) -> Any:
         """A synchronous step: replayed, or run live with its retries."""
+        rec = self._replayed_completion(name)
+        if rec is not None:
+            return self._convert(self._seq, rec, fn)
         seq, rec = self.begin_step(name)
         if rec is not None:
             outcome = self.replayed(seq, rec, fn)
