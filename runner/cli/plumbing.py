@@ -151,6 +151,10 @@ def session(url: str, *, read_only: bool = False) -> Iterator[tuple[Journal, Pro
 def catch_up(views: Projections) -> None:
     """Bring the views up to the log; if this connection may not write them (a SELECT-only
     role, a read-only file), say how far behind they are and show them as they are."""
-    behind = views.refresh()
+    from projections.rebuild import refresh_with_progress
+
+    # Far behind (a first `journal ls` after a backlog): a progress bar on stderr, pages of
+    # rebuild size, and views still at 0 built in bulk.
+    behind = refresh_with_progress(views)
     if behind is not None:
         echo(f"warning: {behind}", err=True)
