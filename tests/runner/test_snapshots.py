@@ -212,3 +212,31 @@ def test_a_value_changed_after_its_step_returned_never_reaches_the_snapshot(
     assert [snap.steps[s].output for s in sorted(snap.steps)] == [[i] for i in range(60)]
     done = runner.resume(run.id, None)
     assert done.output == [[i, -1] for i in range(60)]
+
+
+def test_a_long_stream_without_a_snapshot_gets_one_when_loaded(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream written before snapshots existed (or imported): the first resume keeps a
+    snapshot of the state as loaded, before replay hands any value to the workflow."""
+    from runner._engine import Engine
+
+    runner = agent_runner(journal)
+    with monkeypatch.context() as m:
+        m.setattr(Engine, "_snapshot", lambda self: None)  # as an older release wrote it
+        run = runner.run("agent", 120, 60)
+    assert journal.storage.get_snapshot(run.id) is None
+    loaded_at = run.pause.position if run.pause else 0
+    taken: list[int] = []
+    real = journal.snapshot
+
+    def snapshot(state: Any) -> bool:
+        taken.append(state.position)
+        return real(state)
+
+    monkeypatch.setattr(journal, "snapshot", snapshot)
+    run = runner.resume(run.id, "a")
+    assert taken[0] == loaded_at  # at the load, from the log as it was
+    done = runner.resume(run.id, "b")
+    assert done.status == "completed" and done.output["answers"] == ["a", "b"]
+    assert journal.state(run.id) == fold(run.id, journal.events(run.id))
