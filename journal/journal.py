@@ -300,7 +300,14 @@ class Journal:
     def snapshot(self, state: ExecutionState) -> bool:
         """Store ``state`` as its execution's snapshot (a cache that spares later loads
         its history). False if this journal keeps no snapshots. Take the state from a
-        handle of the execution's driver, or from :meth:`state`."""
+        handle of the execution's driver, or from :meth:`state`. False too (nothing is
+        kept) if the state is not the log's: a handle's events still buffered, or lost."""
+        eid, position = state.execution_id, state.position
+        head = self.events(eid, after=position - 1)[:1] if position > 0 else []
+        if not head or head[0].position != position or head[0].timestamp != state.updated_at:
+            logger.warning("journal: no snapshot of %s at position %d: the log does not "
+                           "hold that state (yet)", eid, position)
+            return False
         return self.storage.put_snapshot(
             state.execution_id, state.position, encode_snapshot(state)
         )

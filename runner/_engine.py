@@ -725,7 +725,7 @@ class Engine:
                 self.snapshot_at = state.position
         except JournalError as e:
             logger.warning("runner: no snapshot of %s at position %d (resumes fold its "
-                           "stream instead): %s", self.id, state.position, e)
+                           "stream instead): %s", self.id, self.handle.state.position, e)
 
     def log(self, message: str, level: str, fields: dict[str, Any]) -> None:
         """A log line; workflow-level lines already in the journal are not written again."""

@@ -44,10 +44,11 @@ from journal import (
     apply,
 )
 from journal.encoding import as_uuid
+from journal.journal import LOG_FLUSH_SECONDS
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
 from journal.storage.leases import process_started
 from journal.values import find_unresolved
-from runner._engine import HOLD_SECONDS, UNSET, Cancelled, Engine, Suspended
+from runner._engine import HOLD_SECONDS, SNAPSHOT_EVENTS, UNSET, Cancelled, Engine, Suspended
 from runner.context import AsyncContext, Context
 from runner.errors import (
     AlreadyResumed,
@@ -262,11 +263,17 @@ class Runner:
         # Before ExecutionStarted: no recover() slips in between.
         lease = self.journal.lease(eid, wait=self._grace() if idempotency_key else 0.0)
         if lease is None:
-            try:
-                state = self.journal.state(eid)
-            except ExecutionNotFound:  # another process is starting it this very moment
-                raise ExecutionBusy(eid, holder=self.journal.lease_holder(eid),
-                                    waited=0.0) from None
+            # Its driver commits a deferred ExecutionStarted within LOG_FLUSH_SECONDS.
+            deadline = time.monotonic() + LOG_FLUSH_SECONDS
+            while True:
+                try:
+                    state = self.journal.state(eid)
+                    break
+                except ExecutionNotFound:  # another process is starting it this very moment
+                    if time.monotonic() >= deadline:
+                        raise ExecutionBusy(eid, holder=self.journal.lease_holder(eid),
+                                            waited=0.0) from None
+                    time.sleep(0.05)
             return None, Run.of(state, held_elsewhere=state.status == RUNNING)
         try:
             # Under the lease, a stream known to be new gets its ExecutionStarted with the
@@ -386,6 +393,15 @@ class Runner:
     ) -> tuple[Engine, _Workflow]:
         eid = as_uuid(execution_id)
         state, snapshot_at = self.journal.load_state(eid)
+        if not snapshot_at and state.position >= SNAPSHOT_EVENTS:
+            # A long stream with no snapshot (written before snapshots, or imported): keep
+            # one now, while the state is exactly the log's (before replay hands its values
+            # to the workflow), so neither the next pause nor the next resume reads it all.
+            try:
+                if self.journal.snapshot(state):
+                    snapshot_at = state.position
+            except JournalError as e:
+                logger.warning("runner: no snapshot of %s: %s", eid, e)
         if for_resume:
             state = self._check_resumable(state)
         else:
@@ -618,7 +634,11 @@ class Runner:
             await engine.wait_idle()
             return await engine.io(functools.partial(self._settle, engine, output, None))
         finally:
-            await engine.io(functools.partial(self._untrack, engine))
+            try:
+                await engine.io(functools.partial(self._untrack, engine))
+            except asyncio.CancelledError:  # cancelled again: the lease is let go all the same
+                self._untrack(engine)
+                raise
 
     def _settle(self, engine: Engine, output: Any, error: BaseException | None) -> Run:
         """Record how the workflow function ended, and say where the execution stands."""

@@ -460,7 +460,11 @@ class PostgresStorage(Storage):
             leading = not self._leading
             self._leading = True
         if not leading:
-            mine.done.wait()
+            try:
+                mine.done.wait()
+            except BaseException:  # interrupted (Ctrl-C): out of the queue, turn passed on
+                self._leave_group(mine)
+                raise
             if not mine.lead:
                 return mine.result()
             mine.done.clear()  # handed the turn: commit what is queued now
@@ -477,6 +481,18 @@ class PostgresStorage(Storage):
                 else:
                     self._leading = False
         return mine.result()
+
+    def _leave_group(self, mine: _Commit) -> None:
+        with self._group_lock:
+            if any(c is mine for c in self._group):  # not committed: its caller is told
+                self._group.remove(mine)
+            if mine.lead:  # the turn was handed to it: to the next one, or to nobody
+                if self._group:
+                    nxt = self._group[0]
+                    nxt.lead = True
+                    nxt.done.set()
+                else:
+                    self._leading = False
 
     def _commit_group(self, batch: list[_Commit]) -> None:
         try:

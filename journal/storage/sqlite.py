@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import hashlib
 import os
 import sqlite3
 import struct
@@ -523,7 +524,10 @@ class FileLeases(LeaseKeeper):
 
     @staticmethod
     def _offset(execution_id: UUID) -> int:
-        return execution_id.int >> 66
+        # A hash of all 128 bits: ids a user gives (sequential, time-ordered) share
+        # their top bits, and one byte for two executions would be one lease for both.
+        digest = hashlib.blake2b(execution_id.bytes, digest_size=8).digest()
+        return int.from_bytes(digest, "big") >> 2
 
     def _fd(self) -> int:
         lf = self._file
