@@ -290,11 +290,17 @@ class Journal:
         if kept is not None:
             state = decode_snapshot(kept[1])
             if state is not None and state.execution_id == eid and state.position == kept[0]:
-                for event in self.events(eid, after=state.position):
-                    apply(state, event)
-                return state, kept[0]
-            logger.info("journal: the snapshot of %s cannot be read here; folding its "
-                        "stream from the start", eid)
+                # The snapshot's last event must be the log's event at that position (not
+                # a stream deleted since and started again under the same id).
+                events = self.events(eid, after=state.position - 1) if state.position else []
+                if events and events[0].position == state.position and (
+                    events[0].timestamp == state.updated_at
+                ):
+                    for event in events[1:]:
+                        apply(state, event)
+                    return state, kept[0]
+            logger.info("journal: the snapshot of %s does not match its stream here; "
+                        "folding the stream from the start", eid)
         return fold(eid, self.events(eid)), 0
 
     def snapshot(self, state: ExecutionState) -> bool:

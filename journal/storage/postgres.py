@@ -628,6 +628,7 @@ class PostgresStorage(Storage):
         def op(conn: psycopg.Connection[Any]) -> int:
             with conn.transaction():
                 removed = conn.execute(self._delete_sql, (ids,)).rowcount
+                self._snapshots = None  # made since by a newer process? look again
                 if self._has_snapshots(conn):
                     conn.execute(self._delete_snapshots_sql, (ids,))
                 if not self._missing(conn, [BLOB_REFS]):
