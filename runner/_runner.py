@@ -48,7 +48,15 @@ from journal.journal import LOG_FLUSH_SECONDS
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
 from journal.storage.leases import process_started
 from journal.values import find_unresolved
-from runner._engine import HOLD_SECONDS, SNAPSHOT_EVENTS, UNSET, Cancelled, Engine, Suspended
+from runner._engine import (
+    HOLD_SECONDS,
+    SNAPSHOT_EVENTS,
+    UNSET,
+    Cancelled,
+    Engine,
+    Suspended,
+    _signature,
+)
 from runner.context import AsyncContext, Context
 from runner.errors import (
     AlreadyResumed,
@@ -793,7 +801,7 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 
 def _bind_input(wf: _Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The workflow's arguments by parameter name (what ExecutionStarted records)."""
-    sig = inspect.signature(wf.fn)
+    sig = _signature(wf.fn) or inspect.signature(wf.fn)  # computed once per function
     try:
         bound = sig.bind(None, *args, **kwargs)
     except TypeError as e:
@@ -840,7 +848,7 @@ def _redacted_at(original: Any, redacted: Any, path: str) -> str | None:
 
 def _unbind_input(wf: _Workflow, recorded: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments to call the workflow with again, from what ExecutionStarted recorded."""
-    sig = inspect.signature(wf.fn)
+    sig = _signature(wf.fn) or inspect.signature(wf.fn)
     context = next(iter(sig.parameters))
     bound = inspect.BoundArguments(sig, {context: None, **(recorded or {})})  # type: ignore[arg-type]
     return bound.args[1:], bound.kwargs
