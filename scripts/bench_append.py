@@ -16,25 +16,21 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
+from benchlib import REPO, postgres_database, use_checkout
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+use_checkout(REPO)  # this repository only: no $JOURNAL_BENCH_ROOT here
 
-from journal import Journal
-from journal.encoding import encode_event
-from journal.events import StepStarted
-
-ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from journal import Journal  # noqa: E402
+from journal.encoding import encode_event  # noqa: E402
+from journal.events import StepStarted  # noqa: E402
 
 
 def _sample_state() -> bytes:
@@ -268,15 +264,8 @@ def main() -> None:
                 bench_backend(f"SQLite (WAL, synchronous={sync})",
                               f"sqlite:///{path}?synchronous={sync}", "sqlite", raw, sync, args)
     if args.only in (None, "postgres"):
-        dbname = f"bench_append_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{dbname}"')
-        url = ADMIN.rsplit("/", 1)[0] + f"/{dbname}"
-        try:
+        with postgres_database("bench_append", width=8) as url:
             bench_backend("PostgreSQL", url, "postgres", url, "FULL", args)
-        finally:
-            with psycopg.connect(ADMIN, autocommit=True) as admin:
-                admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -39,34 +39,22 @@ repository), put first on ``sys.path``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import os
-import sqlite3
-import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-ROOT = Path(os.environ.get("JOURNAL_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
-sys.path.insert(0, str(ROOT))
+from benchlib import RawFloor, arg_parser, med, postgres_database, revision, use_checkout
 
-import psycopg  # noqa: E402
+ROOT = use_checkout()
 
 from journal import Journal  # noqa: E402
-from journal.storage.postgres import parse_postgres_url  # noqa: E402
 from runner import AsyncContext, Runner  # noqa: E402
 
-ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-ROW = os.urandom(60)  # about what one trivial event weighs
 TICK = 0.001
 SLEEP = 0.05
 #: Set by a timer thread: the non-suspending workflow's only way to learn its time is up.
@@ -83,10 +71,6 @@ async def never_suspends() -> int:
     return 1
 
 
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -94,70 +78,35 @@ def pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p / 100 * len(s)))]
 
 
-def revision() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        out = ""
-    import journal
-
-    where = Path(journal.__file__).resolve().parent.parent
-    warning = "" if where == ROOT.resolve() else f"; WARNING: journal imported from {where}"
-    return f"{ROOT} ({out[:70] or 'not a git checkout'}){warning}"
-
-
 # -- raw commits from worker threads ---------------------------------------------------------------
 
 
 class RawCommits:
-    """One INSERT + commit of one row, on a connection of the calling thread."""
+    """One INSERT + commit of one row, on a floor (a connection) of the calling thread's own."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.local = threading.local()
-        self.conns: list[Any] = []
-        self.lock = threading.Lock()
         self.sqlite = url.startswith("sqlite")
-        if self.sqlite:
-            path, _, query = url.removeprefix("sqlite:///").partition("?")
-            self.path = path.replace(".db", "_floor.db")
-            self.sync = "NORMAL" if "synchronous=normal" in query.lower() else "FULL"
-            c = self._connect()
-            c.execute("CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY "
-                      "AUTOINCREMENT, stream TEXT, position INTEGER, body BLOB)")
-        else:
-            self.conninfo = _conninfo(url.partition("?")[0])
-            c = self._connect()
-            c.execute("CREATE TABLE IF NOT EXISTS public.bench_floor (id bigserial "
-                      "PRIMARY KEY, stream uuid, position int, body bytea)")
+        self.url = url.replace(".db", "_floor.db") if self.sqlite else url
+        self.stream: uuid.UUID | str = "s" if self.sqlite else uuid.UUID(int=0)
+        self.local = threading.local()
+        self.floors: list[RawFloor] = []
+        self.lock = threading.Lock()
+        self._floor(create=True)
 
-    def _connect(self) -> Any:
-        conn: Any
-        if self.sqlite:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.sync}")
-            conn.execute("PRAGMA busy_timeout=10000")
-        else:
-            conn = psycopg.connect(self.conninfo, autocommit=True)
+    def _floor(self, *, create: bool = False) -> RawFloor:
+        floor = RawFloor(self.url, create=create)
         with self.lock:
-            self.conns.append(conn)
-        self.local.conn = conn
-        return conn
+            self.floors.append(floor)
+        self.local.floor = floor
+        return floor
 
     def commit(self) -> None:
-        conn = getattr(self.local, "conn", None) or self._connect()
-        if self.sqlite:
-            conn.execute("INSERT INTO bench_floor (stream, position, body) VALUES (?, ?, ?)",
-                         ("s", 0, ROW))
-        else:
-            conn.execute("INSERT INTO public.bench_floor (stream, position, body) "
-                         "VALUES (%s, %s, %s)", (uuid.UUID(int=0), 0, ROW), prepare=True)
+        floor = getattr(self.local, "floor", None) or self._floor()
+        floor.commit(self.stream, 0)
 
     def close(self) -> None:
-        for conn in self.conns:
-            conn.close()
+        for floor in self.floors:
+            floor.close()
 
 
 # -- one measured round ----------------------------------------------------------------------------
@@ -380,30 +329,8 @@ def starvation(title: str, url: str, seconds: float, repeat: int) -> None:
               f"{verdict}; worst {worst:8.1f} ms late")
 
 
-# -- PostgreSQL database of our own ----------------------------------------------------------------
-
-
-def _conninfo(url: str) -> str:
-    p = parse_postgres_url(url)
-    return (f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
-            + (f" password={p['password']}" if p["password"] else ""))
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"bench_async_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = ADMIN.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="steps per journaled workflow")
@@ -414,7 +341,7 @@ def main() -> None:
     args = parser.parse_args()
     seconds, repeat = (1.0, 1) if args.quick else (args.seconds, args.repeat)
     tasks = [int(k) for k in args.tasks.split(",")]
-    print(f"bench_async: code from {revision()}")
+    print(f"bench_async: code from {revision(ROOT)}")
     with tempfile.TemporaryDirectory() as tmp:
         backends: list[tuple[str, str]] = []
         if args.only in (None, "sqlite"):
@@ -426,7 +353,7 @@ def main() -> None:
             if not args.skip_starvation:
                 starvation(title, url.replace(".db", "_starve.db"), seconds, repeat)
         if args.only in (None, "postgres"):
-            with postgres_database() as db:
+            with postgres_database("bench_async") as db:
                 bench_backend("PostgreSQL", f"{db}?schema=journal", tasks, seconds, repeat,
                               args.steps)
                 if not args.skip_starvation:

@@ -33,11 +33,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from benchlib import arg_parser, postgres_database
 
 
 def journal_command() -> list[str]:
@@ -152,31 +150,8 @@ def bench(title: str, url: str, floor_import: str, executions: int, repeat: int,
               f"  {medians[name] / bare:6.2f}x  {(medians[name] - floor) * 1000:+9.1f}ms")
 
 
-def _conninfo(url: str) -> str:
-    from journal.storage.postgres import parse_postgres_url
-
-    p = parse_postgres_url(url)
-    return (f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
-            + (f" password={p['password']}" if p["password"] else ""))
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"bench_cli_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = ADMIN.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--executions", type=int, default=5)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
@@ -199,8 +174,8 @@ def main() -> None:
                 bench("SQLite", f"sqlite:///{tmp}/journal.db", "sqlite3", args.executions,
                       args.repeat, env, (tree, f"sqlite:///{tmp}/against.db") if tree else None)
         if args.only in (None, "postgres"):
-            with postgres_database() as db, contextlib.ExitStack() as stack:
-                other = stack.enter_context(postgres_database()) if tree else ""
+            with postgres_database("bench_cli") as db, contextlib.ExitStack() as stack:
+                other = stack.enter_context(postgres_database("bench_cli")) if tree else ""
                 bench("PostgreSQL", db, "psycopg", args.executions, args.repeat, env,
                       (tree, other) if tree else None)
 

@@ -23,97 +23,20 @@ repository), put first on ``sys.path``, so the same script measures an older che
 
 from __future__ import annotations
 
-import argparse
 import gc
-import os
-import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-ROOT = Path(os.environ.get("JOURNAL_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
-sys.path.insert(0, str(ROOT))
+from benchlib import RawFloor, arg_parser, med, postgres_database, revision, trivial, use_checkout
 
-import psycopg  # noqa: E402
+ROOT = use_checkout()
 
 from journal import Journal  # noqa: E402
-from journal.storage.postgres import parse_postgres_url  # noqa: E402
 from runner import Context, Runner  # noqa: E402
-
-ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-ROW = os.urandom(60)  # about what one trivial event weighs
-
-
-def trivial() -> None:
-    """The step: nothing, so what is measured is the machinery around it."""
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def revision() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        out = ""
-    import journal
-
-    where = Path(journal.__file__).resolve().parent.parent
-    warning = "" if where == ROOT.resolve() else f"; WARNING: journal imported from {where}"
-    return f"{ROOT} ({out[:70] or 'not a git checkout'}){warning}"
-
-
-# -- the floor -------------------------------------------------------------------------------------
-
-
-class Floor:
-    """Raw INSERT + commit (autocommit) into a bare table of the same database."""
-
-    def __init__(self, url: str) -> None:
-        self.sqlite = url.startswith("sqlite")
-        if self.sqlite:
-            path, _, query = url.removeprefix("sqlite:///").partition("?")
-            sync = "NORMAL" if "synchronous=normal" in query.lower() else "FULL"
-            self.lite = sqlite3.connect(path, isolation_level=None)
-            self.lite.execute("PRAGMA journal_mode=WAL")
-            self.lite.execute(f"PRAGMA synchronous={sync}")
-            self.lite.execute("PRAGMA busy_timeout=5000")
-            self.lite.execute("CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY "
-                              "AUTOINCREMENT, stream TEXT, position INTEGER, body BLOB)")
-        else:
-            self.pg = psycopg.connect(_conninfo(url.partition("?")[0]), autocommit=True)
-            self.pg.execute("CREATE TABLE IF NOT EXISTS public.bench_floor (id bigserial "
-                            "PRIMARY KEY, stream uuid, position int, body bytea)")
-
-    def commits(self, n: int) -> float:
-        """Seconds for ``n`` commits of one row each."""
-        stream = uuid.uuid4()
-        t = time.perf_counter()
-        if self.sqlite:
-            for i in range(n):
-                self.lite.execute("INSERT INTO bench_floor (stream, position, body) "
-                                  "VALUES (?, ?, ?)", (stream.hex, i, ROW))
-        else:
-            for i in range(n):
-                self.pg.execute("INSERT INTO public.bench_floor (stream, position, body) "
-                                "VALUES (%s, %s, %s)", (stream, i, ROW), prepare=True)
-        return time.perf_counter() - t
-
-    def close(self) -> None:
-        if self.sqlite:
-            self.lite.close()
-        else:
-            self.pg.close()
-
 
 # -- the runner ------------------------------------------------------------------------------------
 
@@ -156,7 +79,7 @@ class Ours:
 
 
 def bench_backend(title: str, url: str, runs: int) -> None:
-    ours, floor = Ours(url), Floor(url)
+    ours, floor = Ours(url), RawFloor(url)
     floor.commits(20)
     names = ("raw1", "raw4", "raw5", "run", "run_key", "lease")
     times: dict[str, list[float]] = {k: [] for k in names}
@@ -202,36 +125,14 @@ def bench_backend(title: str, url: str, runs: int) -> None:
           f"({m['run_key'] / m['raw1']:.1f} with a key)")
 
 
-# -- PostgreSQL database of our own ----------------------------------------------------------------
-
-
-def _conninfo(url: str) -> str:
-    p = parse_postgres_url(url)
-    return (f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
-            + (f" password={p['password']}" if p["password"] else ""))
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"bench_fixed_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = ADMIN.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
     parser.add_argument("--quick", action="store_true", help="30 runs per configuration")
     args = parser.parse_args()
     runs = 30 if args.quick else args.runs
-    print(f"bench_fixed: code from {revision()}")
+    print(f"bench_fixed: code from {revision(ROOT)}")
     backends: list[tuple[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "sqlite"):
@@ -241,7 +142,7 @@ def main() -> None:
         for title, url in backends:
             bench_backend(title, url, runs)
         if args.only in (None, "postgres"):
-            with postgres_database() as db:
+            with postgres_database("bench_fixed") as db:
                 bench_backend("PostgreSQL", f"{db}?schema=journal", runs)
 
 

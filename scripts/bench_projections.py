@@ -34,13 +34,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from benchlib import postgres_database
 
 from journal import Journal
 from journal.encoding import encode_event
@@ -318,21 +318,6 @@ def bench_queries(name: str, url: str, n_rows: int) -> None:
                   f"max {max(times):6.2f} ms ({len(rows)} rows)")
 
 
-@contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    p = parse_postgres_url(admin_url)
-    conninfo = dict(host=p["host"], port=p["port"], user=p["user"], dbname=p["dbname"],
-                    password=p["password"] or None)
-    name = f"bench_projections_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(**conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(**conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -360,7 +345,7 @@ def main() -> None:
             if "queries" not in args.skip:
                 bench_queries("sqlite", f"sqlite:///{tmp}/rows.db", args.executions_rows)
         if "postgres" not in args.skip:
-            with pg_database(args.pg_url) as db:
+            with postgres_database("bench_projections", args.pg_url, width=8) as db:
                 if "rebuild" not in args.skip:
                     results["postgres"] = bench_rebuild(
                         "postgres", f"{db}?schema=bench", args.events, args.repeat, args.modes

@@ -54,21 +54,27 @@ import json
 import os
 import resource
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(os.environ.get("JOURNAL_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
-sys.path.insert(0, str(ROOT))
-os.environ["JOURNAL_BENCH_ROOT"] = str(ROOT)  # child processes import the same code
+from benchlib import (
+    ROW,
+    arg_parser,
+    conninfo,
+    med,
+    postgres_database,
+    revision,
+    trivial,
+    use_checkout,
+)
+
+ROOT = use_checkout(export=True)  # child processes import the same code
 
 import psycopg  # noqa: E402
 
@@ -82,33 +88,9 @@ from journal.events import (  # noqa: E402
     StepCompleted,
     StepStarted,
 )
-from journal.storage.postgres import parse_postgres_url  # noqa: E402
 from runner import Context, Runner  # noqa: E402
 
-ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-ROW = os.urandom(60)  # about what one trivial event weighs
 BATCH = 20_000  # events per append when building with --build append
-
-
-def trivial() -> None:
-    """The step: nothing, so what is measured is the machinery around it."""
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def revision() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        out = ""
-    import journal
-
-    where = Path(journal.__file__).resolve().parent.parent
-    warning = "" if where == ROOT.resolve() else f"; WARNING: journal imported from {where}"
-    return f"{ROOT} ({out[:70] or 'not a git checkout'}){warning}"
 
 
 def make_runner(journal: Journal) -> Runner:
@@ -258,7 +240,7 @@ class BareTable:
             self.conn.execute("CREATE INDEX IF NOT EXISTS bench_rows_s ON bench_rows "
                               "(stream, position)")
         else:
-            self.conn = psycopg.connect(_conninfo(url.partition("?")[0]), autocommit=True)
+            self.conn = psycopg.connect(conninfo(url.partition("?")[0]), autocommit=True)
             self.conn.execute("CREATE TABLE IF NOT EXISTS public.bench_rows (id bigserial "
                               "PRIMARY KEY, stream uuid, position int, body bytea)")
             self.conn.execute("CREATE INDEX IF NOT EXISTS bench_rows_s ON public.bench_rows "
@@ -458,30 +440,8 @@ def agent_loop(title: str, url: str, sizes: list[int], every: int, repeat: int) 
               "in one run() without pauses; first/last 10: median time of one resume)")
 
 
-# -- PostgreSQL database of our own ----------------------------------------------------------------
-
-
-def _conninfo(url: str) -> str:
-    p = parse_postgres_url(url)
-    return (f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
-            + (f" password={p['password']}" if p["password"] else ""))
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"bench_resume_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = ADMIN.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--events", default="10000,100000,1000000")
     parser.add_argument("--agent-steps", default="1000,10000")
     parser.add_argument("--every", type=int, default=10)
@@ -505,7 +465,7 @@ def main() -> None:
     repeat = args.repeat
     if args.quick:
         sizes, agents, repeat = [s for s in sizes if s <= 100_000] or sizes[:1], [1000], 2
-    print(f"bench_resume: code from {revision()}")
+    print(f"bench_resume: code from {revision(ROOT)}")
     with tempfile.TemporaryDirectory() as tmp:
         backends: list[tuple[str, str]] = []
         if args.only in (None, "sqlite"):
@@ -519,7 +479,7 @@ def main() -> None:
             if not args.skip_agent:
                 agent_loop(title, url.replace(".db", "_agent.db"), agents, args.every, repeat)
         if args.only in (None, "postgres"):
-            with postgres_database() as db:
+            with postgres_database("bench_resume") as db:
                 if not args.skip_long:
                     long_history("PostgreSQL", f"{db}?schema=journal", sizes, repeat,
                                  args.build, args.profile)

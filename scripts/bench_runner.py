@@ -38,9 +38,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,28 +46,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-import psycopg
+from benchlib import REPO, RawFloor, arg_parser, med, postgres_database, trivial, use_checkout
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+use_checkout(REPO)  # this repository only: no $JOURNAL_BENCH_ROOT here
 
 from journal import Journal  # noqa: E402
-from journal.storage.postgres import parse_postgres_url  # noqa: E402
 from runner import Context, Runner  # noqa: E402
-
-ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def trivial() -> None:
-    """The step: nothing, so what is measured is the machinery around it."""
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
 
 # -- plain calls and the runner --------------------------------------------------------------------
 
@@ -171,53 +155,6 @@ def stored_bytes(url: str, n: int) -> float:
         total = sum(len(state) + len(topic) + 16 + 8
                     for _, topic, state in journal.storage.read_stream(run.id))
     return total / n
-
-
-# -- the floor -------------------------------------------------------------------------------------
-
-ROW = os.urandom(60)  # about what one trivial event weighs
-
-
-class SQLiteFloor:
-    """One INSERT + commit per step into a bare WAL table, as the journal's file is set up."""
-
-    def __init__(self, path: str, synchronous: str) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA synchronous={synchronous}")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY "
-                          "AUTOINCREMENT, stream TEXT, position INTEGER, body BLOB)")
-
-    def run(self, n: int) -> float:
-        stream = uuid.uuid4().hex
-        t = time.perf_counter()
-        for i in range(n):
-            self.conn.execute("INSERT INTO floor (stream, position, body) VALUES (?, ?, ?)",
-                              (stream, i, ROW))
-        return time.perf_counter() - t
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class PostgresFloor:
-    """One INSERT + commit per step (autocommit) into a bare table."""
-
-    def __init__(self, conninfo: str) -> None:
-        self.conn = psycopg.connect(conninfo, autocommit=True)
-        self.conn.execute("CREATE TABLE IF NOT EXISTS floor (id bigserial PRIMARY KEY, "
-                          "stream uuid, position int, body bytea)")
-
-    def run(self, n: int) -> float:
-        stream = uuid.uuid4()
-        t = time.perf_counter()
-        for i in range(n):
-            self.conn.execute("INSERT INTO floor (stream, position, body) VALUES (%s, %s, %s)",
-                              (stream, i, ROW), prepare=True)
-        return time.perf_counter() - t
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 # -- DBOS and LangGraph, each in a process of its own ----------------------------------------------
@@ -346,28 +283,6 @@ def run_child(kind: str, url: str, n: int, repeat: int) -> dict[str, Any]:
     return result
 
 
-# -- PostgreSQL database of our own ----------------------------------------------------------------
-
-
-def _conninfo(url: str) -> str:
-    p = parse_postgres_url(url)
-    return (f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
-            + (f" password={p['password']}" if p["password"] else ""))
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"bench_runner_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = ADMIN.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 # -- the report ------------------------------------------------------------------------------------
 
 
@@ -383,14 +298,14 @@ def line(label: str, value: float | str, floor: float | None = None, extra: str 
     print(f"  {label:<44} {value:9.1f} µs/step  {ratio} {extra}")
 
 
-def bench_backend(title: str, url: str, floor: SQLiteFloor | PostgresFloor, n: int,
+def bench_backend(title: str, url: str, floor: RawFloor, n: int,
                   repeat: int, others: dict[str, str | None]) -> None:
     """Floor, journal alone and runner interleaved run by run (disks drift), then the others."""
     ours = Ours(url)
     times: dict[str, list[float]] = {"floor": [], "journal": [], "runner": [], "plain": []}
     try:
         for _ in range(repeat):
-            times["floor"].append(floor.run(n))
+            times["floor"].append(floor.commits(n))
             times["journal"].append(ours.journal_only(n))
             times["runner"].append(ours.run(n))
             times["plain"].append(plain(n))
@@ -421,7 +336,7 @@ def bench_backend(title: str, url: str, floor: SQLiteFloor | PostgresFloor, n: i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", choices=["sqlite", "postgres"])
@@ -451,7 +366,7 @@ def main() -> None:
             for sync in ("FULL", "NORMAL"):
                 suffix = "" if sync == "FULL" else "?synchronous=NORMAL"
                 url = f"sqlite:///{tmp}/ours_{sync}.db{suffix}"
-                floor = SQLiteFloor(f"{tmp}/floor_{sync}.db", sync)
+                floor = RawFloor(f"sqlite:///{tmp}/floor_{sync}.db?synchronous={sync}")
                 others: dict[str, str | None] = {}
                 if sync == "FULL":  # DBOS and LangGraph use SQLite's default, FULL
                     others = {k: (f"sqlite:///{tmp}/{k}.db" if have[k] else None)
@@ -460,9 +375,9 @@ def main() -> None:
             url = f"sqlite:///{tmp}/replay.db"
             print_replay_and_bytes("SQLite", url, n, repeat, have)
         if args.only in (None, "postgres"):
-            with postgres_database() as db:
+            with postgres_database("bench_runner") as db:
                 others = {k: (db if have[k] else None) for k in have}
-                bench_backend("PostgreSQL", f"{db}?schema=journal", PostgresFloor(_conninfo(db)),
+                bench_backend("PostgreSQL", f"{db}?schema=journal", RawFloor(db),
                               n, repeat, others)
                 print_replay_and_bytes("PostgreSQL", f"{db}?schema=replay", n, repeat, None)
 

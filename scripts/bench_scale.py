@@ -23,50 +23,15 @@ repository), put first on ``sys.path`` (in every child process too).
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
-import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(os.environ.get("JOURNAL_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
-sys.path.insert(0, str(ROOT))
-os.environ["JOURNAL_BENCH_ROOT"] = str(ROOT)  # spawned children import the same code
+from benchlib import RawFloor, arg_parser, med, postgres_database, revision, trivial, use_checkout
 
-import psycopg  # noqa: E402
-
-from journal.storage.postgres import parse_postgres_url  # noqa: E402
-
-ADMIN = os.environ.get("JOURNAL_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-ROW = os.urandom(60)  # about what one trivial event weighs
-
-
-def trivial() -> None:
-    """The step: nothing, so what is measured is the machinery around it."""
-
-
-def med(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def revision() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-    except OSError:
-        out = ""
-    import journal
-
-    where = Path(journal.__file__).resolve().parent.parent
-    warning = "" if where == ROOT.resolve() else f"; WARNING: journal imported from {where}"
-    return f"{ROOT} ({out[:70] or 'not a git checkout'}){warning}"
+ROOT = use_checkout(export=True)  # spawned children import the same code
 
 
 # -- the children ----------------------------------------------------------------------------------
@@ -76,20 +41,17 @@ def child(kind: str, url: str, seconds: float, n_steps: int, barrier: Any, out: 
     """Get ready, wait for every sibling, then work for ``seconds``; put (steps, elapsed)."""
     try:
         if kind == "raw":
-            conn = psycopg.connect(_conninfo(url.partition("?")[0]), autocommit=True)
+            floor = RawFloor(url, create=False)
             stream = uuid.uuid4()
-            sql = ("INSERT INTO public.bench_floor (stream, position, body) "
-                   "VALUES (%s, %s, %s)")
-            conn.execute(sql, (stream, 0, ROW), prepare=True)
+            floor.commit(floor.key(stream), 0)
             barrier.wait()
             steps, t = 0, time.perf_counter()
             deadline = t + seconds
             while time.perf_counter() < deadline:
-                for _ in range(n_steps):
-                    conn.execute(sql, (stream, steps, ROW), prepare=True)
-                    steps += 1
+                floor.commits(n_steps, stream, steps)
+                steps += n_steps
             elapsed = time.perf_counter() - t
-            conn.close()
+            floor.close()
         else:
             from journal import Journal
             from runner import Context, Runner
@@ -139,30 +101,8 @@ def measure(kind: str, url: str, procs: int, seconds: float, n_steps: int) -> fl
     return float(sum(steps / elapsed for steps, elapsed, _ in results))
 
 
-# -- PostgreSQL database of our own ----------------------------------------------------------------
-
-
-def _conninfo(url: str) -> str:
-    p = parse_postgres_url(url)
-    return (f"host={p['host']} port={p['port']} user={p['user']} dbname={p['dbname']}"
-            + (f" password={p['password']}" if p["password"] else ""))
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"bench_scale_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, _ = ADMIN.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(_conninfo(ADMIN), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser = arg_parser(__doc__)
     parser.add_argument("--procs", default="1,2,4,8")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeat", type=int, default=3)
@@ -171,11 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     seconds, repeat = (2.0, 1) if args.quick else (args.seconds, args.repeat)
     counts = [int(p) for p in args.procs.split(",")]
-    print(f"bench_scale: code from {revision()}; {os.cpu_count()} cores")
-    with postgres_database() as db:
-        with psycopg.connect(_conninfo(db), autocommit=True) as conn:
-            conn.execute("CREATE TABLE public.bench_floor (id bigserial PRIMARY KEY, "
-                         "stream uuid, position int, body bytea)")
+    print(f"bench_scale: code from {revision(ROOT)}; {os.cpu_count()} cores")
+    with postgres_database("bench_scale") as db:
+        RawFloor(db).close()  # the floor's table, before any child races to create it
         url = f"{db}?schema=journal"
         from journal import Journal
 
