@@ -434,18 +434,20 @@ class _LockFile:
             return lf
 
     def done(self) -> None:
+        # All under the registry's lock: closing drops every lock this process holds on
+        # the file, so no new descriptor of it may be opened (and locked) before that.
         with _LOCK_FILES_LOCK:
             self.users -= 1
             if self.users > 0:
                 return
             _LOCK_FILES.pop(os.path.abspath(self.path), None)
-        with self.lock:
-            if self.fd is not None:
-                os.close(self.fd)  # drops this process's locks on the file
-                self.fd = None
-            if self.named:
-                with contextlib.suppress(OSError):
-                    _identity_path(self.path.parent, os.getpid()).unlink()
+            with self.lock:
+                if self.fd is not None:
+                    os.close(self.fd)  # drops this process's locks on the file
+                    self.fd = None
+                if self.named:
+                    with contextlib.suppress(OSError):
+                        _identity_path(self.path.parent, os.getpid()).unlink()
 
 
 _LOCK_FILES: dict[str, _LockFile] = {}
