@@ -54,7 +54,7 @@ from journal.events import (
 )
 from journal.state import register_variant
 from journal.storage.base import StoredEvent
-from journal.values import _INT_MAX, _INT_MIN, WIRE_SAFE, _plain, ext_hook, to_wire
+from journal.values import WIRE_SAFE, ext_hook, is_native, to_wire
 
 __all__ = [
     "CODES",
@@ -208,10 +208,7 @@ def encode_event(event: Event) -> StoredEvent:
     body: Any = fields[2:]  # a tuple, a list once a value is converted
     for i, path in payload:
         value = fields[i]
-        cls = type(value)
-        if cls in WIRE_SAFE or (cls is int and _INT_MIN <= value <= _INT_MAX) or (
-            (cls is dict or cls is list) and _plain(value)
-        ):
+        if is_native(value):
             continue
         wired = to_wire(value, path)
         if wired is not value:

@@ -20,7 +20,9 @@ import msgspec
 
 from journal.errors import UnsupportedValue
 
-__all__ = ["Unresolved", "decode_value", "encode_value", "ext_hook", "plain", "to_wire"]
+__all__ = [
+    "Unresolved", "decode_value", "encode_value", "ext_hook", "is_native", "plain", "to_wire",
+]
 
 EXT_UUID = 1
 EXT_DECIMAL = 2
@@ -155,8 +157,7 @@ def to_wire(value: Any, path: str = "value") -> Any:
     same object, uncopied. Raises :class:`UnsupportedValue` (a ``TypeError``) naming
     ``path`` for anything that would not read back equal and of the same type.
     """
-    cls = type(value)
-    if cls in WIRE_SAFE or ((cls is dict or cls is list) and _plain(value)):
+    if is_native(value):
         return value
     return _wire(value, path)
 
@@ -174,32 +175,30 @@ def _spell(path: _Path) -> str:
     return "".join(reversed(parts))
 
 
-def _plain(value: Any) -> bool:
-    """Whether a dict or list is msgpack-native all through (str keys; scalars, dicts and
-    lists inside): then it is its own wire form. One tight walk, building nothing."""
-    if type(value) is dict:
-        for k, v in value.items():
-            if type(k) is not str:
-                return False
-            tv = type(v)
-            if tv in WIRE_SAFE:
-                continue
-            if tv is int:
-                if _INT_MIN <= v <= _INT_MAX:
-                    continue
-                return False
-            if (tv is dict or tv is list) and _plain(v):
-                continue
-            return False
+def is_native(value: Any) -> bool:
+    """Whether ``value`` is msgpack-native all through (scalars, 64-bit ints; dicts with str
+    keys and lists of such): then it is its own wire form. One tight walk, building nothing."""
+    tv = type(value)
+    if tv in WIRE_SAFE:
         return True
-    for v in value:
-        tv = type(v)
-        if tv in WIRE_SAFE:
-            continue
-        if tv is int:
-            if _INT_MIN <= v <= _INT_MAX:
-                continue
+    if tv is int:
+        return bool(_INT_MIN <= value <= _INT_MAX)
+    if tv is dict or tv is list:
+        return _plain(value)
+    return False
+
+
+def _plain(value: Any) -> bool:
+    """:func:`is_native` of a dict or list (scalars checked inline: this is on every append
+    of a dict payload)."""
+    items = value.items() if type(value) is dict else enumerate(value)
+    keyed = type(value) is dict
+    for k, v in items:
+        if keyed and type(k) is not str:
             return False
+        tv = type(v)
+        if tv in WIRE_SAFE or (tv is int and _INT_MIN <= v <= _INT_MAX):
+            continue
         if (tv is dict or tv is list) and _plain(v):
             continue
         return False
