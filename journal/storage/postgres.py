@@ -456,10 +456,12 @@ class PostgresStorage(Storage):
             return self._append_alone(events, blobs)
         mine = _Commit(events)
         with self._group_lock:
-            self._group.append(mine)
             leading = not self._leading
+            if not leading:  # only a waiter needs something to wait on
+                mine.done = threading.Event()
+            self._group.append(mine)
             self._leading = True
-        if not leading:
+        if mine.done is not None:
             try:
                 mine.done.wait()
             except BaseException:  # interrupted (Ctrl-C): out of the queue, turn passed on
@@ -474,25 +476,25 @@ class PostgresStorage(Storage):
             self._commit_group(batch)
         finally:
             with self._group_lock:
-                if self._group:
-                    nxt = self._group[0]
-                    nxt.lead = True
-                    nxt.done.set()
-                else:
-                    self._leading = False
+                self._pass_turn()
         return mine.result()
+
+    def _pass_turn(self) -> None:
+        """Hand the turn to the first waiting append, or to nobody (under ``_group_lock``)."""
+        if self._group:
+            nxt = self._group[0]
+            nxt.lead = True
+            assert nxt.done is not None  # a queued append is a waiting one
+            nxt.done.set()
+        else:
+            self._leading = False
 
     def _leave_group(self, mine: _Commit) -> None:
         with self._group_lock:
             if any(c is mine for c in self._group):  # not committed: its caller is told
                 self._group.remove(mine)
             if mine.lead:  # the turn was handed to it: to the next one, or to nobody
-                if self._group:
-                    nxt = self._group[0]
-                    nxt.lead = True
-                    nxt.done.set()
-                else:
-                    self._leading = False
+                self._pass_turn()
 
     def _commit_group(self, batch: list[_Commit]) -> None:
         try:
@@ -522,7 +524,8 @@ class PostgresStorage(Storage):
             raise
         finally:
             for c in batch:
-                c.done.set()
+                if c.done is not None:
+                    c.done.set()
 
     def _append_alone(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
         first = events[0]
@@ -809,7 +812,8 @@ class _Commit:
 
     def __init__(self, events: Sequence[StoredEvent]) -> None:
         self.events = events
-        self.done = threading.Event()
+        #: What a waiting caller waits on (None for the caller that commits it itself).
+        self.done: threading.Event | None = None
         self.ids: list[int] | None = None
         self.error: BaseException | None = None
         #: Set when the turn to commit the queued appends is handed to this caller.
