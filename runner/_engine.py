@@ -120,7 +120,7 @@ class _ReplayIndex:
         # The state's own steps, not a copy (a long history is not copied at each resume):
         # only seqs up to max_seq are recorded ones; later ones are this run's live writes.
         self.steps: dict[int, StepState] = state.steps
-        self.max_seq = max(self.steps, default=0)
+        self.max_seq = state.max_seq
         self.pauses = [
             _RecordedPause(p.reason, p.steps_before, p.answered_at > 0, p.value)
             for p in state.pauses
