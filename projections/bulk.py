@@ -31,20 +31,18 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from journal.encoding import decode_event, lean_type
-from journal.errors import DecodingError, InvalidTransition
+from journal.encoding import lean_type
 from journal.events import StepCompleted, StepFailed
-from journal.state import TERMINAL_STATUSES, ExecutionState, apply
+from journal.state import TERMINAL_STATUSES, ExecutionState
 from journal.storage import Storage, ViewStore
-from projections.errors import ProjectionError
 from projections.projector import (
-    FORGET,
     CostKey,
     FineKey,
     _add_costs,
     by_dimension,
     decode,
     execution_row,
+    fold_event,
     replay,
     step_row,
 )
@@ -173,12 +171,7 @@ class _Build:
         want_costs = self.want_costs
         ended = self._ended
         for nid, eid, position, topic, data in rows:
-            try:
-                event = decode_event(topic, data, lean=True, execution_id=eid,
-                                     position=position)
-            except DecodingError:
-                decode(nid, eid, position, topic, data)  # raises, naming the notification
-                raise
+            event = decode(nid, eid, position, topic, data)
             state = states.get(eid)
             if state is None or state.position != position - 1:
                 if state is None and position == 1:
@@ -187,17 +180,8 @@ class _Build:
                     state = replay(self.storage, eid, position - 1, nid)
                     self.evicted.pop(eid, None)
                 states[eid] = state
-            try:
-                apply(state, event)
-            except InvalidTransition as e:
-                raise ProjectionError(
-                    f"notification {nid}: {e}; the log holds an impossible transition",
-                    position=nid,
-                ) from e
+            fold_event(state, event, nid)
             cls = type(event)
-            forget = FORGET.get(cls)
-            if forget is not None:
-                forget(state, event)
             if want_costs and cls in _COSTED and event.costs:  # type: ignore[attr-defined]
                 _add_costs(fine, state, event)  # type: ignore[arg-type]
             if state.status in TERMINAL_STATUSES:  # nothing can follow: its rows are final

@@ -47,6 +47,7 @@ from journal.events import (
     Event,
     ExecutionCompleted,
     ExecutionPaused,
+    ExecutionResumed,
     ExecutionStarted,
     StepCompleted,
     StepFailed,
@@ -269,16 +270,7 @@ class Projector:
                 cache[eid] = state
             else:
                 cache.move_to_end(eid)
-            try:
-                apply(state, event)
-            except InvalidTransition as e:
-                raise ProjectionError(
-                    f"notification {nid}: {e}; the log holds an impossible transition",
-                    position=nid,
-                ) from e
-            forget = FORGET.get(type(event))
-            if forget is not None:
-                forget(state, event)
+            fold_event(state, event, nid)
             if nid > p_exec:
                 touched[eid] = state
             if isinstance(event, StepStarted | StepCompleted | StepFailed):
@@ -409,6 +401,22 @@ def replay(storage: Storage, eid: UUID, upto: int, nid: int) -> ExecutionState:
     return state
 
 
+def fold_event(state: ExecutionState, event: Event, nid: int) -> None:
+    """Fold one event of the log into its execution's state as the views keep it: an
+    impossible transition is a ProjectionError naming the notification, and the user values
+    the views never read are dropped at once."""
+    try:
+        apply(state, event)
+    except InvalidTransition as e:
+        raise ProjectionError(
+            f"notification {nid}: {e}; the log holds an impossible transition",
+            position=nid,
+        ) from e
+    forget = FORGET.get(type(event))
+    if forget is not None:
+        forget(state, event)
+
+
 def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:
     """Drop the user values ``event`` brought into a cached state (all of them if None).
 
@@ -418,6 +426,8 @@ def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:
         for step in state.steps.values():
             step.input = step.output = None
         state.input = state.output = None
+        for pause in state.pauses:
+            pause.value = None
         if state.pause is not None and state.pause.payload is not None:
             state.pause = msgspec.structs.replace(state.pause, payload=None)
         return
@@ -435,18 +445,23 @@ def _forget_execution_values(state: ExecutionState, event: Any) -> None:
     state.input = state.output = None
 
 
+def _forget_resume_value(state: ExecutionState, event: Any) -> None:
+    state.pauses[-1].value = None
+
+
 def _forget_pause_payload(state: ExecutionState, event: Any) -> None:
     if state.pause is not None and state.pause.payload is not None:
         state.pause = msgspec.structs.replace(state.pause, payload=None)
 
 
 #: Per event kind (as read lean) that brings user values into a state: what forgets them
-#: (log lines and resume values are never kept there).
+#: (log lines are never kept there).
 FORGET: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     lean_type(ExecutionStarted): _forget_execution_values,
     lean_type(StepStarted): _forget_step_values,
     lean_type(StepCompleted): _forget_step_values,
     lean_type(ExecutionPaused): _forget_pause_payload,
+    lean_type(ExecutionResumed): _forget_resume_value,
     lean_type(ExecutionCompleted): _forget_execution_values,
 }
 
