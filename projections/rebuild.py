@@ -17,6 +17,7 @@ from projections.errors import ViewsBehind
 
 if TYPE_CHECKING:  # Rich is loaded only to draw progress: the library never pays for it
     from rich.console import Console
+    from rich.progress import Progress
 
 __all__ = ["RebuildResult", "rebuild", "refresh_with_progress"]
 
@@ -63,20 +64,8 @@ def rebuild(
         if not show_progress:
             events = projections.rebuild(only=views, page_size=page_size, bulk=bulk)
         else:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TaskProgressColumn,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            with Progress(
-                TextColumn(f"rebuilding {', '.join(views)}"), BarColumn(),
-                MofNCompleteColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                console=console, transient=False,
-            ) as bar:
+            with _progress_bar(f"rebuilding {', '.join(views)}", console,
+                               transient=False) as bar:
                 task = bar.add_task("rebuild", total=max(head, 1))
 
                 def progress(n: int, position: int) -> None:
@@ -113,6 +102,24 @@ def refresh_with_progress(
     backlog = views.backlog()
     if backlog <= min_backlog:
         return views.refresh()
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    head = views.head()
+    start = head - backlog
+    with _progress_bar("bringing the views up to the log", console, transient=True) as bar:
+        task = bar.add_task("catch-up", total=backlog)
+
+        def progress(_: int, position: int) -> None:
+            bar.update(task, completed=max(0, position - start),
+                       total=max(backlog, position - start))
+
+        return views.refresh(progress=progress)
+
+
+def _progress_bar(label: str, console: Console | None, *, transient: bool) -> Progress:
+    """The one progress bar of rebuilds and catch-ups (Rich loaded only when one is drawn)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -122,20 +129,7 @@ def refresh_with_progress(
         TimeElapsedColumn,
     )
 
-    if console is None:
-        from rich.console import Console
-
-        console = Console(stderr=True)
-    head = views.head()
-    start = head - backlog
-    with Progress(
-        TextColumn("bringing the views up to the log"), BarColumn(), MofNCompleteColumn(),
-        TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=True,
-    ) as bar:
-        task = bar.add_task("catch-up", total=backlog)
-
-        def progress(_: int, position: int) -> None:
-            bar.update(task, completed=max(0, position - start),
-                       total=max(backlog, position - start))
-
-        return views.refresh(progress=progress)
+    return Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        TimeElapsedColumn(), console=console, transient=transient,
+    )
