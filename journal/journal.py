@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from types import TracebackType
@@ -53,7 +54,7 @@ from journal.state import ExecutionState, apply, fold
 from journal.storage import Blob, Storage, forks, open_storage
 from journal.storage.base import StoredEvent
 from journal.storage.leases import Lease
-from journal.values import decode_value, encode_value
+from journal.values import decode_value, encode_value, is_immutable, own_copy
 
 if TYPE_CHECKING:  # asyncio and the writer threads load only for async callers
     from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,8 @@ logger = logging.getLogger("journal")
 IDEMPOTENCY_NAMESPACE = UUID("6f1f7a1e-2b0c-4d59-9a55-5f0e3c2a9b11")
 
 LOG_FLUSH_SECONDS = 1.0
+#: Executions whose last driver's state a journal keeps in memory for the next resume here.
+KEPT_STATES = 64
 _SMALL = (type(None), bool, int, float)
 T = TypeVar("T")
 
@@ -89,6 +92,10 @@ class Journal:
         self._flusher: threading.Thread | None = None
         self._writers: ThreadPoolExecutor | None = None
         self._writers_lock = threading.Lock()
+        #: States of executions a driver of this process left waiting (``keep``), with their
+        #: snapshot positions: the next load here folds only what came after them.
+        self._kept: OrderedDict[UUID, tuple[ExecutionState, int]] = OrderedDict()
+        self._kept_lock = threading.Lock()
         forks.register(self)
         _OPEN.add(self)
 
@@ -128,6 +135,8 @@ class Journal:
         self._flusher = None
         self._writers = None  # its threads stayed in the parent
         self._writers_lock = threading.Lock()
+        self._kept = OrderedDict()
+        self._kept_lock = threading.Lock()
         for handle in self._handles:
             handle._lock = threading.RLock()
             handle._pending = []
@@ -283,25 +292,53 @@ class Journal:
         folded on top, which is exactly what folding the whole stream gives."""
         return self.load_state(execution_id)[0]
 
-    def load_state(self, execution_id: UUID | str) -> tuple[ExecutionState, int]:
-        """:meth:`state`, and the position of the snapshot it started from (0: none)."""
+    def load_state(
+        self, execution_id: UUID | str, *, kept: bool = False
+    ) -> tuple[ExecutionState, int]:
+        """:meth:`state`, and the position of the snapshot it started from (0: none).
+
+        ``kept=True`` (a driver about to replay it) takes the state a driver of this process
+        left it in (:meth:`keep`), if any, instead of the snapshot: the caller owns it."""
         eid = as_uuid(execution_id)
-        kept = self.storage.get_snapshot(eid)
-        if kept is not None:
-            state = decode_snapshot(kept[1])
-            if state is not None and state.execution_id == eid and state.position == kept[0]:
-                # The snapshot's last event must be the log's event at that position (not
-                # a stream deleted since and started again under the same id).
-                events = self.events(eid, after=state.position - 1) if state.position else []
-                if events and events[0].position == state.position and (
-                    events[0].timestamp == state.updated_at
-                ):
-                    for event in events[1:]:
-                        apply(state, event)
-                    return state, kept[0]
+        if kept:
+            with self._kept_lock:
+                left = self._kept.pop(eid, None)
+            if left is not None and self._continued(left[0]):
+                return left
+        snap = self.storage.get_snapshot(eid)
+        if snap is not None:
+            state = decode_snapshot(snap[1])
+            if (state is not None and state.execution_id == eid and state.position == snap[0]
+                    and self._continued(state)):
+                return state, snap[0]
             logger.info("journal: the snapshot of %s does not match its stream here; "
                         "folding the stream from the start", eid)
         return fold(eid, self.events(eid)), 0
+
+    def _continued(self, state: ExecutionState) -> bool:
+        """Fold the events after ``state`` onto it, if the log's event at its position is
+        its own (not a stream deleted since and started again under the same id); False,
+        changing nothing, if not."""
+        position = state.position
+        events = self.events(state.execution_id, after=position - 1) if position else []
+        if not events or events[0].position != position or (
+            events[0].timestamp != state.updated_at
+        ):
+            return False
+        for event in events[1:]:
+            apply(state, event)
+        return True
+
+    def keep(self, state: ExecutionState, snapshot_at: int = 0) -> None:
+        """Keep ``state`` (a driver's, exactly what its commits wrote, nothing buffered) for
+        the next :meth:`load_state` ``kept=True`` of its execution in this process: an agent
+        loop resumed again and again replays from memory instead of reading and decoding its
+        history at each turn. Checked against the log when taken; the oldest go first."""
+        with self._kept_lock:
+            self._kept[state.execution_id] = (state, snapshot_at)
+            self._kept.move_to_end(state.execution_id)
+            while len(self._kept) > KEPT_STATES:
+                self._kept.popitem(last=False)
 
     def snapshot(self, state: ExecutionState) -> bool:
         """Store ``state`` as its execution's snapshot (a cache that spares later loads
@@ -525,6 +562,15 @@ class ExecutionHandle:
         """The position of the last event recorded (including buffered log lines)."""
         return self.state.position
 
+    def committed_state(self) -> ExecutionState | None:
+        """The state, if everything this handle recorded is committed (nothing buffered, no
+        failed write): then it is exactly the log's up to its position. Else None."""
+        with self._lock:
+            if (self._stale or self._pending or self._orphan_logs or self._batch is not None
+                    or self._flush_error is not None):
+                return None
+            return self._state
+
     def __repr__(self) -> str:
         return f"<ExecutionHandle {self.id} {self._state.status} at {self._state.position}>"
 
@@ -725,11 +771,12 @@ class ExecutionHandle:
                 # The stored event holds out-of-line references; the state holds the values.
                 # The blobs are committed in the event's own transaction.
                 stored = encode_event(_unwrap(event, lambda w: w.ref))
-                event = _unwrap(event, lambda w: w.value)
+                event = _unwrap(event, lambda w: decode_value(w.data))
                 blobs = [(w.ref.sha256, w.data) for w in fields.values()
                          if type(w) is _OutOfLineValue]
             else:
                 stored = encode_event(event)  # refuses unsupported values before any change
+                event = _owned(event)
             apply(state, event)
             if self._batch is not None:
                 self._batch.append(stored)
@@ -920,6 +967,21 @@ def _error(error: BaseException | ErrorInfo) -> ErrorInfo:
         tb = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
         return ErrorInfo.from_exception(error, traceback=tb)
     raise TypeError(f"error must be an exception or journal.ErrorInfo, not {type(error).__name__}")
+
+
+def _owned(event: Event) -> Event:
+    """The event as the log will read it back, for the writer's own state: its values are
+    copies, so the state stays the log's whatever the caller does to the objects it passed
+    (a snapshot or a kept state is taken from it). Log lines are not kept in the state."""
+    cls = type(event)
+    if cls is LogRecorded:
+        return event
+    changes = {
+        name: own_copy(value)
+        for name in cls.payload_fields
+        if not is_immutable(value := getattr(event, name))
+    }
+    return _replace(event, **changes) if changes else event
 
 
 def _unwrap(event: Event, pick: Any) -> Event:

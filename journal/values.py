@@ -21,7 +21,8 @@ import msgspec
 from journal.errors import UnsupportedValue
 
 __all__ = [
-    "Unresolved", "decode_value", "encode_value", "ext_hook", "is_native", "plain", "to_wire",
+    "Unresolved", "decode_value", "encode_value", "ext_hook", "is_immutable", "is_native",
+    "own_copy", "plain", "to_wire",
 ]
 
 EXT_UUID = 1
@@ -294,3 +295,22 @@ def encode_value(value: Any, path: str = "value") -> bytes:
 def decode_value(data: bytes) -> Any:
     """Decode bytes written by :func:`encode_value`."""
     return _decoder.decode(data)
+
+
+#: Values no code can change in place: they are their own copy.
+_IMMUTABLE = frozenset({type(None), bool, int, float, str, Decimal, datetime, date, UUID})
+
+
+def is_immutable(value: Any) -> bool:
+    """Whether ``value`` is a scalar nothing can change in place (a copy would be itself)."""
+    return type(value) in _IMMUTABLE
+
+
+def own_copy(value: Any, path: str = "value") -> Any:
+    """``value`` as a reader of the log gets it back, sharing nothing with the caller's
+    object: what the journal keeps in memory beside what it wrote (a writer's state, a
+    value replay hands to workflow code) must not change when user code changes the
+    original. ``UnsupportedValue`` naming ``path`` if it cannot be stored."""
+    if type(value) in _IMMUTABLE:
+        return value
+    return decode_value(encode_value(value, path))

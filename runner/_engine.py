@@ -46,7 +46,7 @@ from journal import (
 from journal.capture import Capture
 from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED, StepState
 from journal.storage.leases import Lease
-from journal.values import decode_value, encode_value, find_unresolved, plain, to_wire
+from journal.values import find_unresolved, is_immutable, own_copy, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
 from runner.errors import (
     IncompatibleOutput,
@@ -205,16 +205,6 @@ def step_input(
     }
 
 
-def _is_trivial(value: Any) -> bool:
-    return value is None or type(value) in (bool, int, float, str)
-
-
-def _frozen(value: Any, path: str) -> Any:
-    """An independent copy of ``value`` as the journal will store it (``UnsupportedValue``
-    naming ``path`` if it cannot be)."""
-    return decode_value(encode_value(value, path))
-
-
 class Engine:
     """Drives one execution of one workflow function against its journal stream."""
 
@@ -248,6 +238,8 @@ class Engine:
         self._held_since = 0.0
         self._seq = 0
         self._pauses_called = 0
+        self._fast_until = self._fast_limit()
+        self._annotations: dict[Callable[..., Any], Any] = {}
         self._logs_called = 0
         self._inflight = 0
         self._idle: asyncio.Event | None = None
@@ -407,27 +399,13 @@ class Engine:
                 raise self._diverged(seq, ("step", rec.name), ("step", name))
             return seq, rec
 
-    def _replayed_completion(self, name: str) -> StepState | None:
-        """The next step's record if it simply completed, as most of a replay is: taken
-        with one look-up; anything else (a divergence, a pause due, a nested call, a
-        failure, the live edge) is left to ``begin_step``."""
-        seq = self._seq + 1
-        index = self.index
-        if seq > index.max_seq or self.halt is not None:
-            return None
-        rec = index.steps.get(seq)
-        if rec is None or rec.status != STEP_COMPLETED or rec.name != name:
-            return None
-        k = self._pauses_called
-        if (k < len(index.pauses) and index.pauses[k].steps_before == self._seq) or (
-            _scope.get() is not None
-        ):
-            return None
-        with self._lock:
-            if self._seq + 1 != seq:
-                return None
-            self._seq = seq
-        return rec
+    def _fast_limit(self) -> int:
+        """The last seq replay may take without looking for a pause: the recorded steps
+        before the next recorded pause (recomputed as each pause is called)."""
+        k, pauses = self._pauses_called, self.index.pauses
+        if k < len(pauses):
+            return min(self.index.max_seq, pauses[k].steps_before)
+        return self.index.max_seq
 
     def replayed(self, seq: int, rec: StepState, fn: Callable[..., Any]) -> Any:
         """The recorded outcome of a finished step, or ``_LIVE`` when it must run again."""
@@ -442,21 +420,34 @@ class Engine:
         return _LIVE  # in flight when the last runner stopped, or between retries
 
     def _convert(self, seq: int, rec: StepState, fn: Callable[..., Any]) -> Any:
-        annotation = _return_type(fn)
+        """The recorded output as the workflow gets it: through ``fn``'s return annotation,
+        and a copy (what the workflow does to it must not change the state, which stays
+        the log's: a snapshot or the next resume here is taken from it)."""
+        try:
+            annotation = self._annotations[fn]
+        except KeyError:
+            annotation = self._annotations[fn] = _return_type(fn)
+        except TypeError:  # an unhashable callable
+            annotation = _return_type(fn)
         output = rec.output
+        untyped = annotation is None or annotation is Any or annotation is type(None)
+        if is_immutable(output) and (untyped or type(output) is annotation):
+            return output
         missing = find_unresolved(output)
-        if annotation is None or annotation is Any or annotation is type(None):
+        if untyped:
             if missing is not None:
                 # The workflow would get a stand-in where it expects its own class.
                 raise self._stop(ValueClassMissing(
                     execution_id=self.id, step=f"output of step {rec.name!r}", seq=seq,
                     topic=missing.topic,
                 ))
-            return output
+            return own_copy(output)
         if missing is not None:
             output = plain(output)  # rebuilt from its fields, through the annotation
         elif type(output) is annotation:
-            return output  # read back with its own type already
+            return own_copy(output)  # read back with its own type already
+        else:
+            output = own_copy(output)
         try:
             return msgspec.convert(output, annotation, from_attributes=True)
         except (msgspec.ValidationError, TypeError) as e:
@@ -489,10 +480,10 @@ class Engine:
 
     def completed(self, scope: StepScope, output: Any, duration: float) -> None:
         """Hold StepCompleted; it is committed with the next transition."""
-        if not _is_trivial(output):
+        if not is_immutable(output):
             # Refused now, not at the commit; and a copy is recorded, so what the workflow
             # does to the value it got back before the next commit is not in the log.
-            output = _frozen(output, f"output of step {scope.info.name!r}")
+            output = own_copy(output, f"output of step {scope.info.name!r}")
         seq, costs = scope.info.seq, tuple(scope.costs)
         self._hold(
             lambda: self.handle.step_completed(seq, output, costs=costs, duration=duration)
@@ -531,9 +522,15 @@ class Engine:
         retry: Retry | None,
     ) -> Any:
         """A synchronous step: replayed, or run live with its retries."""
-        rec = self._replayed_completion(name)
-        if rec is not None:
-            return self._convert(self._seq, rec, fn)
+        # Most of a replay: a recorded completion, with no pause due before it.
+        seq = self._seq + 1
+        if seq <= self._fast_until and self.halt is None and _scope.get() is None:
+            rec = self.index.steps.get(seq)
+            if rec is not None and rec.status == STEP_COMPLETED and rec.name == name:
+                with self._lock:
+                    if self._seq + 1 == seq:
+                        self._seq = seq
+                        return self._convert(seq, rec, fn)
         seq, rec = self.begin_step(name)
         if rec is not None:
             outcome = self.replayed(seq, rec, fn)
@@ -691,17 +688,19 @@ class Engine:
                     recorded = self.index.steps[seq].name if seq in self.index.steps else "?"
                     raise self._diverged(seq, ("step", recorded), ("pause", reason))
                 self._pauses_called += 1
+                self._fast_until = self._fast_limit()
                 if rec.answered:
-                    return rec.value
+                    return own_copy(rec.value)  # the state's own stays the log's
                 if self.resume_value is UNSET:
                     raise self._stop(Suspended())
                 value, self.resume_value = self.resume_value, UNSET
-                if not _is_trivial(value):  # refused now; recorded as it is now
-                    value = _frozen(value, "resume value")
+                # Refused now; recorded as it is now (a copy: the workflow may change what it
+                # gets before the commit).
+                recorded = own_copy(value, "resume value")
                 # ExecutionResumed rides with the next commit (a step's start, before its
                 # code runs; a pause; the end): a resume costs no commit of its own. Until
                 # then the lease keeps any other resumer out.
-                self._hold(lambda: self.handle.resumed(value))
+                self._hold(lambda: self.handle.resumed(recorded))
                 return value
             self._check_all_replayed()
             self._pauses_called += 1
@@ -717,10 +716,12 @@ class Engine:
         A snapshot is a cache: failing to write one loses nothing (the log is the truth)."""
         if self.handle.state.position - self.snapshot_at < SNAPSHOT_EVENTS:
             return
+        # The handle's state is the log's (its values are copies of what it wrote, and
+        # replay hands workflow code copies of what it holds), once nothing is buffered.
+        state = self.handle.committed_state()
+        if state is None:
+            return
         try:
-            # From the log, not from this run's memory: a value the workflow changed after
-            # its step returned it must not reach the snapshot.
-            state, _ = self.journal.load_state(self.id)
             if self.journal.snapshot(state):
                 self.snapshot_at = state.position
         except JournalError as e:
@@ -756,13 +757,20 @@ class Engine:
         with self._lock:
             self._check()
             self._check_all_replayed()
-            if not _is_trivial(output):
+            if not is_immutable(output):
                 to_wire(output, "workflow output")
             self._write(lambda: self.handle.completed(output))
 
     def fail(self, error: BaseException) -> None:
         """Commit ExecutionFailed (with anything held, e.g. the step failure that caused it)."""
         self._write(lambda: self.handle.failed(error))
+
+    def keep_state(self) -> None:
+        """The drive is over and the execution waits: leave its state to the journal for
+        the next resume in this process (only if all of it is committed)."""
+        state = self.handle.committed_state()
+        if state is not None:
+            self.journal.keep(state, self.snapshot_at)
 
     @property
     def state(self) -> ExecutionState:

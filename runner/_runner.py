@@ -47,7 +47,7 @@ from journal.encoding import as_uuid
 from journal.journal import LOG_FLUSH_SECONDS
 from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
 from journal.storage.leases import process_started
-from journal.values import find_unresolved
+from journal.values import find_unresolved, own_copy
 from runner._engine import (
     HOLD_SECONDS,
     SNAPSHOT_EVENTS,
@@ -400,7 +400,7 @@ class Runner:
         self, execution_id: UUID | str, value: Any, *, for_resume: bool
     ) -> tuple[Engine, _Workflow]:
         eid = as_uuid(execution_id)
-        state, snapshot_at = self.journal.load_state(eid)
+        state, snapshot_at = self.journal.load_state(eid, kept=True)
         if not snapshot_at and state.position >= SNAPSHOT_EVENTS:
             # A long stream with no snapshot (written before snapshots, or imported): keep
             # one now, while the state is exactly the log's (before replay hands its values
@@ -655,6 +655,7 @@ class Runner:
             if isinstance(halt, Suspended):
                 engine.halt = None
                 engine.flush()
+                engine.keep_state()
                 return Run.of(engine.state)
             if halt is not None:
                 raise halt
@@ -850,5 +851,6 @@ def _unbind_input(wf: _Workflow, recorded: Any) -> tuple[tuple[Any, ...], dict[s
     """The arguments to call the workflow with again, from what ExecutionStarted recorded."""
     sig = _signature(wf.fn) or inspect.signature(wf.fn)
     context = next(iter(sig.parameters))
+    recorded = own_copy(recorded, "workflow input")  # the state's own stays the log's
     bound = inspect.BoundArguments(sig, {context: None, **(recorded or {})})  # type: ignore[arg-type]
     return bound.args[1:], bound.kwargs
