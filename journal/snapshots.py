@@ -23,8 +23,9 @@ from journal.values import ext_hook, to_wire
 
 __all__ = ["FORMAT", "decode_snapshot", "encode_snapshot"]
 
-#: Bumped whenever ExecutionState changes in a way an older snapshot would misread.
-FORMAT = 1
+#: Bumped whenever ExecutionState changes in a way an older snapshot would misread
+#: (2: steps stored as arrays).
+FORMAT = 2
 
 
 class _Snapshot(msgspec.Struct, array_like=True):

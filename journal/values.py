@@ -21,8 +21,8 @@ import msgspec
 from journal.errors import UnsupportedValue
 
 __all__ = [
-    "Unresolved", "decode_value", "encode_value", "ext_hook", "is_immutable", "is_native",
-    "own_copy", "plain", "to_wire",
+    "IMMUTABLE", "Unresolved", "decode_value", "encode_value", "ext_hook", "is_immutable",
+    "is_native", "own_copy", "plain", "to_wire",
 ]
 
 EXT_UUID = 1
@@ -298,12 +298,12 @@ def decode_value(data: bytes) -> Any:
 
 
 #: Values no code can change in place: they are their own copy.
-_IMMUTABLE = frozenset({type(None), bool, int, float, str, Decimal, datetime, date, UUID})
+IMMUTABLE = frozenset({type(None), bool, int, float, str, Decimal, datetime, date, UUID})
 
 
 def is_immutable(value: Any) -> bool:
     """Whether ``value`` is a scalar nothing can change in place (a copy would be itself)."""
-    return type(value) in _IMMUTABLE
+    return type(value) in IMMUTABLE
 
 
 def own_copy(value: Any, path: str = "value") -> Any:
@@ -311,6 +311,6 @@ def own_copy(value: Any, path: str = "value") -> Any:
     object: what the journal keeps in memory beside what it wrote (a writer's state, a
     value replay hands to workflow code) must not change when user code changes the
     original. ``UnsupportedValue`` naming ``path`` if it cannot be stored."""
-    if type(value) in _IMMUTABLE:
+    if type(value) in IMMUTABLE:
         return value
     return decode_value(encode_value(value, path))

@@ -20,6 +20,7 @@ and their answers. Calls are matched by seq (assigned in call order, synchronous
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import functools
@@ -46,7 +47,7 @@ from journal import (
 from journal.capture import Capture
 from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED, StepState
 from journal.storage.leases import Lease
-from journal.values import find_unresolved, is_immutable, own_copy, plain, to_wire
+from journal.values import IMMUTABLE, find_unresolved, is_immutable, own_copy, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
 from runner.errors import (
     IncompatibleOutput,
@@ -239,7 +240,9 @@ class Engine:
         self._seq = 0
         self._pauses_called = 0
         self._fast_until = self._fast_limit()
-        self._annotations: dict[Callable[..., Any], Any] = {}
+        #: Step functions whose immutable recorded outputs replay returns as they are.
+        self._as_recorded: dict[Callable[..., Any], bool] = {}
+        self._recorded = self.index.steps
         self._logs_called = 0
         self._inflight = 0
         self._idle: asyncio.Event | None = None
@@ -423,14 +426,12 @@ class Engine:
         """The recorded output as the workflow gets it: through ``fn``'s return annotation,
         and a copy (what the workflow does to it must not change the state, which stays
         the log's: a snapshot or the next resume here is taken from it)."""
-        try:
-            annotation = self._annotations[fn]
-        except KeyError:
-            annotation = self._annotations[fn] = _return_type(fn)
-        except TypeError:  # an unhashable callable
-            annotation = _return_type(fn)
+        annotation = _return_type(fn)
         output = rec.output
         untyped = annotation is None or annotation is Any or annotation is type(None)
+        if untyped:
+            with contextlib.suppress(TypeError):  # an unhashable callable: not remembered
+                self._as_recorded[fn] = True  # an immutable output goes back as it is
         if is_immutable(output) and (untyped or type(output) is annotation):
             return output
         missing = find_unresolved(output)
@@ -525,12 +526,17 @@ class Engine:
         # Most of a replay: a recorded completion, with no pause due before it.
         seq = self._seq + 1
         if seq <= self._fast_until and self.halt is None and _scope.get() is None:
-            rec = self.index.steps.get(seq)
+            rec = self._recorded.get(seq)
             if rec is not None and rec.status == STEP_COMPLETED and rec.name == name:
                 with self._lock:
                     if self._seq + 1 == seq:
                         self._seq = seq
-                        return self._convert(seq, rec, fn)
+                        output = rec.output
+                        try:
+                            as_is = type(output) in IMMUTABLE and self._as_recorded[fn]
+                        except (KeyError, TypeError):
+                            as_is = False
+                        return output if as_is else self._convert(seq, rec, fn)
         seq, rec = self.begin_step(name)
         if rec is not None:
             outcome = self.replayed(seq, rec, fn)
