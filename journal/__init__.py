@@ -26,7 +26,7 @@ if TYPE_CHECKING:
         UnsupportedValue,
     )
     from journal.events import (
-        Cost,
+            Cost,
         ErrorInfo,
         Event,
         ExecutionCancelled,
@@ -38,10 +38,14 @@ if TYPE_CHECKING:
         ExecutionStarted,
         LogRecorded,
         OutOfLine,
+        SignalReceived,
         StepCompleted,
         StepFailed,
         StepStarted,
         Truncated,
+        ValueRecorded,
+        WaitEnded,
+        WaitStarted,
     )
     from journal.journal import ExecutionHandle, Journal
     from journal.state import ExecutionState, StepMarker, StepState, apply, fold
@@ -72,6 +76,7 @@ __all__ = [
     "LogRecorded",
     "NotAJournal",
     "OutOfLine",
+    "SignalReceived",
     "StepCompleted",
     "StepFailed",
     "StepMarker",
@@ -83,6 +88,9 @@ __all__ = [
     "Truncated",
     "Unresolved",
     "UnsupportedValue",
+    "ValueRecorded",
+    "WaitEnded",
+    "WaitStarted",
     "apply",
     "fold",
 ]

@@ -48,9 +48,13 @@ from journal.events import (
     ExecutionResumed,
     ExecutionStarted,
     LogRecorded,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepStarted,
+    ValueRecorded,
+    WaitEnded,
+    WaitStarted,
 )
 from journal.state import register_variant
 from journal.storage.base import StoredEvent
@@ -82,6 +86,10 @@ CODES: dict[type[Event], str] = {
     ExecutionFailed: "E",  # error
     ExecutionCancelled: "X",
     ExecutionClaimed: "H",  # held
+    WaitStarted: "W",
+    WaitEnded: "N",  # next
+    SignalReceived: "G",
+    ValueRecorded: "V",
 }
 
 #: The topic of v1/v2 rows (``module:qualname``): read forever, never written again.

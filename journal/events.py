@@ -27,6 +27,8 @@ import msgspec
 __all__ = [
     "EVENT_TYPES",
     "TERMINAL_EVENTS",
+    "WAIT_SIGNAL",
+    "WAIT_TIMER",
     "Cost",
     "ErrorInfo",
     "Event",
@@ -39,10 +41,14 @@ __all__ = [
     "ExecutionStarted",
     "LogRecorded",
     "OutOfLine",
+    "SignalReceived",
     "StepCompleted",
     "StepFailed",
     "StepStarted",
     "Truncated",
+    "ValueRecorded",
+    "WaitEnded",
+    "WaitStarted",
 ]
 
 
@@ -148,17 +154,20 @@ class LogRecorded(Event, frozen=True, kw_only=True, array_like=True):
 
 
 class ExecutionPaused(Event, frozen=True, kw_only=True, array_like=True):
-    """The execution waits for something outside it (e.g. ``human_review``)."""
+    """The execution waits for something outside it (e.g. ``human_review``), until
+    ``until`` at the latest if given (then it resumes by itself, timed out)."""
 
     reason: str
     payload: Any = None
+    until: datetime | None = None
     payload_fields: ClassVar[tuple[str, ...]] = ("payload",)
 
 
 class ExecutionResumed(Event, frozen=True, kw_only=True, array_like=True):
-    """The pause was answered with ``value``."""
+    """The pause was answered with ``value``, or ended by its deadline (``timed_out``)."""
 
     value: Any = None
+    timed_out: bool = False
     payload_fields: ClassVar[tuple[str, ...]] = ("value",)
 
 
@@ -198,6 +207,50 @@ class ExecutionClaimed(Event, frozen=True, kw_only=True, array_like=True):
     quiet_for: float | None = None
 
 
+#: What a wait waits for (``WaitStarted.kind``).
+WAIT_TIMER = "timer"
+WAIT_SIGNAL = "signal"
+
+
+class WaitStarted(Event, frozen=True, kw_only=True, array_like=True):
+    """The workflow waits at call ``seq``: for time (``timer``: until ``until``), or for a
+    signal named ``name`` (``signal``; ``until`` is its timeout, if any). Committed before
+    the workflow stops; the execution holds nothing while it waits."""
+
+    seq: int
+    kind: str
+    name: str = ""
+    until: datetime | None = None
+
+
+class WaitEnded(Event, frozen=True, kw_only=True, array_like=True):
+    """The wait at ``seq`` is over: it consumed the signal at position ``signal`` (> 0),
+    or timed out (``timed_out``), or its timer fired (neither)."""
+
+    seq: int
+    signal: int = 0
+    timed_out: bool = False
+
+
+class SignalReceived(Event, frozen=True, kw_only=True, array_like=True):
+    """A signal ``name`` with ``value`` arrived from outside (``runner.signal``), whatever
+    the execution was doing; the first wait for ``name`` not yet answered consumes it."""
+
+    name: str
+    value: Any = None
+    payload_fields: ClassVar[tuple[str, ...]] = ("value",)
+
+
+class ValueRecorded(Event, frozen=True, kw_only=True, array_like=True):
+    """A value the workflow drew at call ``seq`` (``now``, ``random``, ``uuid4``): replay
+    returns it instead of drawing again."""
+
+    seq: int
+    kind: str
+    value: Any = None
+    payload_fields: ClassVar[tuple[str, ...]] = ("value",)
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ExecutionStarted,
     StepStarted,
@@ -210,6 +263,10 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ExecutionFailed,
     ExecutionCancelled,
     ExecutionClaimed,
+    WaitStarted,
+    WaitEnded,
+    SignalReceived,
+    ValueRecorded,
 )
 
 TERMINAL_EVENTS: tuple[type[Event], ...] = (

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from journal.capture import Capture
-from journal.encoding import as_uuid, decode_event, encode_event
+from journal.encoding import CODES, as_uuid, decode_event, encode_event
 from journal.errors import (
     ConcurrencyConflict,
     DecodingError,
@@ -33,6 +33,8 @@ from journal.errors import (
     mask_url,
 )
 from journal.events import (
+    WAIT_SIGNAL,
+    WAIT_TIMER,
     Cost,
     ErrorInfo,
     Event,
@@ -45,14 +47,18 @@ from journal.events import (
     ExecutionStarted,
     LogRecorded,
     OutOfLine,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepStarted,
+    ValueRecorded,
+    WaitEnded,
+    WaitStarted,
 )
 from journal.snapshots import decode_snapshot, encode_snapshot
 from journal.state import ExecutionState, apply, fold
 from journal.storage import Blob, Storage, forks, open_storage
-from journal.storage.base import StoredEvent
+from journal.storage.base import StoredEvent, Wake
 from journal.storage.leases import Lease
 from journal.values import decode_value, encode_value, is_immutable, own_copy
 
@@ -220,6 +226,22 @@ class Journal:
     def execution(self, execution_id: UUID | str) -> ExecutionHandle:
         """A handle positioned at the end of an existing execution's stream."""
         return ExecutionHandle(self, self.state(execution_id))
+
+    def signal(self, execution_id: UUID | str, name: str, value: Any = None) -> int:
+        """Record signal ``name`` with ``value`` in the execution's stream now, whatever the
+        execution is doing (a driver running it appends after it); returns its position.
+
+        ``ExecutionNotFound`` for an unknown execution, ``InvalidTransition`` for one that
+        has ended: nothing is written in either case.
+        """
+        for _ in range(20):
+            handle = self.execution(execution_id)
+            try:
+                handle.signal_received(name, value)
+            except ConcurrencyConflict:
+                continue  # its driver appended meanwhile: after what it wrote
+            return handle.position
+        raise ConcurrencyConflict(as_uuid(execution_id), self.state(execution_id).position)
 
     def lease(self, execution_id: UUID | str, *, wait: float = 0.0) -> Lease | None:
         """Take the liveness lease of an execution, or None if a live process holds it.
@@ -488,7 +510,16 @@ _RESUMABLE: dict[type[Event], tuple[str, ...]] = {
     StepCompleted: ("output",),
     ExecutionResumed: ("value",),
     ExecutionCompleted: ("output",),
+    SignalReceived: ("value",),
 }
+
+#: Topics of the events after which an execution's wake-up may change (it waits, stops
+#: waiting, is paused with a deadline, gets a signal, ends): their commit writes it.
+_WAKE_TOPICS = frozenset(
+    CODES[t] for t in (WaitStarted, WaitEnded, SignalReceived, ExecutionPaused,
+                       ExecutionResumed, ExecutionCompleted, ExecutionFailed,
+                       ExecutionCancelled)
+)
 
 
 #: Journals not yet closed: their buffered log lines are written at interpreter exit too
@@ -686,18 +717,51 @@ class ExecutionHandle:
             self._pending_logs.append(event)
         self.journal._track(self)
 
-    def paused(self, reason: str, payload: Any = None) -> None:
-        """Record ExecutionPaused (e.g. ``human_review``) with what the reviewer needs."""
+    def paused(
+        self, reason: str, payload: Any = None, *, until: datetime | None = None
+    ) -> None:
+        """Record ExecutionPaused (e.g. ``human_review``) with what the reviewer needs, and
+        the deadline after which it resumes by itself (timed out), if any."""
         self._record(
             ExecutionPaused, reason=reason,
             payload=self.journal.capture.captured(payload, "pause payload"),
+            until=_utc(until, "pause deadline"),
         )
 
-    def resumed(self, value: Any = None) -> None:
-        """Record ExecutionResumed with the answer to the pause (kept whole)."""
+    def resumed(self, value: Any = None, *, timed_out: bool = False) -> None:
+        """Record ExecutionResumed with the answer to the pause (kept whole), or that its
+        deadline passed."""
         with self._lock:
             self._ensure_fresh()
-            self._record(ExecutionResumed, value=self._resumable(value, "resume value"))
+            self._record(ExecutionResumed, value=self._resumable(value, "resume value"),
+                         timed_out=timed_out)
+
+    def wait_started(
+        self, seq: int, kind: str, name: str = "", *, until: datetime | None = None
+    ) -> None:
+        """Record WaitStarted: call ``seq`` waits for time or a signal (until ``until``)."""
+        if kind not in (WAIT_TIMER, WAIT_SIGNAL):
+            raise ValueError(f"a wait is for a {WAIT_TIMER} or a {WAIT_SIGNAL}, not {kind!r}")
+        self._record(WaitStarted, seq=seq, kind=kind, name=name,
+                     until=_utc(until, "wait deadline"))
+
+    def wait_ended(self, seq: int, *, signal: int = 0, timed_out: bool = False) -> None:
+        """Record WaitEnded: the wait at ``seq`` consumed the signal at position ``signal``,
+        timed out, or (neither) its timer fired."""
+        self._record(WaitEnded, seq=seq, signal=signal, timed_out=timed_out)
+
+    def signal_received(self, name: str, value: Any = None) -> None:
+        """Record SignalReceived (kept whole: the workflow that waits for it gets it)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a signal needs a name (a non-empty string), not {name!r}")
+        with self._lock:
+            self._ensure_fresh()
+            self._record(SignalReceived, name=name,
+                         value=self._resumable(value, f"value of signal {name!r}"))
+
+    def value_recorded(self, seq: int, kind: str, value: Any) -> None:
+        """Record ValueRecorded: what ``now()``, ``random()`` or ``uuid4()`` gave at ``seq``."""
+        self._record(ValueRecorded, seq=seq, kind=kind, value=value)
 
     def completed(self, output: Any = None) -> None:
         """Record ExecutionCompleted. Terminal."""
@@ -804,7 +868,11 @@ class ExecutionHandle:
         if not events:
             return
         try:
-            self.journal.storage.append(events, blobs)
+            try:
+                self.journal.storage.append(events, blobs, self._wakes(events))
+            except ConcurrencyConflict:
+                if blobs or not self._after_signals(events, tries):
+                    raise
         except BaseException as e:
             self._stale = True
             self._orphan_logs = logs + self._orphan_logs
@@ -814,6 +882,44 @@ class ExecutionHandle:
             if relogged and not stored:
                 return  # only log lines, and they are in: nothing was lost
             raise
+
+    def _wakes(self, events: list[StoredEvent]) -> list[Wake]:
+        """The execution's wake-up as of ``events`` (already in the state), when they may
+        change it; else none (a step's commit writes nothing more)."""
+        for s in events:
+            if s.topic in _WAKE_TOPICS:
+                state = self._state
+                due = state.wakes_at
+                return [(state.execution_id, None if due is None else due.timestamp(),
+                         events[-1].originator_version)]
+        return []
+
+    def _after_signals(self, events: list[StoredEvent], tries: int) -> bool:
+        """Lost a race to signals only (``runner.signal`` appends at the head whatever the
+        run does): append ``events`` after them, as their driver would have. False, changing
+        nothing, if anything else came in between (a cancellation, another driver)."""
+        for _ in range(tries):
+            first = events[0].originator_version
+            try:
+                newer = self.journal.events(self.id, after=first - 1)
+            except JournalError:
+                return False
+            if not newer or any(type(e) is not SignalReceived for e in newer):
+                return False
+            state, _ = self.journal.load_state(self.id)
+            events = [s._replace(originator_version=s.originator_version + len(newer))
+                      for s in events]
+            for s in events:
+                apply(state, self.journal._decoded(s.topic, s.state, self.id,
+                                                   s.originator_version))
+            previous, self._state = self._state, state
+            try:
+                self.journal.storage.append(events, (), self._wakes(events))
+            except ConcurrencyConflict:
+                self._state = previous
+                continue
+            return True
+        return False
 
     def _relog_now(self, lost: ConcurrencyConflict, tries: int) -> bool:
         n = len(self._orphan_logs)
@@ -967,6 +1073,14 @@ def _error(error: BaseException | ErrorInfo) -> ErrorInfo:
         tb = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
         return ErrorInfo.from_exception(error, traceback=tb)
     raise TypeError(f"error must be an exception or journal.ErrorInfo, not {type(error).__name__}")
+
+
+def _utc(at: datetime | None, what: str) -> datetime | None:
+    if at is None:
+        return None
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"a {what} must be an aware datetime (with a time zone), not {at!r}")
+    return at.astimezone(UTC)
 
 
 def _owned(event: Event) -> Event:

@@ -34,9 +34,13 @@ from journal.events import (
     ExecutionResumed,
     ExecutionStarted,
     LogRecorded,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepStarted,
+    ValueRecorded,
+    WaitEnded,
+    WaitStarted,
 )
 
 __all__ = [
@@ -46,13 +50,17 @@ __all__ = [
     "PAUSED",
     "RUNNING",
     "TERMINAL_STATUSES",
+    "WAITING",
+    "CallRecord",
     "CostTotals",
     "DriverInfo",
     "ExecutionState",
     "PauseRecord",
     "PauseState",
+    "SignalRecord",
     "StepMarker",
     "StepState",
+    "WaitState",
     "apply",
     "fold",
 ]
@@ -60,6 +68,8 @@ __all__ = [
 NEW = "new"
 RUNNING = "running"
 PAUSED = "paused"
+#: Sleeping, or waiting for a signal: resumed by ``serve()`` when due, holding nothing.
+WAITING = "waiting"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
@@ -69,6 +79,10 @@ STEP_RUNNING = "running"
 STEP_RETRYING = "retrying"
 STEP_COMPLETED = "completed"
 STEP_FAILED = "failed"
+
+#: A call that is not a step (``CallRecord.status``): a wait still open, or over.
+CALL_WAITING = "waiting"
+CALL_DONE = "done"
 
 
 class CostTotals(msgspec.Struct, kw_only=True):
@@ -125,15 +139,57 @@ class PauseRecord(msgspec.Struct, kw_only=True):
     #: The position of the ExecutionResumed that answered it (0: not answered).
     answered_at: int = 0
     value: Any = None
+    #: Answered by its deadline, not by a value.
+    timed_out: bool = False
 
 
 class PauseState(msgspec.Struct, frozen=True, kw_only=True):
-    """The open pause: why, with what payload, since when."""
+    """The open pause: why, with what payload, since when, and until when (its deadline)."""
 
     reason: str
     payload: Any
     position: int
     at: datetime
+    until: datetime | None = None
+
+
+class CallRecord(msgspec.Struct, kw_only=True, array_like=True):
+    """A workflow call at ``seq`` that is not a step: a wait (``timer``, ``signal``) or a
+    drawn value (``value``: ``name`` is now, random or uuid4). Replay answers it from here."""
+
+    seq: int
+    kind: str
+    name: str
+    status: str
+    at: datetime
+    until: datetime | None = None
+    ended_at: datetime | None = None
+    #: The value drawn, or the signal's value a wait consumed.
+    value: Any = None
+    #: The position of the signal a wait consumed (0: none).
+    signal: int = 0
+    timed_out: bool = False
+
+
+class WaitState(msgspec.Struct, frozen=True, kw_only=True):
+    """The open wait: what for (``kind`` timer or signal, ``name``), at which call, since
+    when and until when."""
+
+    seq: int
+    kind: str
+    name: str
+    since: datetime
+    until: datetime | None = None
+
+
+class SignalRecord(msgspec.Struct, kw_only=True, array_like=True):
+    """A signal that arrived (at ``position``), and the call that consumed it (0: none yet)."""
+
+    position: int
+    name: str
+    at: datetime
+    value: Any = None
+    consumed_by: int = 0
 
 
 class DriverInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -174,6 +230,12 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     pauses: list[PauseRecord] = []
     #: Log lines recorded outside any step (replay does not write them again).
     workflow_logs: int = 0
+    #: Calls that are not steps, by seq (waits, drawn values).
+    calls: dict[int, CallRecord] = {}
+    #: The open wait of a ``waiting`` execution.
+    wait: WaitState | None = None
+    #: Every signal received, in stream order.
+    signals: list[SignalRecord] = []
 
     @property
     def is_terminal(self) -> bool:
@@ -184,6 +246,26 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     def next_seq(self) -> int:
         """The seq a newly started step gets."""
         return self.max_seq + 1
+
+    @property
+    def wakes_at(self) -> datetime | None:
+        """When this execution must be looked at again by itself: its timer or timeout, or
+        now if a signal it waits for is there already; None if only the outside wakes it."""
+        wait = self.wait
+        if self.status == WAITING and wait is not None:
+            if wait.kind == "signal" and self.unconsumed(wait.name) is not None:
+                return self.updated_at
+            return wait.until
+        if self.status == PAUSED and self.pause is not None:
+            return self.pause.until
+        return None
+
+    def unconsumed(self, name: str) -> SignalRecord | None:
+        """The first signal ``name`` that no wait has consumed yet (stream order)."""
+        for signal in self.signals:
+            if signal.name == name and not signal.consumed_by:
+                return signal
+        return None
 
     @property
     def running_steps(self) -> list[StepState]:
@@ -230,10 +312,12 @@ def _check_paused(state: ExecutionState, event: Event) -> None:
         raise _reject(state, event, "only a running execution can pause")
 
 
-def _check_resumed(state: ExecutionState, event: Event) -> None:
+def _check_resumed(state: ExecutionState, event: ExecutionResumed) -> None:
     _check_live(state, event)
     if state.status != PAUSED:
         raise _reject(state, event, "only a paused execution can resume")
+    if event.timed_out and (state.pause is None or state.pause.until is None):
+        raise _reject(state, event, "the pause has no timeout")
 
 
 def _check_completed(state: ExecutionState, event: Event) -> None:
@@ -245,10 +329,36 @@ def _check_completed(state: ExecutionState, event: Event) -> None:
         raise _reject(state, event, f"steps still running: {', '.join(open_steps)}")
 
 
+def _check_free_seq(state: ExecutionState, event: WaitStarted | ValueRecorded) -> None:
+    _check_live(state, event)
+    if state.status != RUNNING:
+        raise _reject(state, event, f"only a running execution can make a call at seq "
+                      f"{event.seq} ({state.status})")
+    if event.seq < 1 or event.seq in state.steps or event.seq in state.calls:
+        raise _reject(state, event, f"seq {event.seq} is taken or invalid")
+
+
+def _check_wait_ended(state: ExecutionState, event: WaitEnded) -> None:
+    _check_live(state, event)
+    wait = state.wait
+    if state.status != WAITING or wait is None or wait.seq != event.seq:
+        raise _reject(state, event, f"no wait is open at seq {event.seq}")
+    if event.signal:
+        signal = next((s for s in state.signals if s.position == event.signal), None)
+        if signal is None or signal.name != wait.name or signal.consumed_by:
+            raise _reject(state, event, f"position {event.signal} is no unconsumed signal "
+                          f"{wait.name!r}")
+    elif event.timed_out and wait.until is None:
+        raise _reject(state, event, f"the wait at seq {event.seq} has no timeout")
+
+
 def _check_step_started(state: ExecutionState, event: StepStarted) -> None:
     _check_live(state, event)
     if state.status != RUNNING:
         raise _reject(state, event, f"cannot start step {event.name!r} while {state.status}")
+    if event.seq in state.calls:
+        raise _reject(state, event, f"seq {event.seq} is taken by a "
+                      f"{state.calls[event.seq].kind} call")
     if event.attempt < 1:
         raise _reject(state, event, f"attempt must be at least 1, not {event.attempt}")
     step = state.steps.get(event.seq)
@@ -307,6 +417,10 @@ _CHECKS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     ExecutionFailed: _check_live,
     ExecutionCancelled: _check_live,
     ExecutionClaimed: _check_live,
+    WaitStarted: _check_free_seq,
+    WaitEnded: _check_wait_ended,
+    SignalReceived: _check_live,
+    ValueRecorded: _check_free_seq,
 }
 
 
@@ -382,7 +496,8 @@ def _fold_started(state: ExecutionState, event: ExecutionStarted) -> None:
 def _fold_paused(state: ExecutionState, event: ExecutionPaused) -> None:
     state.status = PAUSED
     state.pause = PauseState(
-        reason=event.reason, payload=event.payload, position=event.position, at=event.timestamp
+        reason=event.reason, payload=event.payload, position=event.position,
+        at=event.timestamp, until=event.until,
     )
     state.pauses.append(PauseRecord(
         reason=event.reason, steps_before=state.max_seq, position=event.position,
@@ -395,6 +510,50 @@ def _fold_resumed(state: ExecutionState, event: ExecutionResumed) -> None:
     last = state.pauses[-1]
     last.answered_at = event.position
     last.value = event.value
+    last.timed_out = event.timed_out
+
+
+def _fold_wait_started(state: ExecutionState, event: WaitStarted) -> None:
+    state.status = WAITING
+    if event.seq > state.max_seq:
+        state.max_seq = event.seq
+    state.calls[event.seq] = CallRecord(
+        seq=event.seq, kind=event.kind, name=event.name, status=CALL_WAITING,
+        at=event.timestamp, until=event.until,
+    )
+    state.wait = WaitState(seq=event.seq, kind=event.kind, name=event.name,
+                           since=event.timestamp, until=event.until)
+
+
+def _fold_wait_ended(state: ExecutionState, event: WaitEnded) -> None:
+    state.status = RUNNING
+    state.wait = None
+    call = state.calls[event.seq]
+    call.status = CALL_DONE
+    call.ended_at = event.timestamp
+    call.timed_out = event.timed_out
+    if event.signal:
+        for signal in state.signals:
+            if signal.position == event.signal:
+                signal.consumed_by = event.seq
+                call.signal = event.signal
+                call.value = signal.value
+                break
+
+
+def _fold_signal(state: ExecutionState, event: SignalReceived) -> None:
+    state.signals.append(SignalRecord(
+        position=event.position, name=event.name, at=event.timestamp, value=event.value,
+    ))
+
+
+def _fold_value(state: ExecutionState, event: ValueRecorded) -> None:
+    if event.seq > state.max_seq:
+        state.max_seq = event.seq
+    state.calls[event.seq] = CallRecord(
+        seq=event.seq, kind="value", name=event.kind, status=CALL_DONE, at=event.timestamp,
+        ended_at=event.timestamp, value=event.value,
+    )
 
 
 def _fold_completed(state: ExecutionState, event: ExecutionCompleted) -> None:
@@ -407,6 +566,7 @@ def _fold_failed(state: ExecutionState, event: ExecutionFailed) -> None:
     state.status = FAILED
     state.error = event.error
     state.pause = None
+    state.wait = None
     state.ended_at = event.timestamp
 
 
@@ -421,6 +581,7 @@ def _fold_claimed(state: ExecutionState, event: ExecutionClaimed) -> None:
 def _fold_cancelled(state: ExecutionState, event: ExecutionCancelled) -> None:
     state.status = CANCELLED
     state.pause = None
+    state.wait = None
     state.ended_at = event.timestamp
 
 
@@ -436,6 +597,10 @@ _FOLDS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     ExecutionFailed: _fold_failed,
     ExecutionCancelled: _fold_cancelled,
     ExecutionClaimed: _fold_claimed,
+    WaitStarted: _fold_wait_started,
+    WaitEnded: _fold_wait_ended,
+    SignalReceived: _fold_signal,
+    ValueRecorded: _fold_value,
 }
 
 

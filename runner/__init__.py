@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         SecretInput,
         StepFailedError,
         ValueClassMissing,
+        WaitTimedOut,
         WorkflowNotFound,
     )
 
@@ -58,6 +59,7 @@ __all__ = [
     "StepFailedError",
     "StepInfo",
     "ValueClassMissing",
+    "WaitTimedOut",
     "WorkflowNotFound",
     "add_cost",
     "current_step",

@@ -30,6 +30,7 @@ import threading
 import time
 import typing
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -45,7 +46,16 @@ from journal import (
     UnsupportedValue,
 )
 from journal.capture import Capture
-from journal.state import CANCELLED, STEP_COMPLETED, STEP_FAILED, StepState
+from journal.events import WAIT_SIGNAL, WAIT_TIMER
+from journal.state import (
+    CALL_DONE,
+    CANCELLED,
+    STEP_COMPLETED,
+    STEP_FAILED,
+    CallRecord,
+    SignalRecord,
+    StepState,
+)
 from journal.storage.leases import Lease
 from journal.values import IMMUTABLE, find_unresolved, is_immutable, own_copy, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
@@ -56,9 +66,10 @@ from runner.errors import (
     RunnerError,
     StepFailedError,
     ValueClassMissing,
+    WaitTimedOut,
 )
 
-__all__ = ["Cancelled", "Engine", "Halt", "Suspended", "current_scope"]
+__all__ = ["Cancelled", "Engine", "Halt", "Released", "Suspended", "current_scope"]
 
 logger = logging.getLogger("runner")
 
@@ -86,6 +97,11 @@ class Cancelled(Halt):
     """Someone cancelled the execution while this runner was driving it."""
 
 
+class Released(Halt):
+    """The runner let the execution go (``serve()`` draining): it stops at this call and
+    stays running, for any process to recover."""
+
+
 @dataclasses.dataclass(slots=True)
 class StepScope:
     """What code inside a running step can see through ``current_step()`` and ``add_cost()``."""
@@ -111,6 +127,7 @@ class _RecordedPause:
     steps_before: int
     answered: bool = False
     value: Any = None
+    timed_out: bool = False
 
 
 class _ReplayIndex:
@@ -121,9 +138,10 @@ class _ReplayIndex:
         # The state's own steps, not a copy (a long history is not copied at each resume):
         # only seqs up to max_seq are recorded ones; later ones are this run's live writes.
         self.steps: dict[int, StepState] = state.steps
+        self.calls: dict[int, CallRecord] = state.calls
         self.max_seq = state.max_seq
         self.pauses = [
-            _RecordedPause(p.reason, p.steps_before, p.answered_at > 0, p.value)
+            _RecordedPause(p.reason, p.steps_before, p.answered_at > 0, p.value, p.timed_out)
             for p in state.pauses
         ]
         self.workflow_logs = state.workflow_logs
@@ -135,6 +153,23 @@ class _Unset:
 
 UNSET: Any = _Unset()
 _LIVE = object()
+
+
+#: ``CallRecord.kind`` of a drawn value.
+CALL_VALUE = "value"
+
+
+def _call_name(kind: str, name: str) -> str:
+    """A call as the workflow wrote it, for messages: ``sleep()``, ``wait_for('paid')``."""
+    if kind == WAIT_TIMER:
+        return "sleep()"
+    if kind == WAIT_SIGNAL:
+        return f"wait_for({name!r})"
+    return f"{name}()"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _unwrap(fn: Any) -> Any:
@@ -244,6 +279,8 @@ class Engine:
         self._as_recorded: dict[Callable[..., Any], bool] = {}
         self._recorded = self.index.steps
         self._logs_called = 0
+        #: Positions of signals this run consumed in records still held.
+        self._consumed: set[int] = set()
         self._inflight = 0
         self._idle: asyncio.Event | None = None
         self._commits: asyncio.Lock | None = None
@@ -290,8 +327,8 @@ class Engine:
     def _check_all_replayed(self) -> None:
         """Before a live pause or the end: the workflow must have made every recorded call."""
         if self.index.max_seq > self._seq:
-            seq = min(s for s in self.index.steps if self._seq < s <= self.index.max_seq)
-            raise self._diverged(seq, ("step", self.index.steps[seq].name), None)
+            seq = self._seq + 1
+            raise self._diverged(seq, self._recorded_at(seq), None)
         if self._pauses_called < len(self.index.pauses):
             pause = self.index.pauses[self._pauses_called]
             raise self._diverged(self._seq + 1, ("pause", pause.reason), None)
@@ -400,7 +437,127 @@ class Engine:
             rec = self.index.steps.get(seq) if seq <= self.index.max_seq else None
             if rec is not None and rec.name != name:
                 raise self._diverged(seq, ("step", rec.name), ("step", name))
+            if rec is None and seq in self.index.calls:
+                raise self._diverged(seq, self._recorded_at(seq), ("step", name))
             return seq, rec
+
+    def _recorded_at(self, seq: int) -> tuple[str, str] | None:
+        """What the journal recorded at ``seq`` (kind, name), for a divergence error."""
+        step = self.index.steps.get(seq)
+        if step is not None:
+            return "step", step.name
+        call = self.index.calls.get(seq)
+        if call is not None:
+            return "call", _call_name(call.kind, call.name)
+        return None
+
+    # -- calls that are not steps: waits and drawn values ------------------------------------
+
+    def begin_call(self, kind: str, name: str) -> tuple[int, CallRecord | None]:
+        """Assign the next seq to a wait or a drawn value, and find its record."""
+        with self._lock:
+            self._check()
+            what = _call_name(kind, name)
+            scope = _scope.get()
+            if scope is not None and scope.engine is self:
+                raise RunnerError(
+                    f"{what} was called inside step {scope.info.name!r} of execution "
+                    f"{self.id}: call it from the workflow function"
+                )
+            pause = self._next_pause_is_due()
+            seq = self._seq + 1
+            if pause is not None:
+                raise self._diverged(seq, ("pause", pause.reason), ("call", what))
+            self._seq = seq
+            if seq > self.index.max_seq:
+                return seq, None
+            rec = self.index.calls.get(seq)
+            if rec is None or rec.kind != kind or rec.name != name:
+                raise self._diverged(seq, self._recorded_at(seq), ("call", what))
+            return seq, rec
+
+    def draw(self, kind: str, make: Callable[[], Any]) -> Any:
+        """``now()``/``random()``/``uuid4()``: the recorded value on replay; else a new one,
+        recorded with the next commit (nothing outside the workflow has seen it before)."""
+        seq, rec = self.begin_call(CALL_VALUE, kind)
+        if rec is not None:
+            return rec.value
+        value = make()
+        with self._lock:
+            self._hold(lambda: self.handle.value_recorded(seq, kind, value))
+        return value
+
+    def timer(self, seq: int, rec: CallRecord | None, until: datetime) -> None:
+        """A sleep until ``until``: returns once it is due, else the run stops waiting
+        (the wake-up time committed first)."""
+        with self._lock:
+            self._check()
+            if rec is not None and rec.status == CALL_DONE:
+                return
+            now = _utcnow()
+            if rec is None:
+                self._check_all_replayed()
+                if until <= now:  # due already: on record, and on we go
+                    self._hold(lambda: self.handle.wait_started(seq, WAIT_TIMER, until=until))
+                    self._hold(lambda: self.handle.wait_ended(seq))
+                    return
+                self._write(lambda: self.handle.wait_started(seq, WAIT_TIMER, until=until))
+                self._snapshot()
+                raise self._stop(Suspended())
+            assert rec.until is not None
+            if rec.until <= now:
+                self._hold(lambda: self.handle.wait_ended(seq))
+                return
+            raise self._stop(Suspended())  # looked at before its time: it waits on
+
+    def signal_wait(
+        self, seq: int, rec: CallRecord | None, name: str, timeout: float | None
+    ) -> Any:
+        """``wait_for(name)``: the first signal ``name`` not consumed yet, else the run
+        stops waiting for one (until the timeout, then :class:`WaitTimedOut`)."""
+        with self._lock:
+            self._check()
+            if rec is not None and rec.status == CALL_DONE:
+                if rec.timed_out:
+                    raise WaitTimedOut(execution_id=self.id, seq=seq,
+                                       waited_for=f"signal {name!r}", until=rec.until)
+                return own_copy(rec.value)
+            now = _utcnow()
+            if rec is None:
+                self._check_all_replayed()
+                until = None if timeout is None else now + timedelta(seconds=timeout)
+                signal = self._unconsumed(name)
+                if signal is None and (until is None or until > now):
+                    self._write(lambda: self.handle.wait_started(
+                        seq, WAIT_SIGNAL, name, until=until))
+                    signal = self._unconsumed(name)  # come in during that commit?
+                    if signal is None:
+                        self._snapshot()
+                        raise self._stop(Suspended())
+                else:
+                    self._hold(lambda: self.handle.wait_started(
+                        seq, WAIT_SIGNAL, name, until=until))
+            else:
+                until = rec.until
+                signal = self._unconsumed(name)
+            if signal is not None:
+                position = signal.position
+                self._consumed.add(position)
+                self._hold(lambda: self.handle.wait_ended(seq, signal=position))
+                return own_copy(signal.value)
+            if until is not None and until <= now:
+                self._hold(lambda: self.handle.wait_ended(seq, timed_out=True))
+                raise WaitTimedOut(execution_id=self.id, seq=seq,
+                                   waited_for=f"signal {name!r}", until=until)
+            raise self._stop(Suspended())
+
+    def _unconsumed(self, name: str) -> SignalRecord | None:
+        """The first signal ``name`` no wait has consumed (nor one of this run's, held)."""
+        for signal in self.handle.state.signals:
+            if (signal.name == name and not signal.consumed_by
+                    and signal.position not in self._consumed):
+                return signal
+        return None
 
     def _fast_limit(self) -> int:
         """The last seq replay may take without looking for a pause: the recorded steps
@@ -680,8 +837,9 @@ class Engine:
         k = self._pauses_called
         return k < len(self.index.pauses) and self.index.pauses[k].answered
 
-    def pause(self, reason: str, payload: Any) -> Any:
-        """Replay a recorded pause (its answer), answer the open one, or pause live."""
+    def pause(self, reason: str, payload: Any, timeout: float | None = None) -> Any:
+        """Replay a recorded pause (its answer), answer the open one, or pause live (until
+        ``timeout`` seconds at most: then :class:`WaitTimedOut`)."""
         with self._lock:
             self._check()
             k = self._pauses_called
@@ -696,8 +854,15 @@ class Engine:
                 self._pauses_called += 1
                 self._fast_until = self._fast_limit()
                 if rec.answered:
+                    if rec.timed_out:
+                        raise self._pause_timed_out(reason)
                     return own_copy(rec.value)  # the state's own stays the log's
                 if self.resume_value is UNSET:
+                    open_pause = self.handle.state.pause
+                    if (open_pause is not None and open_pause.until is not None
+                            and open_pause.until <= _utcnow()):
+                        self._hold(lambda: self.handle.resumed(None, timed_out=True))
+                        raise self._pause_timed_out(reason, open_pause.until)
                     raise self._stop(Suspended())
                 value, self.resume_value = self.resume_value, UNSET
                 # Refused now; recorded as it is now (a copy: the workflow may change what it
@@ -711,9 +876,14 @@ class Engine:
             self._check_all_replayed()
             self._pauses_called += 1
             self.journal.capture.captured(payload, "pause payload")  # refuse before writing
-            self._write(lambda: self.handle.paused(reason, payload))
+            until = None if timeout is None else _utcnow() + timedelta(seconds=timeout)
+            self._write(lambda: self.handle.paused(reason, payload, until=until))
             self._snapshot()
             raise self._stop(Suspended())
+
+    def _pause_timed_out(self, reason: str, until: datetime | None = None) -> WaitTimedOut:
+        return WaitTimedOut(execution_id=self.id, seq=self._seq, waited_for=f"pause {reason!r}",
+                            until=until)
 
     def _snapshot(self) -> None:
         """After a pause: keep a snapshot if the stream grew by SNAPSHOT_EVENTS since the

@@ -45,7 +45,7 @@ from journal import (
 )
 from journal.encoding import as_uuid
 from journal.journal import LOG_FLUSH_SECONDS
-from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, PauseState
+from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, WAITING, PauseState, WaitState
 from journal.storage.leases import process_started
 from journal.values import find_unresolved, own_copy
 from runner._engine import (
@@ -54,6 +54,7 @@ from runner._engine import (
     UNSET,
     Cancelled,
     Engine,
+    Released,
     Suspended,
     _signature,
 )
@@ -95,6 +96,8 @@ class Run:
     #: True when the execution is running and a live process other than this call drives
     #: it (``run()`` with an idempotency key already in use): nothing ran here.
     held_elsewhere: bool = False
+    #: What a ``waiting`` execution waits for (a timer, a signal), since and until when.
+    wait: WaitState | None = None
 
     @classmethod
     def of(cls, state: ExecutionState, *, held_elsewhere: bool = False) -> Run:
@@ -102,7 +105,7 @@ class Run:
         return cls(
             id=state.execution_id, workflow=state.workflow, status=state.status,
             output=state.output, error=state.error, pause=state.pause,
-            held_elsewhere=held_elsewhere,
+            held_elsewhere=held_elsewhere, wait=state.wait,
         )
 
 
@@ -380,6 +383,14 @@ class Runner:
         eid = state.execution_id
         if state.status == PAUSED:
             return state
+        if state.status == WAITING and state.wait is not None:
+            wait = state.wait
+            what = (f"a signal {wait.name!r}: send it with runner.signal()"
+                    if wait.kind == "signal" else f"its timer (until {wait.until})")
+            raise InvalidTransition(
+                eid, state.status, "ExecutionResumed",
+                f"the execution is waiting for {what}; serve() resumes it then",
+            )
         answered = [p.answered_at for p in state.pauses if p.answered_at]
         if answered:  # every loser of a resume race hears the same: answered, and where
             raise AlreadyResumed(eid, answered[-1], status=state.status)
@@ -439,6 +450,116 @@ class Runner:
     async def _adrive_loaded(self, engine: Engine, wf: _Workflow) -> Run:
         args, kwargs = _unbind_input(wf, engine.state.input)
         return await self._adrive(engine, wf, args, kwargs)
+
+    # -- serving -------------------------------------------------------------------------------
+
+    def serve(
+        self,
+        *,
+        workers: int = 4,
+        poll_interval: float = 0.5,
+        recover_after: timedelta = timedelta(minutes=1),
+        grace: float = 30.0,
+        stop: threading.Event | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        """Run until stopped: wake due timers, timeouts and pause deadlines, resume
+        executions whose awaited signal came, and recover executions whose driver died
+        (running, lease free, quiet for ``recover_after``); up to ``workers`` at once.
+
+        Many processes may serve one database: each due execution is driven by exactly one
+        (its lease). Stops when ``stop`` is set or (called from the main thread, with
+        ``handle_signals``) on SIGTERM/SIGINT, then drains: what it drives gets ``grace``
+        seconds, then is let go at its next call (left running, for another to recover).
+        Start it in a thread of a service, or ``journal serve --app module:runner``.
+        """
+        from runner.serve import Server
+
+        Server(self, workers=workers, poll_interval=poll_interval, recover_after=recover_after,
+               grace=grace, stop=stop).run(handle_signals=handle_signals)
+
+    async def aserve(
+        self,
+        *,
+        workers: int = 4,
+        poll_interval: float = 0.5,
+        recover_after: timedelta = timedelta(minutes=1),
+        grace: float = 30.0,
+    ) -> None:
+        """:meth:`serve` from an event loop (e.g. a FastAPI lifespan task): runs until the
+        task is cancelled, then drains within ``grace`` before the cancellation goes on.
+        (The loop runs in a worker thread; async workflows it wakes run on their own loop
+        there.)"""
+        from runner.serve import Server
+
+        server = Server(self, workers=workers, poll_interval=poll_interval,
+                        recover_after=recover_after, grace=grace)
+        task = asyncio.ensure_future(asyncio.to_thread(server.run, handle_signals=False))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            server.stop()
+            await task
+            raise
+
+    def _wake(self, eid: UUID, position: int | None, *, stale_after: timedelta) -> Run | None:
+        """Drive one execution ``serve()`` found due (at wake-up ``position``; None: found
+        stale), if no live process holds it and it is due still; None if not driven."""
+        lease = self.journal.lease(eid)
+        if lease is None:
+            return None
+        drive = False
+        try:
+            try:
+                engine, wf = self._load(eid, UNSET, for_resume=False)
+            except InvalidTransition:  # ended: it wakes no more
+                if position is not None:
+                    self.journal.storage.settle_wake((eid, None, position))
+                raise
+            state = engine.state
+            if state.status == RUNNING:
+                cutoff = datetime.now(UTC) - stale_after
+                # Running with its lease free: its driver died. Found by its wake-up (a
+                # signal came), it is taken at once; found stale, only if still stale.
+                drive = position is not None or (
+                    state.updated_at is not None and state.updated_at <= cutoff)
+                engine.claim_reason = "recover"
+            else:
+                due = state.wakes_at
+                drive = due is not None and due.timestamp() <= time.time()
+                if not drive and position is not None:
+                    self.journal.storage.settle_wake(
+                        (eid, None if due is None else due.timestamp(), position))
+                engine.claim_reason = "wake"
+        finally:
+            if not drive:
+                lease.release()
+        engine.lease = lease
+        if wf.is_async:
+            return self._released_on_error(
+                engine, lambda: _run_coroutine(self._adrive_loaded(engine, wf)))
+        return self._drive_loaded(engine, wf)
+
+    def _release_all(self) -> int:
+        """Let every execution this runner drives go at its next call (``serve()`` drain)."""
+        with self._engines_lock:
+            engines = list(self._engines)
+        for engine in engines:
+            if engine.halt is None:
+                engine.halt = Released()
+        return len(engines)
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def signal(self, execution_id: UUID | str, name: str, value: Any = None) -> int:
+        """Send signal ``name`` (with ``value``) to an execution: recorded in its stream at
+        once, whatever it is doing; the first ``ctx.wait_for(name)`` not yet answered gets
+        it (a waiting execution is resumed by ``serve()``). Returns its position.
+
+        ``ExecutionNotFound`` for an unknown execution and ``InvalidTransition`` for one
+        that has ended; nothing is written then.
+        """
+        return self.journal.signal(execution_id, name, value)
 
     # -- cancelling ----------------------------------------------------------------------------
 
@@ -656,6 +777,10 @@ class Runner:
                 engine.halt = None
                 engine.flush()
                 engine.keep_state()
+                return Run.of(engine.state)
+            if isinstance(halt, Released):
+                engine.halt = None
+                engine.flush()
                 return Run.of(engine.state)
             if halt is not None:
                 raise halt

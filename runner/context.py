@@ -17,16 +17,43 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import random as _random
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from uuid import UUID
 
-from journal.events import Cost
+from journal.events import WAIT_SIGNAL, WAIT_TIMER, Cost
+from journal.state import CALL_DONE
 from runner.errors import OutsideStep
 
 if TYPE_CHECKING:
     from runner._engine import Engine
+
+
+def _seconds(value: float | timedelta | None, what: str) -> float | None:
+    """A duration in seconds, or a clear error naming ``what``."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"a {what} must be seconds >= 0 or a timedelta, not {value!r}")
+    return float(value)
+
+
+def _aware(when: datetime) -> datetime:
+    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"sleep_until needs an aware datetime (with a time zone), not {when!r}")
+    return when.astimezone(UTC)
+
+
+def _signal_name(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a signal name must be a non-empty string, not {name!r}")
+    return name
 
 __all__ = ["AsyncContext", "Context", "Retry", "StepInfo", "add_cost", "current_step"]
 
@@ -139,6 +166,22 @@ class _ContextBase:
         """True while the workflow is re-running calls the journal has already recorded."""
         return self._engine.is_replaying
 
+    def now(self) -> datetime:
+        """The current time (aware, UTC) as of this call's first execution; the same value
+        on every replay (workflow code must not read the clock itself)."""
+        value: datetime = self._engine.draw("now", lambda: datetime.now(UTC))
+        return value
+
+    def random(self) -> float:
+        """A random float in [0, 1), drawn once and replayed."""
+        value: float = self._engine.draw("random", _random.random)
+        return value
+
+    def uuid4(self) -> UUID:
+        """A random UUID, drawn once and replayed."""
+        value: UUID = self._engine.draw("uuid4", uuid.uuid4)
+        return value
+
 
 class Context(_ContextBase):
     """Handed to a synchronous workflow as its first argument."""
@@ -163,13 +206,43 @@ class Context(_ContextBase):
         output: T = self._engine.run_step(name, fn, args, kwargs, retry)
         return output
 
-    def pause(self, reason: str, *, payload: Any = None) -> Any:
+    def pause(
+        self, reason: str, payload: Any = None, *, timeout: float | timedelta | None = None
+    ) -> Any:
         """Pause the execution (e.g. ``"human_review"``); returns the value it is resumed with.
 
         The pause is committed, and ``run()``/``resume()`` return with status ``paused``.
         ``runner.resume(id, value)`` re-runs the workflow, and this call returns ``value``.
+        With ``timeout``, a pause still open then is ended by ``serve()``: this call raises
+        :class:`WaitTimedOut`.
         """
-        return self._engine.pause(reason, payload)
+        return self._engine.pause(reason, payload, _seconds(timeout, "pause timeout"))
+
+    def sleep(self, duration: float | timedelta) -> None:
+        """Sleep durably: the wake-up time is committed, the run stops (``run()`` returns
+        status ``waiting``), and ``serve()`` resumes it at that time in whatever process is
+        alive; on replay a fired timer returns at once."""
+        engine = self._engine
+        seconds = _seconds(duration, "sleep duration")
+        assert seconds is not None
+        seq, rec = engine.begin_call(WAIT_TIMER, "")
+        engine.timer(seq, rec, datetime.now(UTC) + timedelta(seconds=seconds))
+
+    def sleep_until(self, when: datetime) -> None:
+        """:meth:`sleep` until ``when`` (an aware datetime)."""
+        engine = self._engine
+        until = _aware(when)
+        seq, rec = engine.begin_call(WAIT_TIMER, "")
+        engine.timer(seq, rec, until)
+
+    def wait_for(self, name: str, *, timeout: float | timedelta | None = None) -> Any:
+        """The value of the first signal ``name`` not consumed yet (sent before or after this
+        call, by ``runner.signal``); each signal is consumed once, in the order they came.
+        Until one comes the run stops, status ``waiting``; at ``timeout`` this raises
+        :class:`WaitTimedOut`."""
+        engine = self._engine
+        seq, rec = engine.begin_call(WAIT_SIGNAL, _signal_name(name))
+        return engine.signal_wait(seq, rec, name, _seconds(timeout, "wait timeout"))
 
     def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
         """Record a log line (inside a step, tagged with its seq); not repeated on replay."""
@@ -219,14 +292,55 @@ class AsyncContext(_ContextBase):
         """
         return self._engine.arun_step(name, fn, args, kwargs, retry)
 
-    async def pause(self, reason: str, *, payload: Any = None) -> Any:
+    async def pause(
+        self, reason: str, payload: Any = None, *, timeout: float | timedelta | None = None
+    ) -> Any:
         """Pause once the steps in flight have finished; returns the resume value."""
         engine = self._engine
+        seconds = _seconds(timeout, "pause timeout")
         await engine.wait_idle()
         if engine.pause_is_answered():  # replayed: nothing to write
             await engine.give_turn()
-            return engine.pause(reason, payload)
-        return await engine.io(functools.partial(engine.pause, reason, payload))
+            return engine.pause(reason, payload, seconds)
+        return await engine.io(functools.partial(engine.pause, reason, payload, seconds))
+
+    def sleep(self, duration: float | timedelta) -> Awaitable[None]:
+        """``await ctx.sleep(...)``: :meth:`Context.sleep` (the seq is taken when called)."""
+        seconds = _seconds(duration, "sleep duration")
+        assert seconds is not None
+        return self._timer(datetime.now(UTC) + timedelta(seconds=seconds))
+
+    def sleep_until(self, when: datetime) -> Awaitable[None]:
+        """``await ctx.sleep_until(...)``: :meth:`Context.sleep_until`."""
+        return self._timer(_aware(when))
+
+    def _timer(self, until: datetime) -> Awaitable[None]:
+        engine = self._engine
+        seq, rec = engine.begin_call(WAIT_TIMER, "")
+
+        async def timer() -> None:
+            if rec is None or rec.status != CALL_DONE:
+                await engine.wait_idle()
+                await engine.io(functools.partial(engine.timer, seq, rec, until))
+            else:
+                await engine.give_turn()
+
+        return timer()
+
+    def wait_for(self, name: str, *, timeout: float | timedelta | None = None) -> Awaitable[Any]:
+        """``await ctx.wait_for(...)``: :meth:`Context.wait_for`."""
+        engine = self._engine
+        seconds = _seconds(timeout, "wait timeout")
+        seq, rec = engine.begin_call(WAIT_SIGNAL, _signal_name(name))
+
+        async def wait() -> Any:
+            if rec is None or rec.status != CALL_DONE:
+                await engine.wait_idle()
+            else:
+                await engine.give_turn()
+            return await engine.io(functools.partial(engine.signal_wait, seq, rec, name, seconds))
+
+        return wait()
 
     def log(self, message: str, *, level: str = "info", **fields: Any) -> None:
         """Record a log line (inside a step, tagged with its seq); not repeated on replay."""

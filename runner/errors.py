@@ -16,7 +16,8 @@
           ├── LeaseLost           this process could not confirm its lease: it stopped first
           ├── WorkflowNotFound        no workflow registered under the recorded name
           ├── SecretInput             run() given a secret the journal would redact; nothing written
-          └── OutsideStep             add_cost()/current_step() called outside a step
+          ├── OutsideStep             add_cost()/current_step() called outside a step
+          └── WaitTimedOut            wait_for()/pause() reached its timeout (code may catch it)
 
 Every error names the execution and what to do; the runner's own are raised before anything
 is written, except ``StepFailedError``, whose failure is in the journal by the time the
@@ -40,6 +41,7 @@ __all__ = [
     "SecretInput",
     "StepFailedError",
     "ValueClassMissing",
+    "WaitTimedOut",
     "WorkflowNotFound",
 ]
 
@@ -268,3 +270,19 @@ class AlreadyResumed(ConcurrencyConflict, InvalidTransition):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class WaitTimedOut(RunnerError, TimeoutError):
+    """A ``wait_for(name, timeout=...)`` or ``pause(..., timeout=...)`` reached its deadline
+    with no signal or answer. Raised into the workflow (the same on replay), which may catch
+    it: remind someone, escalate, cancel."""
+
+    def __init__(self, *, execution_id: UUID, seq: int, waited_for: str, until: object) -> None:
+        self.execution_id = execution_id
+        self.seq = seq
+        self.waited_for = waited_for
+        self.until = until
+        super().__init__(
+            f"execution {execution_id}: the wait for {waited_for} at seq {seq} timed out "
+            f"(deadline {until})"
+        )

@@ -29,6 +29,7 @@ EXPECTED = [
     "LogRecorded",
     "NotAJournal",
     "OutOfLine",
+    "SignalReceived",
     "StepCompleted",
     "StepFailed",
     "StepMarker",
@@ -40,6 +41,9 @@ EXPECTED = [
     "Truncated",
     "Unresolved",
     "UnsupportedValue",
+    "ValueRecorded",
+    "WaitEnded",
+    "WaitStarted",
     "apply",
     "fold",
 ]

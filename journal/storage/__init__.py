@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from journal.storage.base import Blob, Listener, LogRow, Storage, StreamRow, ViewStore
+from journal.storage.base import Blob, Listener, LogRow, Storage, StreamRow, ViewStore, Wake
 from journal.storage.schema import Column, Dialect, Index, Table
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "StreamRow",
     "Table",
     "ViewStore",
+    "Wake",
     "open_storage",
 ]
 

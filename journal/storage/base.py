@@ -23,7 +23,9 @@ from journal.errors import mask_url
 from journal.storage.leases import LeaseKeeper
 from journal.storage.schema import Dialect, Table
 
-__all__ = ["Blob", "Listener", "LogRow", "Storage", "StoredEvent", "StreamRow", "ViewStore"]
+__all__ = [
+    "Blob", "Listener", "LogRow", "Storage", "StoredEvent", "StreamRow", "ViewStore", "Wake",
+]
 
 
 class StoredEvent(NamedTuple):
@@ -45,6 +47,9 @@ StreamRow = tuple[int, str, bytes]
 LogRow = tuple[int, UUID, int, str, bytes]
 #: (sha256 hex digest, bytes): a value kept out of line.
 Blob = tuple[str, bytes]
+#: (execution id, when it is due as a POSIX timestamp or None: never by itself, the stream
+#: position it was worked out at): when ``serve()`` must look at a waiting execution again.
+Wake = tuple[UUID, float | None, int]
 
 
 class Listener(ABC):
@@ -102,18 +107,40 @@ class Storage(ABC):
 
     # -- the log -------------------------------------------------------------------------------
 
-    def append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob] = ()) -> list[int]:
-        """Append ``events`` (and the out-of-line values they reference) atomically.
+    def append(
+        self, events: Sequence[StoredEvent], blobs: Sequence[Blob] = (), wakes: Sequence[Wake] = ()
+    ) -> list[int]:
+        """Append ``events`` (and the out-of-line values they reference, and when their
+        executions are due next: ``wakes``) atomically.
 
         Returns their notification ids. All are committed, or none and an error is raised:
         :class:`ConcurrencyConflict` when another writer holds one of the positions.
         """
         if not events:
             return []
-        return self._append(events, blobs)
+        return self._append(events, blobs, wakes)
 
     @abstractmethod
-    def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]: ...
+    def _append(
+        self, events: Sequence[StoredEvent], blobs: Sequence[Blob], wakes: Sequence[Wake]
+    ) -> list[int]: ...
+
+    # -- wake-ups ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def due(self, now: float, limit: int = 100) -> list[Wake]:
+        """Executions due at ``now`` (a POSIX timestamp), earliest first: an index range,
+        however many executions wait."""
+
+    @abstractmethod
+    def next_due(self) -> float | None:
+        """When the earliest wake-up is due (None: none is kept)."""
+
+    @abstractmethod
+    def settle_wake(self, wake: Wake) -> bool:
+        """Set (or, due None, forget) an execution's wake-up, if the one kept is still the
+        one worked out at ``wake``'s position: a signal that came meanwhile is not undone.
+        False if it was not."""
 
     @abstractmethod
     def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:

@@ -13,7 +13,16 @@ from uuid import UUID
 
 from journal.errors import ConcurrencyConflict
 from journal.storage import forks
-from journal.storage.base import Blob, Listener, LogRow, Storage, StoredEvent, StreamRow, ViewStore
+from journal.storage.base import (
+    Blob,
+    Listener,
+    LogRow,
+    Storage,
+    StoredEvent,
+    StreamRow,
+    ViewStore,
+    Wake,
+)
 from journal.storage.leases import ProcessLeases
 from journal.storage.schema import SQLITE
 from journal.storage.sqlite_views import SQLiteViewStore
@@ -47,6 +56,7 @@ class MemoryStorage(Storage):
         self._blobs: dict[str, bytes] = {}
         self._refs: dict[str, set[UUID]] = {}
         self._snapshots: dict[UUID, tuple[int, bytes]] = {}
+        self._wakes: dict[UUID, tuple[float, int]] = {}
         self._last_id = 0
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
@@ -58,7 +68,9 @@ class MemoryStorage(Storage):
         self._appended = threading.Condition(self._lock)
         self.leases._after_fork()
 
-    def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
+    def _append(
+        self, events: Sequence[StoredEvent], blobs: Sequence[Blob], wakes: Sequence[Wake]
+    ) -> list[int]:
         with self._lock:
             batch: set[tuple[UUID, int]] = set()
             for s in events:
@@ -83,8 +95,35 @@ class MemoryStorage(Storage):
                     stream.sort(key=lambda r: r[0])
                 self._log.append((self._last_id, eid, *row))
                 ids.append(self._last_id)
+            for wid, due, position in wakes:
+                if due is None:
+                    self._wakes.pop(wid, None)
+                else:
+                    self._wakes[wid] = (due, position)
             self._appended.notify_all()
             return ids
+
+    def due(self, now: float, limit: int = 100) -> list[Wake]:
+        with self._lock:
+            found = sorted((due, eid, position) for eid, (due, position) in self._wakes.items()
+                           if due <= now)
+            return [(eid, due, position) for due, eid, position in found[:limit]]
+
+    def next_due(self) -> float | None:
+        with self._lock:
+            return min((due for due, _ in self._wakes.values()), default=None)
+
+    def settle_wake(self, wake: Wake) -> bool:
+        eid, due, position = wake
+        with self._lock:
+            kept = self._wakes.get(eid)
+            if kept is None or kept[1] != position:
+                return False
+            if due is None:
+                del self._wakes[eid]
+            else:
+                self._wakes[eid] = (due, position)
+            return True
 
     def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:
         with self._lock:
@@ -140,6 +179,7 @@ class MemoryStorage(Storage):
             for eid in gone:
                 self._positions.pop(eid, None)
                 self._snapshots.pop(eid, None)
+                self._wakes.pop(eid, None)
             self._log = [r for r in self._log if r[1] not in gone]
             for digest in list(self._refs):
                 owners = self._refs[digest] - gone

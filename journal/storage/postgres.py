@@ -42,7 +42,16 @@ from journal.errors import (
     JournalUnavailable,
 )
 from journal.storage import forks
-from journal.storage.base import Blob, Listener, LogRow, Storage, StoredEvent, StreamRow, ViewStore
+from journal.storage.base import (
+    Blob,
+    Listener,
+    LogRow,
+    Storage,
+    StoredEvent,
+    StreamRow,
+    ViewStore,
+    Wake,
+)
 from journal.storage.errors import is_connection_lost, translate
 from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import (
@@ -54,6 +63,7 @@ from journal.storage.schema import (
     LEGACY_OWNER,
     POSTGRES,
     SNAPSHOTS,
+    WAKEUPS,
     Table,
 )
 
@@ -244,6 +254,7 @@ class PostgresStorage(Storage):
         self.channel = f"{self.schema}_{EVENTS.name}"
         self._sql()
         self._snapshots: bool | None = None  # whether the snapshot table exists (asked once)
+        self._wakeups = False  # whether the wake-up table exists (asked until it does)
         self._closed = False
         self._pool = _Pool(self._connect, self.max_connections)
         self._notifier = _Notifier(self)
@@ -302,6 +313,23 @@ class PostgresStorage(Storage):
         )
         self._get_snapshot_sql = f"SELECT position, data FROM {sn} WHERE execution_id = %s"
         self._delete_snapshots_sql = f"DELETE FROM {sn} WHERE execution_id = ANY(%s)"
+        w = self._tables[WAKEUPS.name]
+        self._set_wake_sql = (
+            f"INSERT INTO {w} (execution_id, due_at, position) VALUES (%s, %s, %s) "
+            "ON CONFLICT (execution_id) DO UPDATE SET due_at = excluded.due_at, "
+            "position = excluded.position"
+        )
+        self._forget_wake_sql = f"DELETE FROM {w} WHERE execution_id = %s"
+        self._due_sql = (
+            f"SELECT execution_id, due_at, position FROM {w} WHERE due_at <= %s "
+            "ORDER BY due_at LIMIT %s"
+        )
+        self._next_due_sql = f"SELECT min(due_at) FROM {w}"
+        self._settle_wake_sql = (
+            f"UPDATE {w} SET due_at = %s WHERE execution_id = %s AND position = %s"
+        )
+        self._forget_settled_sql = f"DELETE FROM {w} WHERE execution_id = %s AND position = %s"
+        self._delete_wakes_sql = f"DELETE FROM {w} WHERE execution_id = ANY(%s)"
         self._delete_sql = f"DELETE FROM {e} WHERE originator_id = ANY(%s)"
         self._refs_of_sql = f"SELECT DISTINCT sha256 FROM {r} WHERE execution_id = ANY(%s)"
         self._delete_refs_sql = f"DELETE FROM {r} WHERE execution_id = ANY(%s)"
@@ -447,13 +475,15 @@ class PostgresStorage(Storage):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
+    def _append(
+        self, events: Sequence[StoredEvent], blobs: Sequence[Blob], wakes: Sequence[Wake]
+    ) -> list[int]:
         """Group commit: appends that arrive while one is committing are committed together,
         in one transaction, by the thread whose turn it is (each caller still returns only
         once its events are committed). Concurrent writers (the writer threads of async
         workflows, a threaded service) then share one round trip and one WAL flush."""
-        if blobs or len(events) > MULTI_ROW_LIMIT:
-            return self._append_alone(events, blobs)
+        if blobs or wakes or len(events) > MULTI_ROW_LIMIT:
+            return self._append_alone(events, blobs, wakes)
         mine = _Commit(events)
         with self._group_lock:
             leading = not self._leading
@@ -527,7 +557,9 @@ class PostgresStorage(Storage):
                 if c.done is not None:
                     c.done.set()
 
-    def _append_alone(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
+    def _append_alone(
+        self, events: Sequence[StoredEvent], blobs: Sequence[Blob], wakes: Sequence[Wake] = ()
+    ) -> list[int]:
         first = events[0]
         eid: Any = first.originator_id
         sent = False
@@ -541,7 +573,7 @@ class PostgresStorage(Storage):
                     return landed
             sent = True
             try:
-                return self._insert(conn, events, blobs)
+                return self._insert(conn, events, blobs, wakes)
             except psycopg.errors.UniqueViolation:
                 # The lost session's INSERT may have committed after the look above (its
                 # backend was still running it): if those are our rows, it landed.
@@ -555,8 +587,18 @@ class PostgresStorage(Storage):
         return ids
 
     def _insert(
-        self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent], blobs: Sequence[Blob]
+        self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent], blobs: Sequence[Blob],
+        wakes: Sequence[Wake] = (),
     ) -> list[int]:
+        if wakes:
+            with conn.transaction():
+                ids = self._insert(conn, events, blobs)
+                for eid, due, position in wakes:
+                    if due is None:
+                        conn.execute(self._forget_wake_sql, (eid,), prepare=True)
+                    else:
+                        conn.execute(self._set_wake_sql, (eid, due, position), prepare=True)
+                return ids
         if blobs:
             with conn.transaction():
                 owner = events[0].originator_id
@@ -634,6 +676,8 @@ class PostgresStorage(Storage):
                 self._snapshots = None  # made since by a newer process? look again
                 if self._has_snapshots(conn):
                     conn.execute(self._delete_snapshots_sql, (ids,))
+                if self._has_wakeups(conn):
+                    conn.execute(self._delete_wakes_sql, (ids,))
                 if not self._missing(conn, [BLOB_REFS]):
                     digests = [r[0] for r in conn.execute(self._refs_of_sql, (ids,))]
                     if digests:
@@ -645,6 +689,41 @@ class PostgresStorage(Storage):
                 return removed
 
         return self._run(op)
+
+    def _has_wakeups(self, conn: psycopg.Connection[Any]) -> bool:
+        if not self._wakeups:
+            self._wakeups = not self._missing(conn, [WAKEUPS])
+        return self._wakeups
+
+    def due(self, now: float, limit: int = 100) -> list[Wake]:
+        def op(conn: psycopg.Connection[Any]) -> list[Wake]:
+            if not self._has_wakeups(conn):
+                return []  # an older journal, opened without create: nothing waits in it
+            rows = conn.execute(self._due_sql, (now, limit), prepare=True).fetchall()
+            return [(r[0], float(r[1]), int(r[2])) for r in rows]
+
+        return self._run(op)
+
+    def next_due(self) -> float | None:
+        def op(conn: psycopg.Connection[Any]) -> float | None:
+            if not self._has_wakeups(conn):
+                return None
+            row = conn.execute(self._next_due_sql, prepare=True).fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+        return self._run(op)
+
+    def settle_wake(self, wake: Wake) -> bool:
+        eid, due, position = wake
+
+        def op(conn: psycopg.Connection[Any]) -> bool:
+            if due is None:
+                cur = conn.execute(self._forget_settled_sql, (eid, position), prepare=True)
+            else:
+                cur = conn.execute(self._settle_wake_sql, (due, eid, position), prepare=True)
+            return bool(cur.rowcount)
+
+        return self._run(op, execution_id=eid, position=position)
 
     def _has_snapshots(self, conn: psycopg.Connection[Any]) -> bool:
         if self._snapshots is None:

@@ -27,6 +27,7 @@ __all__ = [
     "SNAPSHOTS",
     "SQLITE",
     "TYPES",
+    "WAKEUPS",
     "Column",
     "Dialect",
     "Index",
@@ -354,7 +355,18 @@ SNAPSHOTS = Table(
     key=("execution_id",),
 )
 
-JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS, SNAPSHOTS)
+#: When each waiting execution is due (a timer, a timeout, a signal it waits for): written
+#: with the events that make it so, in their transaction; ``serve()`` reads the earliest.
+WAKEUPS = Table(
+    "journal_wakeups",
+    (Column("execution_id", "uuid", nullable=False),
+     Column("due_at", "float", nullable=False),
+     Column("position", "bigint", nullable=False)),
+    key=("execution_id",),
+    indexes=(Index("journal_wakeups_due_idx", ("due_at",)),),
+)
+
+JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS, SNAPSHOTS, WAKEUPS)
 
 #: PostgreSQL only: who holds each execution's lease and when they last renewed it (a lease
 #: outlives a dropped session for a grace period; see ``storage.postgres.AdvisoryLeases``).

@@ -26,7 +26,7 @@ from uuid import UUID
 
 from journal.errors import JournalError, JournalNotFound, NotAJournal
 from journal.storage import forks
-from journal.storage.base import Blob, LogRow, Storage, StoredEvent, StreamRow, ViewStore
+from journal.storage.base import Blob, LogRow, Storage, StoredEvent, StreamRow, ViewStore, Wake
 from journal.storage.errors import path_problem, translate, translate_os_error
 from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import (
@@ -37,6 +37,7 @@ from journal.storage.schema import (
     LEGACY_OWNER,
     SNAPSHOTS,
     SQLITE,
+    WAKEUPS,
 )
 
 __all__ = ["SQLiteStorage", "sqlite_path"]
@@ -47,6 +48,11 @@ MULTI_ROW_LIMIT = 240  # 960 parameters: within SQLite's oldest default limit (9
 BUSY_TIMEOUT_MS = 10_000
 
 _E, _B, _R, _S = EVENTS.name, BLOBS.name, BLOB_REFS.name, SNAPSHOTS.name
+_W = WAKEUPS.name
+_SET_WAKE = (f"INSERT INTO {_W} (execution_id, due_at, position) VALUES (?, ?, ?) "
+             "ON CONFLICT (execution_id) DO UPDATE SET due_at = excluded.due_at, "
+             "position = excluded.position")
+_FORGET_WAKE = f"DELETE FROM {_W} WHERE execution_id = ?"
 _READ_STREAM = (
     f"SELECT originator_version, topic, state FROM {_E} "
     "WHERE originator_id = ? AND originator_version > ? ORDER BY originator_version"
@@ -234,7 +240,9 @@ class SQLiteStorage(Storage):
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _append(self, events: Sequence[StoredEvent], blobs: Sequence[Blob]) -> list[int]:
+    def _append(
+        self, events: Sequence[StoredEvent], blobs: Sequence[Blob], wakes: Sequence[Wake]
+    ) -> list[int]:
         n = len(events)
         first = events[0]
         eid: Any = first.originator_id
@@ -248,7 +256,7 @@ class SQLiteStorage(Storage):
                     raise JournalError(f"the journal {self.path} is closed")
                 c = self._writer = self.connect()
             try:
-                return self._insert(c, n, flat, eid, blobs)
+                return self._insert(c, n, flat, eid, blobs, wakes)
             except BaseException as e:
                 # Whatever interrupted it (a driver error, Ctrl-C), no transaction stays
                 # open on the writer: a later append on it would never be committed.
@@ -269,9 +277,10 @@ class SQLiteStorage(Storage):
                 c.close()
 
     def _insert(
-        self, c: sqlite3.Connection, n: int, flat: list[Any], eid: UUID, blobs: Sequence[Blob]
+        self, c: sqlite3.Connection, n: int, flat: list[Any], eid: UUID, blobs: Sequence[Blob],
+        wakes: Sequence[Wake] = (),
     ) -> list[int]:
-        if n <= MULTI_ROW_LIMIT and not blobs:
+        if n <= MULTI_ROW_LIMIT and not blobs and not wakes:
             # One statement in autocommit is atomic, and one fsync.
             last = c.execute(_multi_row_sql(n), flat).lastrowid
             assert last is not None
@@ -289,26 +298,61 @@ class SQLiteStorage(Storage):
             last = c.execute(_multi_row_sql(rows), chunk).lastrowid
             assert last is not None
             ids += range(last - rows + 1, last + 1)
+        for wid, due, position in wakes:
+            if due is None:
+                c.execute(_FORGET_WAKE, (wid.hex,))
+            else:
+                c.execute(_SET_WAKE, (wid.hex, due, position))
         c.execute("COMMIT")
         return ids
+
+    # -- wake-ups ------------------------------------------------------------------------------
+
+    def due(self, now: float, limit: int = 100) -> list[Wake]:
+        with self._conn() as c:
+            if not self._has_table(c, _W):
+                return []  # an older journal, opened without create: nothing waits in it
+            return [(UUID(hex=r[0]), float(r[1]), int(r[2])) for r in c.execute(
+                f"SELECT execution_id, due_at, position FROM {_W} WHERE due_at <= ? "
+                "ORDER BY due_at LIMIT ?", (now, limit),
+            )]
+
+    def next_due(self) -> float | None:
+        with self._conn() as c:
+            if not self._has_table(c, _W):
+                return None
+            row = c.execute(f"SELECT min(due_at) FROM {_W}").fetchone()
+            return None if row is None or row[0] is None else float(row[0])
+
+    def settle_wake(self, wake: Wake) -> bool:
+        eid, due, position = wake
+        with self._write_lock, self._conn(eid, position) as c:
+            if due is None:
+                cur = c.execute(f"{_FORGET_WAKE} AND position = ?", (eid.hex, position))
+            else:
+                cur = c.execute(
+                    f"UPDATE {_W} SET due_at = ? WHERE execution_id = ? AND position = ?",
+                    (due, eid.hex, position),
+                )
+            return bool(cur.rowcount)
 
     def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
         removed = 0
         with self._write_lock, self._conn() as c:
             has_refs = self._has_table(c, _R)
-            has_snapshots = self._has_table(c, _S)
+            beside = [t for t in (_S, _W) if self._has_table(c, t)]
             c.execute("BEGIN IMMEDIATE")
             for eid in execution_ids:
                 removed += c.execute(
                     f"DELETE FROM {_E} WHERE originator_id = ?", (eid.hex,)
                 ).rowcount
+                for table in beside:
+                    c.execute(f"DELETE FROM {table} WHERE execution_id = ?", (eid.hex,))
                 if has_refs:
                     digests = [r[0] for r in c.execute(
                         f"SELECT sha256 FROM {_R} WHERE execution_id = ?", (eid.hex,)
                     )]
                     c.execute(f"DELETE FROM {_R} WHERE execution_id = ?", (eid.hex,))
-                if has_snapshots:
-                    c.execute(f"DELETE FROM {_S} WHERE execution_id = ?", (eid.hex,))
                     for digest in digests:
                         c.execute(
                             f"DELETE FROM {_B} WHERE sha256 = ? AND NOT EXISTS "

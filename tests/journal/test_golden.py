@@ -34,10 +34,12 @@ from tests.journal.golden.make_golden import (
     PATH,
     PATH_V2,
     PATH_V3,
+    PATH_V4,
     V3_LEGACY_ROWS,
     golden_streams,
     golden_streams_v2,
     golden_streams_v3,
+    golden_streams_v4,
 )
 
 Row = tuple[str, int, str, bytes]
@@ -47,8 +49,8 @@ def _load(path: Any = PATH) -> dict[str, list[tuple[str, bytes]]]:
     return msgspec.msgpack.decode(path.read_bytes(), type=dict[str, list[tuple[str, bytes]]])
 
 
-def _load_rows() -> dict[str, list[Row]]:
-    return msgspec.msgpack.decode(PATH_V3.read_bytes(), type=dict[str, list[Row]])
+def _load_rows(path: Any = PATH_V3) -> dict[str, list[Row]]:
+    return msgspec.msgpack.decode(path.read_bytes(), type=dict[str, list[Row]])
 
 
 def _assert_same(a: Any, b: Any, path: str) -> None:
@@ -158,11 +160,16 @@ def test_v3_streams_fold_to_their_outcome() -> None:
     assert whole.steps[1].input == (1, Decimal("2.5"))
 
 
+#: The event types released before the compact format (the only ones with legacy rows).
+LEGACY_TYPES = EVENT_TYPES[:11]
+
+
 def test_golden_streams_cover_every_event_type_and_value_type() -> None:
     topics = {topic for path in (PATH, PATH_V2)
               for records in _load(path).values() for topic, _ in records}
-    assert topics == {legacy_topic_of(cls) for cls in EVENT_TYPES}
-    compact = {row[2] for rows in _load_rows().values() for row in rows} - topics
+    assert topics == {legacy_topic_of(cls) for cls in LEGACY_TYPES}
+    compact = {row[2] for path in (PATH_V3, PATH_V4)
+               for rows in _load_rows(path).values() for row in rows} - topics
     assert compact == {topic_of(cls) for cls in EVENT_TYPES}
     completed = golden_streams()["completed"]
     payloads = [getattr(e, f) for e in completed for f in type(e).payload_fields]
@@ -205,4 +212,31 @@ def test_topic_codes_never_change() -> None:
         "ExecutionFailed": "E",
         "ExecutionCancelled": "X",
         "ExecutionClaimed": "H",
+        "WaitStarted": "W",
+        "WaitEnded": "N",
+        "SignalReceived": "G",
+        "ValueRecorded": "V",
     }
+
+
+def test_v4_rows_decode_and_fold_to_their_waits_signals_and_values() -> None:
+    stored = _load_rows(PATH_V4)
+    expected = golden_streams_v4()
+    assert list(stored) == list(expected)
+    for name, rows in stored.items():
+        for got, want in zip(_decode_rows(rows), expected[name], strict=True):
+            _assert_same(got, want, f"{name}@{want.position}")
+    waited = fold(UUID(stored["waited"][0][0]), _decode_rows(stored["waited"]))
+    assert waited.status == "completed" and waited.wait is None
+    assert [c.kind for c in waited.calls.values()] == [
+        "value", "value", "value", "timer", "signal", "signal"]
+    assert waited.calls[1].value == expected["waited"][2].value  # type: ignore[attr-defined]
+    assert waited.calls[6].signal == 11 and waited.calls[6].value == {"amount": Decimal("9.99")}
+    assert waited.calls[7].timed_out and waited.calls[7].signal == 0
+    assert [(s.name, s.consumed_by) for s in waited.signals] == [("paid", 6), ("other", 0)]
+    assert waited.pauses[0].timed_out and waited.max_seq == 7
+    lean = fold(UUID(stored["waited"][0][0]), _decode_rows(stored["waited"], lean=True))
+    assert lean.status == "completed" and len(lean.signals) == 2
+    slept = fold(UUID(stored["slept"][0][0]), _decode_rows(stored["slept"]))
+    assert slept.status == "waiting" and slept.wait is not None
+    assert slept.wait.kind == "timer" and slept.wakes_at == slept.wait.until

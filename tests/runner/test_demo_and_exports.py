@@ -32,8 +32,8 @@ def test_public_exports_are_locked() -> None:
         "AlreadyResumed", "AsyncContext", "Context", "ExecutionBusy", "IncompatibleOutput",
         "LeaseLost",
         "NonDeterministicWorkflow", "OutsideStep", "Retry", "Run", "Runner", "RunnerError",
-        "SecretInput", "StepFailedError", "StepInfo", "ValueClassMissing", "WorkflowNotFound",
-        "add_cost",
+        "SecretInput", "StepFailedError", "StepInfo", "ValueClassMissing", "WaitTimedOut",
+        "WorkflowNotFound", "add_cost",
         "current_step",
     ]
     for name in runner.__all__:

@@ -32,7 +32,7 @@ def outage(journal: Journal) -> Iterator[Callable[[], None]]:
         store: Any = journal.storage
         real = store._append
 
-        def fail(stored: object, blobs: object = ()) -> None:
+        def fail(stored: object, blobs: object = (), wakes: object = ()) -> None:
             raise JournalUnavailable(journal.url, "disk I/O error")
 
         def down() -> None:
@@ -113,11 +113,11 @@ def fail_append(journal: Journal, monkeypatch: pytest.MonkeyPatch, *, at: int) -
     real = store._append
     calls: list[int] = []
 
-    def append(stored: Any, blobs: Any = ()) -> Any:
+    def append(stored: Any, blobs: Any = (), wakes: Any = ()) -> Any:
         calls.append(len(stored))
         if len(calls) == at:
             raise RuntimeError("injected store failure")
-        return real(stored, blobs)
+        return real(stored, blobs, wakes)
 
     monkeypatch.setattr(store, "_append", append)
     return calls

@@ -72,11 +72,11 @@ def spy_appends(journal: Journal, monkeypatch: pytest.MonkeyPatch) -> list[list[
     real = store._append
     appends: list[list[str]] = []
 
-    def append(stored: Any, blobs: Any = ()) -> Any:
+    def append(stored: Any, blobs: Any = (), wakes: Any = ()) -> Any:
         appends.append([type(decode_event(
             s.topic, s.state, execution_id=s.originator_id, position=s.originator_version,
         )).__name__ for s in stored])
-        return real(stored, blobs)
+        return real(stored, blobs, wakes)
 
     monkeypatch.setattr(store, "_append", append)
     return appends

@@ -6,6 +6,11 @@ compact format (short topic codes, bodies without execution id and position, whi
 the row): every v1 and v2 stream again, and an execution begun before the upgrade (v2 rows)
 and continued after it (v3 rows) past positions that take 1, 2 and 3 bytes. Its file holds
 whole rows (``[execution id, position, topic, body]``), as storage hands them to a reader.
+v4 (rows as v3) adds durable time and outside events: WaitStarted/WaitEnded (timers, signal
+waits that consumed a signal or timed out), SignalReceived (before and during a wait, and one
+never consumed), ValueRecorded, a pause with a deadline that timed out, and a stream that
+sleeps after being resumed. (Rows of the old types written before these fields existed are
+the v3 file's: today's code reads them with the new fields at their defaults.)
 
 Run ONCE per storage-format version (``python -m tests.journal.golden.make_golden``) and
 commit the output. Never regenerate an existing file: test_golden.py checks that the bytes
@@ -36,10 +41,14 @@ from journal.events import (
     ExecutionStarted,
     LogRecorded,
     OutOfLine,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepStarted,
     Truncated,
+    ValueRecorded,
+    WaitEnded,
+    WaitStarted,
 )
 from journal.values import Unresolved
 from tests.journal.golden.values import GoldenPoint, GoldenTag
@@ -47,6 +56,7 @@ from tests.journal.golden.values import GoldenPoint, GoldenTag
 PATH = Path(__file__).with_name("v1_stream.msgpack")
 PATH_V2 = Path(__file__).with_name("v2_stream.msgpack")
 PATH_V3 = Path(__file__).with_name("v3_stream.msgpack")
+PATH_V4 = Path(__file__).with_name("v4_stream.msgpack")
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 EVERY_VALUE = {
@@ -178,6 +188,48 @@ def golden_streams_v3() -> dict[str, list[Event]]:
 V3_LEGACY_ROWS = {"upgraded": 5}
 
 
+def golden_streams_v4() -> dict[str, list[Event]]:
+    """The events of v4_stream.msgpack (v3 rows): waits, signals, drawn values, deadlines."""
+    t = T0 + timedelta(hours=1)
+    waited = _stream(
+        UUID("00000000-0000-4000-8000-000000000006"),
+        (ExecutionStarted, {"workflow": "golden", "input": {"order": 7}}),
+        (ExecutionClaimed, {"host": "h", "pid": 1, "runner": "r" * 32}),
+        (ValueRecorded, {"seq": 1, "kind": "now", "value": t}),
+        (ValueRecorded, {"seq": 2, "kind": "random", "value": 0.625}),
+        (ValueRecorded, {"seq": 3, "kind": "uuid4",
+                         "value": UUID("87654321-4321-8765-4321-876543218765")}),
+        (StepStarted, {"name": "charge", "seq": 4, "input": {"order": 7}}),
+        (StepCompleted, {"seq": 4, "output": EVERY_VALUE}),
+        (WaitStarted, {"seq": 5, "kind": "timer", "until": t + timedelta(hours=24)}),
+        (ExecutionClaimed, {"host": "h2", "pid": 2, "runner": "s" * 32, "reason": "wake"}),
+        (WaitEnded, {"seq": 5}),
+        (SignalReceived, {"name": "paid", "value": {"amount": Decimal("9.99")}}),
+        (WaitStarted, {"seq": 6, "kind": "signal", "name": "paid"}),
+        (WaitEnded, {"seq": 6, "signal": 11}),
+        (WaitStarted, {"seq": 7, "kind": "signal", "name": "shipped",
+                       "until": t + timedelta(minutes=10)}),
+        (SignalReceived, {"name": "other", "value": GONE}),
+        (ExecutionClaimed, {"host": "h2", "pid": 2, "runner": "s" * 32, "reason": "wake"}),
+        (WaitEnded, {"seq": 7, "timed_out": True}),
+        (ExecutionPaused, {"reason": "human_review", "payload": {"draft": 1},
+                           "until": t + timedelta(hours=72)}),
+        (ExecutionResumed, {"value": None, "timed_out": True}),
+        (ExecutionCompleted, {"output": {"paid": True}}),
+    )
+    slept = _stream(
+        UUID("00000000-0000-4000-8000-000000000007"),
+        (ExecutionStarted, {"workflow": "golden"}),
+        (StepStarted, {"name": "before", "seq": 1}),
+        (StepCompleted, {"seq": 1, "output": 1}),
+        (ExecutionPaused, {"reason": "upgrade"}),
+        (ExecutionResumed, {"value": "go"}),
+        (WaitStarted, {"seq": 2, "kind": "timer", "until": t}),
+    )
+    return {"waited": waited, "slept": slept}
+
+
+
 def encode_streams(streams: dict[str, list[Event]] | None = None) -> bytes:
     """A v1/v2 golden file's bytes: {name: [[topic, state bytes], ...]} as msgpack."""
     encoded = {
@@ -205,6 +257,7 @@ if __name__ == "__main__":
         (PATH, lambda: encode_streams(golden_streams())),
         (PATH_V2, lambda: encode_streams(golden_streams_v2())),
         (PATH_V3, lambda: encode_rows(golden_streams_v3(), V3_LEGACY_ROWS)),
+        (PATH_V4, lambda: encode_rows(golden_streams_v4(), {})),
     )
     for path, encode in files:
         if path.exists():
