@@ -30,7 +30,7 @@ from projections.views import (
 
 __all__ = ["BULK_FROM", "CATCH_UP_PAGE", "LARGE_BACKLOG", "STATUSES", "Projections"]
 
-STATUSES = ("running", "paused", "completed", "failed", "cancelled")
+STATUSES = ("running", "paused", "waiting", "completed", "failed", "cancelled")
 #: Events per page when catching up a backlog (each execution is written once per page, so
 #: the larger the page the fewer writes; a follower keeps its own, small, page size).
 CATCH_UP_PAGE = 20_000
@@ -430,6 +430,7 @@ class Projections:
             error_step=r[16], error_step_seq=r[17], pause_reason=r[18], paused_at=r[19],
             steps_completed=r[20], steps_failed=r[21], retries=r[22], event_count=r[23],
             log_count=r[24], cost_usd=r[25], input_tokens=r[26], output_tokens=r[27],
+            wait_kind=r[28], wait_name=r[29], wait_until=r[30], waiting_since=r[31],
         )
 
     # -- lifetime --------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from datetime import UTC, date
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -49,9 +49,12 @@ from journal.events import (
     ExecutionPaused,
     ExecutionResumed,
     ExecutionStarted,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepStarted,
+    ValueRecorded,
+    WaitEnded,
 )
 from journal.state import (
     FAILED,
@@ -59,11 +62,14 @@ from journal.state import (
     STEP_COMPLETED,
     STEP_FAILED,
     TERMINAL_STATUSES,
+    WAITING,
     ExecutionState,
+    PauseState,
+    WaitState,
     apply,
     fold,
 )
-from journal.storage import Storage, ViewStore
+from journal.storage import Storage, Table, ViewStore
 from projections.errors import ProjectionError, ViewsBehind
 from projections.tables import COSTS, EXECUTIONS, STEPS, TABLES, TRACKING, VIEW_TABLES
 from projections.views import VIEWS
@@ -118,13 +124,14 @@ def execution_row(s: ExecutionState) -> tuple[Any, ...]:
             source = max(failed_steps, key=lambda st: st.seq)
         if source is not None:
             error_step, error_seq = source.name, source.seq
+    ls, lc, pause, wait = s.last_started_step, s.last_completed_step, s.pause, s.wait
     if s.is_terminal:
         path: str | None = s.status
-    elif s.status == PAUSED:
-        path = PAUSED
+    elif s.status in (PAUSED, WAITING):
+        path = s.status
     else:
         path = None
-    ls, lc, pause = s.last_started_step, s.last_completed_step, s.pause
+    waits = _waits_for(s.status, pause, wait)
     duration = (
         (s.ended_at - s.started_at).total_seconds()
         if s.ended_at is not None and s.started_at is not None
@@ -137,8 +144,24 @@ def execution_row(s: ExecutionState) -> tuple[Any, ...]:
         path, error_type, error_message, error_step, error_seq,
         pause.reason if pause else None, pause.at if pause else None,
         completed, failed, retries, s.position, s.log_count,
-        s.cost.usd, s.cost.input_tokens, s.cost.output_tokens,
+        s.cost.usd, s.cost.input_tokens, s.cost.output_tokens, *waits,
     )
+
+
+#: A pause waits for a human: its kind in the ``wait_kind`` column.
+HUMAN = "human"
+
+
+def _waits_for(
+    status: str, pause: PauseState | None, wait: WaitState | None
+) -> tuple[str | None, str | None, datetime | None, datetime | None]:
+    """(wait_kind, wait_name, wait_until, waiting_since): what a waiting execution waits
+    for (a timer, a signal), or a paused one (a human, by the pause's reason)."""
+    if status == WAITING and wait is not None:
+        return wait.kind, wait.name, wait.until, wait.since
+    if status == PAUSED and pause is not None:
+        return HUMAN, pause.reason, pause.until, pause.at
+    return None, None, None, None
 
 
 def step_row(s: ExecutionState, seq: int) -> tuple[Any, ...]:
@@ -181,21 +204,30 @@ class Projector:
     # -- schema and tracking ------------------------------------------------------------------
 
     def create_tables(self) -> None:
-        """Create whatever view table is missing (none exists: a catalog read, no DDL)."""
-        missing = self.views.missing(TABLES)
-        if not missing:
+        """Create whatever view table is missing, and start again from position 0 each view
+        whose table has other columns than declared (made by an older release): it is
+        dropped, created as declared and folded from the log by the next catch-up. When
+        every table is as declared (the usual case) this is one catalog read, no DDL."""
+        missing, changed = self.views.survey(TABLES)
+        if not missing and not changed:
             return
         try:
             with self.views.transaction():
-                self.views.create(missing)
+                # Our turn (other processes opening the views meanwhile wait here), then
+                # the catalog again: what one of them did before us is not done twice.
+                self.views.lock_schema()
+                missing, changed = self.views.survey(TABLES)
+                redo = _views_to_redo(missing, changed)
+                tables = [t for v in redo for t in VIEW_TABLES[v]]
+                tables += [t for t in (*missing, *changed) if t not in tables]
+                self.views.drop([t for t in tables if t not in missing])
+                self.views.create(tables)
                 self._track_from_zero(VIEWS, reset=False)
+                # Unconditional: a follower's next compare-and-set fails, so it reloads.
+                self._track_from_zero(redo, reset=True)
         except READ_ONLY_ERRORS as e:
-            raise ProjectionError(
-                f"the views of {self.storage.where} do not exist yet "
-                f"({', '.join(t.name for t in missing)}) and this connection cannot create "
-                f"them ({e.cause}); run `journal rebuild` once as a user that can write",
-                position=0,
-            ) from e
+            raise ProjectionError(_cannot_create(self.storage.where, missing, changed, e.cause),
+                                  position=0) from e
 
     def drop_and_create(self, views: Iterable[str]) -> None:
         """Drop ``views`` and create them empty at position 0, in one transaction."""
@@ -375,6 +407,32 @@ class Projector:
                 return total
 
 
+def _views_to_redo(missing: Iterable[Table], changed: Iterable[Table]) -> list[str]:
+    """The views to build again from 0 when ``missing`` tables are created and ``changed``
+    ones rebuilt: each view with such a table (a new table is empty: its view's position
+    must be 0), and every view when the tracking table is one (positions are lost, and a
+    sum like the costs must not be added to twice)."""
+    redone = {t.name for t in (*missing, *changed)}
+    if TRACKING.name in redone:
+        return list(VIEWS)
+    return [v for v in VIEWS if any(t.name in redone for t in VIEW_TABLES[v])]
+
+
+def _cannot_create(
+    where: str, missing: Sequence[Table], changed: Sequence[Table], cause: object
+) -> str:
+    """Why a read-only connection cannot open the views, and what to do."""
+    what = []
+    if missing:
+        what.append(f"do not exist yet ({', '.join(t.name for t in missing)})")
+    if changed:
+        what.append(f"were made by another release, with other columns "
+                    f"({', '.join(t.name for t in changed)}), and must be rebuilt")
+    return (f"the views of {where} {' and '.join(what)}, and this connection cannot "
+            f"{'create' if not changed else 'rebuild'} them ({cause}); run `journal rebuild` "
+            "once as a user that can write")
+
+
 def replay(storage: Storage, eid: UUID, upto: int, nid: int) -> ExecutionState:
     """The state of ``eid`` after its first ``upto`` events, replayed from its stream (the
     log, not the views, is the truth); ``nid`` names the notification that needed it."""
@@ -430,6 +488,10 @@ def _forget_payloads(state: ExecutionState, event: Event | None = None) -> None:
             pause.value = None
         if state.pause is not None and state.pause.payload is not None:
             state.pause = msgspec.structs.replace(state.pause, payload=None)
+        for signal in state.signals:
+            signal.value = None
+        for call in state.calls.values():
+            call.value = None
         return
     forget = FORGET.get(type(event))
     if forget is not None:
@@ -454,6 +516,15 @@ def _forget_pause_payload(state: ExecutionState, event: Any) -> None:
         state.pause = msgspec.structs.replace(state.pause, payload=None)
 
 
+def _forget_signal_value(state: ExecutionState, event: Any) -> None:
+    state.signals[-1].value = None
+
+
+def _forget_call_value(state: ExecutionState, event: Any) -> None:
+    # A drawn value, or (a wait that ended) the value of the signal it consumed.
+    state.calls[event.seq].value = None
+
+
 #: Per event kind (as read lean) that brings user values into a state: what forgets them
 #: (log lines are never kept there).
 FORGET: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
@@ -463,6 +534,9 @@ FORGET: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     lean_type(ExecutionPaused): _forget_pause_payload,
     lean_type(ExecutionResumed): _forget_resume_value,
     lean_type(ExecutionCompleted): _forget_execution_values,
+    lean_type(SignalReceived): _forget_signal_value,
+    lean_type(ValueRecorded): _forget_call_value,
+    lean_type(WaitEnded): _forget_call_value,
 }
 
 

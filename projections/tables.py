@@ -3,6 +3,10 @@ lists and row conversion from these declarations (``journal.storage.schema``).
 
 Column order is row order everywhere: ``execution_row`` builds rows in it, ``ViewStore.select``
 returns them in it. Money is ``decimal`` (TEXT on SQLite, NUMERIC on PostgreSQL), never a float.
+
+A table whose columns in the database differ from its declaration here (made by an older
+release) is dropped and its view rebuilt from the log when projections open: new columns go
+at the end, and no migration is ever written for derived data.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ EXECUTIONS = Table(
         _c("event_count", "int", False), _c("log_count", "int", False),
         _c("cost_usd", "decimal", False), _c("input_tokens", "bigint", False),
         _c("output_tokens", "bigint", False),
+        # What a waiting or paused execution waits for (added last: a table made by an older
+        # release lacks them, and is rebuilt at first open, see Projector.create_tables).
+        _c("wait_kind", "text"), _c("wait_name", "text"), _c("wait_until", "ts"),
+        _c("waiting_since", "ts"),
     ),
     key=("execution_id",),
     indexes=(

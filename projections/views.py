@@ -2,7 +2,7 @@
 
 Each view is a table in the journal's own database with its own tracking position:
 
-- ``executions``: one row per execution (status, markers, error, pause, counts, costs)
+- ``executions``: one row per execution (status, markers, error, pause or wait, counts, costs)
 - ``steps``: one row per (execution, seq)
 - ``costs``: running totals by workflow, step name, model and UTC day
 
@@ -50,7 +50,8 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True):
     duration: float | None
     last_started_step: StepMarker | None
     last_completed_step: StepMarker | None
-    #: How it ended (completed, failed, cancelled), "paused" while paused, None while running.
+    #: How it ended (completed, failed, cancelled), "paused" while paused, "waiting" while
+    #: waiting, None while running.
     finalization_path: str | None
     error_type: str | None
     error_message: str | None
@@ -67,6 +68,15 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True):
     cost_usd: Decimal
     input_tokens: int
     output_tokens: int
+    #: What a waiting or paused execution waits for: "timer" or "signal" (waiting), "human"
+    #: (paused); None otherwise.
+    wait_kind: str | None = None
+    #: The signal's name, or the pause's reason ("" for a timer).
+    wait_name: str | None = None
+    #: Its deadline: the timer's time, the wait's or the pause's timeout (None: no deadline).
+    wait_until: datetime | None = None
+    #: Since when it waits (the wait or the pause began).
+    waiting_since: datetime | None = None
 
 
 class StepSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -213,6 +213,32 @@ class ViewStore(ABC):
     def missing(self, tables: Sequence[Table]) -> list[Table]:
         """Which of ``tables`` do not exist (a catalog read; no DDL)."""
 
+    def survey(self, tables: Sequence[Table]) -> tuple[list[Table], list[Table]]:
+        """(missing, changed): which of ``tables`` do not exist, and which exist with other
+        columns (names, order or types) than declared, from one catalog read; no DDL.
+
+        A view table of an older release is "changed": its view must be rebuilt (views are
+        derived data, so they are dropped and folded again rather than migrated)."""
+        found = self.columns(tables)
+        missing: list[Table] = []
+        changed: list[Table] = []
+        for table in tables:
+            columns = found.get(table.name)
+            if columns is None:
+                missing.append(table)
+            elif columns != [(c.name, self.dialect.sql_types[c.type]) for c in table.columns]:
+                changed.append(table)
+        return missing, changed
+
+    @abstractmethod
+    def columns(self, tables: Sequence[Table]) -> dict[str, list[tuple[str, str]]]:
+        """The columns each of ``tables`` that exists has, in order, as (name, type) with
+        the type spelled as the dialect's ``sql_types`` spell it (one catalog read)."""
+
+    def lock_schema(self) -> None:  # noqa: B027 - SQLite's BEGIN IMMEDIATE is the turn already
+        """Inside the current transaction: wait for any other process changing the view
+        tables' schema to commit, so that a survey taken next stays true until the commit."""
+
     @abstractmethod
     def create(self, tables: Sequence[Table]) -> None:
         """Create ``tables`` and their indexes inside the current transaction; concurrent

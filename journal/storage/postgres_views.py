@@ -22,6 +22,9 @@ __all__ = ["PostgresViewStore"]
 
 T = TypeVar("T")
 
+#: The catalog's names (``format_type``) of the declared types that it spells otherwise.
+_PG_TYPE_NAMES = {"timestamp with time zone": "timestamptz"}
+
 
 @functools.lru_cache(maxsize=64)
 def _copy_row(table: Table) -> Callable[[Sequence[Any]], Sequence[Any]]:
@@ -105,11 +108,31 @@ class PostgresViewStore(ViewStore):
 
         return self._call(op)
 
-    def create(self, tables: Sequence[Table]) -> None:
+    def columns(self, tables: Sequence[Table]) -> dict[str, list[tuple[str, str]]]:
+        if not tables:
+            return {}
+        rows = self.query(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, NULL) "
+            "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND c.relname = ANY(?) AND c.relkind IN ('r', 'p') "
+            "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+            (self.storage.schema, [t.name for t in tables]),
+        )
+        found: dict[str, list[tuple[str, str]]] = {}
+        for table, column, sql_type in rows:
+            found.setdefault(table, []).append((column, _PG_TYPE_NAMES.get(sql_type, sql_type)))
+        return found
+
+    def lock_schema(self) -> None:
         # Concurrent CREATE TABLE IF NOT EXISTS of one table fails in PostgreSQL (duplicate
-        # pg_type): creators in other processes take turns.
+        # pg_type), and two processes rebuilding a changed table would drop each other's:
+        # they take turns (a transaction-scoped lock, taken again at no cost).
         self.execute("SELECT pg_advisory_xact_lock(hashtext(?))",
                      (f"projections {self.storage.schema}",))
+
+    def create(self, tables: Sequence[Table]) -> None:
+        self.lock_schema()
         for table in tables:
             for statement in POSTGRES.create(table, table.name):
                 self.execute(statement)

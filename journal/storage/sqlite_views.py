@@ -119,6 +119,23 @@ class SQLiteViewStore(ViewStore):
         names = {r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
         return [t for t in tables if t.name not in names]
 
+    def columns(self, tables: Sequence[Table]) -> dict[str, list[tuple[str, str]]]:
+        names = [t.name for t in tables]
+        if not names:
+            return {}
+        rows = self.query(
+            "SELECT m.name, p.name, p.type FROM sqlite_master AS m "
+            "JOIN pragma_table_info(m.name) AS p "
+            f"WHERE m.type = 'table' AND m.name IN ({', '.join('?' * len(names))}) "
+            "ORDER BY m.name, p.cid",
+            names,
+        )
+        found: dict[str, list[tuple[str, str]]] = {}
+        for table, column, sql_type in rows:
+            # Declared types are kept as written; ours are written upper-case.
+            found.setdefault(table, []).append((column, sql_type.upper()))
+        return found
+
     def create(self, tables: Sequence[Table]) -> None:
         for table in tables:
             for statement in SQLITE.create(table, table.name):

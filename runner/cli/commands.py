@@ -116,7 +116,7 @@ Url = Annotated[
                  help="Journal database: sqlite:///path.db or postgresql://user@host/db."),
 ]
 # Literal choices give help and validation; the tests check they match projections'.
-StatusName = Literal["running", "paused", "completed", "failed", "cancelled"]
+StatusName = Literal["running", "paused", "waiting", "completed", "failed", "cancelled"]
 CostDimension = Literal["workflow", "step", "model", "day"]
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]

@@ -26,7 +26,7 @@ from runner.cli.plumbing import CommandExit, echo, plain_text_stream
 __all__ = ["STATUSES", "main", "parse", "run"]
 
 #: ``journal ls --status`` choices, as the Typer command declares them (a test checks).
-STATUSES = ("running", "paused", "completed", "failed", "cancelled")
+STATUSES = ("running", "paused", "waiting", "completed", "failed", "cancelled")
 
 _OPTIONS: dict[str, dict[str, str]] = {
     "ls": {"--url": "url", "--status": "status", "--workflow": "workflow", "--since": "since",

@@ -53,8 +53,9 @@ def assert_matches_state(views: Projections, state: ExecutionState) -> None:
     else:
         assert e.error_type is None
     assert e.finalization_path == (
-        state.status if state.is_terminal else "paused" if state.status == "paused" else None
+        state.status if state.is_terminal or state.status in ("paused", "waiting") else None
     )
+    assert (e.wait_kind, e.wait_name, e.wait_until, e.waiting_since) == expected_wait(state)
     assert e.steps_completed == sum(1 for s in state.steps.values() if s.status == "completed")
     assert e.steps_failed == sum(1 for s in state.steps.values() if s.status == "failed")
     assert e.retries == sum(s.attempts - 1 for s in state.steps.values())
@@ -70,6 +71,19 @@ def assert_matches_state(views: Projections, state: ExecutionState) -> None:
         assert (s.error_type, s.error_message) == (
             (st.error.type, st.error.message) if st.error else (None, None)
         )
+
+
+def expected_wait(state: ExecutionState) -> tuple[Any, ...]:
+    """(wait_kind, wait_name, wait_until, waiting_since) as the views must show them."""
+    if state.status == "waiting":
+        assert state.wait is not None
+        w = state.wait
+        return (w.kind, w.name, w.until, w.since)
+    if state.status == "paused":
+        assert state.pause is not None
+        p = state.pause
+        return ("human", p.reason, p.until, p.at)
+    return (None, None, None, None)
 
 
 def assert_costs_add_up(views: Projections, journal: Journal, ids: list[uuid.UUID]) -> None:
