@@ -38,6 +38,7 @@ from runner.cli.plumbing import one_line as _one_line
 from runner.cli.plumbing import reported as _reported
 from runner.cli.plumbing import scrub as _scrub
 from runner.cli.plumbing import session as _session
+from runner.cli.timeline import format_utc, waits_for
 from runner.cli.timeparse import parse_duration, parse_since
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ class _OneLineErrors(TyperGroup):
 app = typer.Typer(
     cls=_OneLineErrors,
     name="journal",
-    help="Inspect, follow, resume, cancel, export and prune workflow executions.",
+    help="Inspect, follow, resume, signal, cancel, export and prune workflow executions, "
+    "and serve them (wake timers, deliver signals, recover).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -129,6 +131,10 @@ def _run_line(run: Run) -> str:
     line = f"execution {run.id} ({run.workflow}): {run.status}"
     if run.status == "paused" and run.pause is not None:
         line += f", waiting for {run.pause.reason} payload={preview(run.pause.payload, 80)}"
+        if run.pause.until is not None:
+            line += f" until {format_utc(run.pause.until)}"
+    elif run.status == "waiting" and run.wait is not None:
+        line += f", waiting for {waits_for(run.wait.kind, run.wait.name, run.wait.until)}"
     elif run.status == "completed":
         line += f", output={preview(run.output, 80)}"
     elif run.error is not None:
@@ -350,6 +356,74 @@ def recover_command(
     if skipped:
         _fail(f"{len(skipped)} execution(s) could not be recovered and are still running",
               url)
+
+
+@app.command("signal")
+def signal_command(
+    execution: Annotated[str, typer.Argument(help="Execution id, or a unique prefix.")],
+    name: Annotated[str, typer.Argument(help="The signal's name (what ctx.wait_for waits for).")],
+    url: Url = DEFAULT_URL,
+    value: Annotated[str | None, typer.Option(
+        help="The signal's value, as JSON (e.g. '{\"paid\": 12.5}').")] = None,
+    as_json: Json = False,
+) -> None:
+    """Send a signal to an execution: recorded in its stream at once, for the first
+    ctx.wait_for(NAME) not yet answered (a waiting execution is resumed by `journal serve`)."""
+    from journal.errors import InvalidTransition
+
+    try:
+        payload = json.loads(value) if value is not None else None
+    except ValueError as e:
+        _fail(f"invalid --value: not JSON ({e}); nothing was sent")
+    # read_only: open without creating a journal (a mistyped --url is an error, not a new
+    # empty journal); the signal itself is written through the journal as usual.
+    with _session(url, read_only=True) as (journal, views):
+        eid = resolve_id(journal, views, execution)
+        try:
+            position = journal.signal(eid, name, payload)
+        except InvalidTransition as e:
+            _fail(f"execution {eid} has already ended ({e.status}): it takes no more signals; "
+                  "nothing was sent", url)
+    if as_json:
+        _echo_json({"execution_id": eid, "name": name, "position": position})
+    else:
+        typer.echo(f"signal {name!r} recorded for execution {eid} at position {position}")
+
+
+@app.command("serve")
+def serve_command(
+    app_spec: AppSpec,
+    url: Url = DEFAULT_URL,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Executions driven at once.")] = 4,
+    poll_interval: Annotated[float, typer.Option(
+        help="Seconds between looks for new work where the database cannot notify (SQLite).",
+    )] = 0.5,
+    grace: Annotated[float, typer.Option(
+        help="Seconds what is being driven gets to finish on SIGTERM or Ctrl-C.")] = 30.0,
+    recover_after: Annotated[str, typer.Option(
+        help="Recover running executions quiet for this long whose driver died.")] = "1m",
+) -> None:
+    """Serve the journal until SIGTERM or Ctrl-C: wake due timers, timeouts and pauses,
+    resume executions whose signal came, recover those whose runner died (many `journal
+    serve` may run on one database), through the service's Runner."""
+    import logging
+
+    with _reported(url):
+        stale = parse_duration(recover_after, option="--recover-after")
+        if poll_interval <= 0 or grace < 0:
+            raise ValueError(f"--poll-interval must be above 0 (not {poll_interval}) and "
+                             f"--grace at least 0 (not {grace})")
+    # What serve() drove, and why it could not drive something, on stderr (unless the
+    # service set up its own logging on import).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with _app_runner(app_spec, url) as runner:
+        where = mask_url(runner.journal.url)
+        typer.echo(f"serving {where} with {workers} worker(s) "
+                   f"(pid {os.getpid()}; SIGTERM or Ctrl-C to stop)")
+        runner.serve(workers=workers, poll_interval=poll_interval, recover_after=stale,
+                     grace=grace)
+        typer.echo(f"stopped serving {where}")
 
 
 @app.command("cancel")

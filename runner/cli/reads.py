@@ -36,7 +36,8 @@ def ls(*, url: str, status: str | None = None, workflow: str | None = None,
 
 
 def show(*, execution: str, url: str, as_json: bool = False) -> None:
-    """Show one execution's timeline: steps, attempts, errors, logs, pause, costs."""
+    """Show one execution's timeline: steps, attempts, errors, logs, pause or wait, calls,
+    signals, costs."""
     from runner.cli.lookup import resolve_id
     from runner.cli.timeline import build_timeline
 
@@ -45,6 +46,7 @@ def show(*, execution: str, url: str, as_json: bool = False) -> None:
         timeline = build_timeline(eid, journal.events(eid))
     if as_json:
         echo_json({"summary": timeline.summary, "steps": timeline.steps,
+                   "calls": timeline.calls, "signals": timeline.signals,
                    "timeline": timeline.entries})
     else:
         from runner.cli import render

@@ -2,7 +2,7 @@
 
 Only presentation lives here; the data comes from the other modules of ``runner.cli`` and
 from the projections. Colours follow status: green completed, red failed, yellow paused,
-cyan running, dim cancelled (Rich drops them when the output is not a terminal).
+blue waiting, cyan running, dim cancelled (Rich drops them when the output is not a terminal).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rich.text import Text
 from journal.events import Event
 from projections import CostSummary, ExecutionSummary, StepStats
 from runner.cli.jsonout import preview
-from runner.cli.timeline import Timeline, describe, event_label
+from runner.cli.timeline import Timeline, describe, event_label, format_utc, waits_for
 from runner.cli.timeparse import format_age, format_seconds
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
 
 STATUS_STYLE = {
     "completed": "green", "failed": "red", "paused": "yellow", "running": "cyan",
-    "cancelled": "dim", "retrying": "yellow",
+    "cancelled": "dim", "retrying": "yellow", "waiting": "blue",
 }
 LEVEL_STYLE = {"error": "red", "warning": "yellow", "debug": "dim"}
 
@@ -85,6 +85,8 @@ def executions_table(rows: list[ExecutionSummary], *, now: datetime | None = Non
             step = f"{r.error_step} #{r.error_step_seq} ✗"
         elif r.status == "paused" and r.pause_reason:
             step = f"{step} ⏸ {r.pause_reason}"
+        elif r.status == "waiting" and r.wait_kind:
+            step = f"{step} ⏳ {r.wait_kind}" + (f" {r.wait_name}" if r.wait_name else "")
         table.add_row(
             short_id(r.execution_id), r.workflow, _status(r.status),
             r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
@@ -148,7 +150,7 @@ def _summary_lines(s: dict[str, Any]) -> list[Text]:
     )]
     started = s["started_at"]
     when = started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if started else "-"
-    if s["status"] in ("running", "paused"):
+    if s["status"] in ("running", "paused", "waiting"):
         lines.append(Text(
             f"started {when}, running for {format_seconds(s.get('running_for'))}, "
             f"last event {format_seconds(s.get('since_last_event'))} ago"
@@ -174,17 +176,62 @@ def _summary_lines(s: dict[str, Any]) -> list[Text]:
             f"driven by {driver['host']}:{driver['pid']} ({driver['reason']}{taken}, "
             f"{format_age(driver['at'])}); {s.get('claims', 1)} claim(s) in all"
         ))
+    wait = s.get("wait")
+    if s["status"] == "waiting" and wait is not None:
+        lines.append(Text.assemble(
+            ("waiting for ", "blue"), waits_for(wait["kind"], wait["name"], wait["until"]),
+            _since(wait["since"], wait["until"]),
+        ))
     if s["pause"] is not None:
         p = s["pause"]
         lines.append(Text.assemble(
-            ("paused: ", "yellow"), p["reason"], f" since {format_age(p['at'])}, payload ",
-            preview(p["payload"], 120),
+            ("paused for ", "yellow"), waits_for("human", p["reason"], p.get("until")),
+            _since(p["at"], p.get("until")), ", payload ", preview(p["payload"], 120),
         ))
     if s["error"] is not None:
         lines.append(Text(f"error: {s['error'].type}: {s['error'].message}", style="red"))
     if s["status"] == "completed":
         lines.append(Text(f"output: {preview(s['output'], 120)}"))
     return lines
+
+
+def _since(since: datetime, until: datetime | None, *, now: datetime | None = None) -> str:
+    """`` (since 2026-12-01 14:00:49 UTC, 1h00m ago)``, and ``due ... ago`` once the
+    deadline has passed (a ``journal serve`` wakes it: is one running?)."""
+    now = now or datetime.now(UTC)
+    due = f"; due {format_age(until, now=now)}" if until is not None and until <= now else ""
+    return f" (since {format_utc(since)}, {format_age(since, now=now)}{due})"
+
+
+def _calls_table(timeline: Timeline) -> Table:
+    table = Table(box=None, pad_edge=False, title="calls", title_justify="left")
+    for col in ("seq", "call", "status", "at", "until", "outcome", "value"):
+        table.add_column(col, justify="right" if col == "seq" else "left",
+                         no_wrap=col != "value")
+    for c in timeline.calls:
+        call = f"{c.call} {c.name!r}" if c.name else c.call
+        outcome = c.outcome
+        if c.signal:
+            outcome += f" (#{c.signal})"
+        value = "" if c.kind != "value" and not c.signal else preview(c.value, 60)
+        table.add_row(
+            str(c.seq), call, _status(c.status), format_utc(c.at),
+            format_utc(c.until) if c.until is not None else "-", outcome, value,
+        )
+    return table
+
+
+def _signals_table(timeline: Timeline) -> Table:
+    table = Table(box=None, pad_edge=False, title="signals", title_justify="left")
+    for col in ("#", "signal", "at", "consumed by", "value"):
+        table.add_column(col, justify="right" if col == "#" else "left",
+                         no_wrap=col != "value")
+    for sig in timeline.signals:
+        table.add_row(
+            str(sig.position), sig.name, format_utc(sig.at),
+            f"call #{sig.consumed_by}" if sig.consumed_by else "-", preview(sig.value, 60),
+        )
+    return table
 
 
 def timeline_view(out: Console, timeline: Timeline) -> None:
@@ -201,6 +248,12 @@ def timeline_view(out: Console, timeline: Timeline) -> None:
             steps.add_row(str(st.seq), st.name, _status(st.status), str(st.attempts),
                           format_seconds(st.duration), usd(st.cost_usd), st.error or "")
         out.print(steps)
+    if timeline.calls:
+        out.print()
+        out.print(_calls_table(timeline))
+    if timeline.signals:
+        out.print()
+        out.print(_signals_table(timeline))
     out.print()
     table = Table(box=None, pad_edge=False, title="timeline", title_justify="left")
     for col in ("#", "offset", "event", "step", "try", "took", "cost", "detail"):

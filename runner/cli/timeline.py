@@ -2,8 +2,10 @@
 
 Built from the execution's own stream (the truth) rather than the views: every event with
 its offset from the start, what it means in a few words, step durations and attempts,
-errors, log lines, the pause and its payload, the cost of each step and in total, and for
-an execution still in flight how long it has been quiet.
+errors, log lines, the pause and its payload, what a waiting execution waits for, the calls
+that are not steps (sleeps, waits for signals and how they ended, drawn values), the
+signals received, the cost of each step and in total, and for an execution still in
+flight how long it has been quiet.
 """
 
 from __future__ import annotations
@@ -26,14 +28,31 @@ from journal.events import (
     ExecutionResumed,
     ExecutionStarted,
     LogRecorded,
+    SignalReceived,
     StepCompleted,
     StepFailed,
     StepStarted,
+    ValueRecorded,
+    WaitEnded,
+    WaitStarted,
 )
-from journal.state import ExecutionState, fold
+from journal.state import CallRecord, ExecutionState, fold
 from runner.cli.jsonout import preview
 
-__all__ = ["Entry", "StepLine", "Timeline", "build_timeline", "event_label", "summarize"]
+__all__ = [
+    "CallLine",
+    "Entry",
+    "SignalLine",
+    "StepLine",
+    "Timeline",
+    "build_timeline",
+    "call_lines",
+    "event_label",
+    "format_utc",
+    "signal_lines",
+    "summarize",
+    "waits_for",
+]
 
 PREVIEW_WIDTH = 80
 
@@ -69,16 +88,80 @@ class StepLine(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
 
 
+class CallLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A call of the workflow that is not a step: a wait (``kind`` timer or signal) or a
+    drawn value (``kind`` value, ``name`` now, random or uuid4)."""
+
+    seq: int
+    kind: str
+    #: What the workflow called: sleep, wait_for, now, random, uuid4 (or the wait's kind).
+    call: str
+    name: str
+    #: waiting (still open) or done.
+    status: str
+    at: datetime
+    until: datetime | None
+    ended_at: datetime | None
+    #: waiting, fired (a timer), signal consumed, timed out, or drawn (a value).
+    outcome: str
+    #: The value drawn, or that of the signal consumed.
+    value: Any
+    #: The position of the signal consumed (None: none).
+    signal: int | None
+
+
+class SignalLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A signal received, and the call that consumed it (None: not consumed yet)."""
+
+    position: int
+    name: str
+    at: datetime
+    value: Any
+    consumed_by: int | None
+
+
 class Timeline(msgspec.Struct, frozen=True, kw_only=True):
     """Everything ``journal show`` prints."""
 
     summary: dict[str, Any]
     steps: list[StepLine]
     entries: list[Entry]
+    calls: list[CallLine] = []
+    signals: list[SignalLine] = []
 
 
 def _usd(costs: tuple[Cost, ...]) -> Decimal:
     return sum((c.usd for c in costs), Decimal(0))
+
+
+def format_utc(when: datetime) -> str:
+    """``2026-12-01 15:00:49 UTC``: a point in time as the CLI prints one."""
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+#: What the workflow called, by the kind of a wait or the name of a drawn value.
+_CALLS = {"timer": "sleep", "signal": "wait_for"}
+
+
+def _call_name(kind: str, name: str) -> str:
+    """``sleep``, ``wait_for 'paid'``, ``now``: the call as the workflow made it."""
+    if kind == "value":
+        return name
+    call = _CALLS.get(kind, kind)
+    return f"{call} {name!r}" if name else call
+
+
+def _deadline(until: datetime | None) -> str:
+    return f" until {format_utc(until)}" if until is not None else ", no deadline"
+
+
+def waits_for(kind: str, name: str, until: datetime | None) -> str:
+    """``timer until 2026-12-01 15:00:49 UTC``, ``signal 'paid', no deadline``, ``human
+    'review' until ...``: what a waiting or paused execution waits for."""
+    what = f"{kind} {name!r}" if name else kind
+    if kind == "timer":
+        return f"{what} until {format_utc(until)}" if until is not None else what
+    return what + _deadline(until)
 
 
 def event_label(event: Event) -> str:
@@ -121,10 +204,31 @@ def describe(event: Event, step_names: dict[int, str]) -> Entry:
                      step=step_names.get(event.seq) if event.seq is not None else None,
                      level=event.level, detail=f"{event.message}{fields}")
     if isinstance(event, ExecutionPaused):
-        return Entry(**common, detail=f"{event.reason} payload="
+        until = f" until {format_utc(event.until)}" if event.until is not None else ""
+        return Entry(**common, detail=f"{event.reason}{until} payload="
                      f"{preview(event.payload, PREVIEW_WIDTH)}")
     if isinstance(event, ExecutionResumed):
+        if event.timed_out:
+            return Entry(**common, detail="timed out (no answer by the deadline)")
         return Entry(**common, detail=f"value={preview(event.value, PREVIEW_WIDTH)}")
+    if isinstance(event, WaitStarted):
+        call = _call_name(event.kind, event.name)
+        if event.kind == "timer" and event.until is not None:
+            return Entry(**common, seq=event.seq, detail=f"{call} until {format_utc(event.until)}")
+        return Entry(**common, seq=event.seq, detail=call + _deadline(event.until))
+    if isinstance(event, WaitEnded):
+        if event.signal:
+            ended = f"consumed the signal at #{event.signal}"
+        elif event.timed_out:
+            ended = "timed out"
+        else:
+            ended = "timer fired"
+        return Entry(**common, seq=event.seq, detail=ended)
+    if isinstance(event, SignalReceived):
+        return Entry(**common, detail=f"{event.name!r} value={preview(event.value, 60)}")
+    if isinstance(event, ValueRecorded):
+        return Entry(**common, seq=event.seq,
+                     detail=f"{event.kind}() = {preview(event.value, 60)}")
     if isinstance(event, ExecutionCompleted):
         return Entry(**common, detail=f"output={preview(event.output, PREVIEW_WIDTH)}")
     if isinstance(event, ExecutionFailed):
@@ -163,7 +267,7 @@ def summarize(
     quiet = None
     if not state.is_terminal and state.updated_at is not None:
         quiet = (now - state.updated_at).total_seconds()
-    pause = state.pause
+    pause, wait = state.pause, state.wait
     summary: dict[str, Any] = {
         "execution_id": str(state.execution_id),
         "workflow": state.workflow,
@@ -188,6 +292,11 @@ def summarize(
         "error": state.error,
         "pause": None if pause is None else {
             "reason": pause.reason, "payload": pause.payload, "at": pause.at,
+            "until": pause.until,
+        },
+        "wait": None if wait is None else {
+            "kind": wait.kind, "name": wait.name, "seq": wait.seq, "since": wait.since,
+            "until": wait.until,
         },
         "last_started_step": state.last_started_step,
         "last_completed_step": state.last_completed_step,
@@ -217,6 +326,40 @@ def step_lines(state: ExecutionState) -> list[StepLine]:
     return lines
 
 
+def _outcome(call: CallRecord) -> str:
+    if call.kind == "value":
+        return "drawn"
+    if call.status != "done":
+        return "waiting"
+    if call.signal:
+        return "signal consumed"
+    if call.timed_out:
+        return "timed out"
+    return "fired" if call.kind == "timer" else "done"
+
+
+def call_lines(state: ExecutionState) -> list[CallLine]:
+    """The execution's calls that are not steps, in seq order, with how each ended."""
+    return [
+        CallLine(
+            seq=seq, kind=c.kind, call=_CALLS.get(c.kind, c.kind) if c.kind != "value"
+            else c.name, name=c.name if c.kind != "value" else "", status=c.status,
+            at=c.at, until=c.until, ended_at=c.ended_at, outcome=_outcome(c),
+            value=c.value, signal=c.signal or None,
+        )
+        for seq, c in sorted(state.calls.items())
+    ]
+
+
+def signal_lines(state: ExecutionState) -> list[SignalLine]:
+    """The signals the execution received, in stream order."""
+    return [
+        SignalLine(position=s.position, name=s.name, at=s.at, value=s.value,
+                   consumed_by=s.consumed_by or None)
+        for s in sorted(state.signals, key=lambda s: s.position)
+    ]
+
+
 def build_timeline(
     execution_id: UUID, events: list[Event], *, now: datetime | None = None
 ) -> Timeline:
@@ -233,5 +376,5 @@ def build_timeline(
         entries.append(msgspec.structs.replace(entry, offset=offset))
     return Timeline(
         summary=summarize(state, now=now), steps=step_lines(state),
-        entries=entries,
+        entries=entries, calls=call_lines(state), signals=signal_lines(state),
     )

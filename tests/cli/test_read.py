@@ -45,7 +45,8 @@ def test_show_prints_the_timeline_of_a_prefix(cli: Invoke, filled: Filled) -> No
     assert r.exit_code == 0, r.output
     out = r.stdout
     assert str(filled.paused) in out and "paused" in out
-    assert "paused: human_review" in out and '"doc": "doc-a"' in out  # pause payload preview
+    assert "paused for human 'human_review', no deadline (since " in out
+    assert '"doc": "doc-a"' in out  # pause payload preview
     assert "last event" in out  # how long an unfinished execution has been quiet
     assert "step started" in out and "fetch #1" in out and "+0." in out  # offsets
     assert "$0.0125" in out and "log info" in out and "fetched" in out
