@@ -241,8 +241,9 @@ def test_journal_signal_refuses_writing_nothing(journal_url: str, tmp_path: Path
 # -- journal serve -------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_journal_serve_wakes_a_sleeping_execution_and_stops_on_sigterm(
-    journal_url: str, tmp_path: Path
+    journal_url: str, tmp_path: Path, stop: signal.Signals
 ) -> None:
     with Journal.open(journal_url) as journal, waiting.make_runner(journal) as runner:
         eid = runner.run(waiting.nap, 1.0).id
@@ -265,7 +266,7 @@ def test_journal_serve_wakes_a_sleeping_execution_and_stops_on_sigterm(
             woken = state.calls[2].ended_at
             assert woken is not None and woken >= wake_at  # not before its time
             assert state.steps[1].attempts == 1  # the step before the sleep ran once
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -142,6 +142,32 @@ def test_view_tables_round_trip_python_values(storage: Storage) -> None:
         views.close()
 
 
+def test_view_tables_are_surveyed_against_their_declaration(storage: Storage) -> None:
+    """One catalog read says which tables are missing and which have other columns (names,
+    order, types) than declared: what projections rebuild at open."""
+    wider = Table(VIEW.name, (*VIEW.columns, Column("extra", "ts")), key=VIEW.key)
+    retyped = Table(VIEW.name, (*VIEW.columns[:-1], Column("f", "text")), key=VIEW.key)
+    other = Table("test_view_other", (Column("id", "uuid", False),), key=("id",))
+    views = storage.views()
+    try:
+        assert views.survey([VIEW, other]) == ([VIEW, other], [])
+        with views.transaction():
+            views.lock_schema()
+            views.create([VIEW])
+        assert views.survey([VIEW, other]) == ([other], [])
+        assert views.survey([wider, retyped]) == ([], [wider, retyped])
+        with views.transaction():
+            views.execute(f"ALTER TABLE {VIEW.name} DROP COLUMN f")
+        assert views.survey([VIEW]) == ([], [VIEW])  # a dropped column is gone (PostgreSQL)
+        with views.transaction():
+            views.drop([VIEW])
+            views.create([wider])
+        assert views.survey([VIEW, wider]) == ([], [VIEW])
+        assert views.columns([other]) == {}
+    finally:
+        views.close()
+
+
 # -- one translation of driver errors, from real driver errors ---------------------------------
 
 
