@@ -25,8 +25,10 @@ from uuid import UUID
 import msgspec
 
 __all__ = [
+    "CHILD_SIGNAL",
     "EVENT_TYPES",
     "TERMINAL_EVENTS",
+    "WAIT_CHILD",
     "WAIT_SIGNAL",
     "WAIT_TIMER",
     "Cost",
@@ -49,6 +51,7 @@ __all__ = [
     "ValueRecorded",
     "WaitEnded",
     "WaitStarted",
+    "child_signal",
 ]
 
 
@@ -103,11 +106,14 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 
 class ExecutionStarted(Event, frozen=True, kw_only=True, array_like=True):
-    """An execution of ``workflow`` began with ``input``."""
+    """An execution of ``workflow`` began with ``input`` (as the child that call
+    ``parent_seq`` of execution ``parent`` started, if ``parent`` is set)."""
 
     workflow: str
     input: Any = None
     idempotency_key: str | None = None
+    parent: UUID | None = None
+    parent_seq: int = 0
     payload_fields: ClassVar[tuple[str, ...]] = ("input",)
 
 
@@ -210,12 +216,23 @@ class ExecutionClaimed(Event, frozen=True, kw_only=True, array_like=True):
 #: What a wait waits for (``WaitStarted.kind``).
 WAIT_TIMER = "timer"
 WAIT_SIGNAL = "signal"
+WAIT_CHILD = "child"
+
+#: The signal a child execution's end sends its parent (the parent's call ``seq``).
+CHILD_SIGNAL = "journal.child:"
+
+
+def child_signal(seq: int) -> str:
+    """The name of the signal that tells a parent its child of call ``seq`` ended."""
+    return f"{CHILD_SIGNAL}{seq}"
 
 
 class WaitStarted(Event, frozen=True, kw_only=True, array_like=True):
-    """The workflow waits at call ``seq``: for time (``timer``: until ``until``), or for a
-    signal named ``name`` (``signal``; ``until`` is its timeout, if any). Committed before
-    the workflow stops; the execution holds nothing while it waits."""
+    """The workflow waits at call ``seq``: for time (``timer``: until ``until``), for a
+    signal named ``name`` (``signal``; ``until`` is its timeout, if any), or for the end of
+    the child execution it started there (``child``: ``name`` is the child's workflow; its
+    end arrives as the signal :func:`child_signal` of ``seq``). Committed before the
+    workflow stops; the execution holds nothing while it waits."""
 
     seq: int
     kind: str

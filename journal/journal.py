@@ -33,6 +33,7 @@ from journal.errors import (
     mask_url,
 )
 from journal.events import (
+    WAIT_CHILD,
     WAIT_SIGNAL,
     WAIT_TIMER,
     Cost,
@@ -162,6 +163,8 @@ class Journal:
         execution_id: UUID | str | None = None,
         idempotency_key: str | None = None,
         deferred: bool = False,
+        parent: UUID | None = None,
+        parent_seq: int = 0,
     ) -> ExecutionHandle:
         """Record ExecutionStarted and return a handle on the new execution.
 
@@ -172,7 +175,8 @@ class Journal:
         stream is new): ExecutionStarted is checked and encoded now but committed with the
         handle's next commit (its first step's start, say), or within a second like a log
         line; a start costs no commit of its own. A collision then surfaces at that commit
-        as ``ConcurrencyConflict``.
+        as ``ConcurrencyConflict``. ``parent``/``parent_seq``: the execution (and its call)
+        that starts this one as its child.
         """
         if not isinstance(workflow, str) or not workflow:
             raise ValueError(f"workflow must be a non-empty str, not {workflow!r}")
@@ -184,7 +188,8 @@ class Journal:
                 with handle._lock:
                     handle._buffer(ExecutionStarted(
                         execution_id=eid, position=1, timestamp=_now(), workflow=workflow,
-                        input=started, idempotency_key=idempotency_key,
+                        input=started, idempotency_key=idempotency_key, parent=parent,
+                        parent_seq=parent_seq,
                     ))
                 handle.created = True
                 return handle
@@ -193,7 +198,7 @@ class Journal:
                 ExecutionStarted,
                 workflow=workflow,
                 input=handle._resumable(self.capture.redact(input), "input"),
-                idempotency_key=idempotency_key,
+                idempotency_key=idempotency_key, parent=parent, parent_seq=parent_seq,
             )
         except ConcurrencyConflict:
             existing = self.execution(eid)
@@ -593,6 +598,16 @@ class ExecutionHandle:
         """The position of the last event recorded (including buffered log lines)."""
         return self.state.position
 
+    def catch_up(self) -> None:
+        """Fold in what others appended since (signals: a driver learns of one sent while
+        it runs without waiting for its next commit to collide with it)."""
+        with self._lock:
+            self._ensure_fresh()
+            if self._pending or self._batch is not None:
+                return  # the next commit absorbs them
+            for event in self.journal.events(self.id, after=self._state.position):
+                apply(self._state, event)
+
     def committed_state(self) -> ExecutionState | None:
         """The state, if everything this handle recorded is committed (nothing buffered, no
         failed write): then it is exactly the log's up to its position. Else None."""
@@ -740,8 +755,9 @@ class ExecutionHandle:
         self, seq: int, kind: str, name: str = "", *, until: datetime | None = None
     ) -> None:
         """Record WaitStarted: call ``seq`` waits for time or a signal (until ``until``)."""
-        if kind not in (WAIT_TIMER, WAIT_SIGNAL):
-            raise ValueError(f"a wait is for a {WAIT_TIMER} or a {WAIT_SIGNAL}, not {kind!r}")
+        if kind not in (WAIT_TIMER, WAIT_SIGNAL, WAIT_CHILD):
+            raise ValueError(f"a wait is for a {WAIT_TIMER}, a {WAIT_SIGNAL} or a "
+                             f"{WAIT_CHILD}, not {kind!r}")
         self._record(WaitStarted, seq=seq, kind=kind, name=name,
                      until=_utc(until, "wait deadline"))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -23,6 +23,8 @@ import msgspec
 
 from journal.errors import InvalidTransition
 from journal.events import (
+    WAIT_CHILD,
+    WAIT_TIMER,
     Cost,
     ErrorInfo,
     Event,
@@ -41,6 +43,7 @@ from journal.events import (
     ValueRecorded,
     WaitEnded,
     WaitStarted,
+    child_signal,
 )
 
 __all__ = [
@@ -79,6 +82,9 @@ STEP_RUNNING = "running"
 STEP_RETRYING = "retrying"
 STEP_COMPLETED = "completed"
 STEP_FAILED = "failed"
+
+#: How long after a parent began to wait for its child ``serve()`` first looks at it.
+CHILD_RECHECK = timedelta(minutes=1)
 
 #: A call that is not a step (``CallRecord.status``): a wait still open, or over.
 CALL_WAITING = "waiting"
@@ -172,14 +178,19 @@ class CallRecord(msgspec.Struct, kw_only=True, array_like=True):
 
 
 class WaitState(msgspec.Struct, frozen=True, kw_only=True):
-    """The open wait: what for (``kind`` timer or signal, ``name``), at which call, since
-    when and until when."""
+    """The open wait: what for (``kind`` timer, signal or child, ``name``), at which call,
+    since when and until when."""
 
     seq: int
     kind: str
     name: str
     since: datetime
     until: datetime | None = None
+
+    @property
+    def signal(self) -> str:
+        """The signal that ends this wait (a child's end comes as one)."""
+        return child_signal(self.seq) if self.kind == WAIT_CHILD else self.name
 
 
 class SignalRecord(msgspec.Struct, kw_only=True, array_like=True):
@@ -211,6 +222,9 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     workflow: str = ""
     input: Any = None
     idempotency_key: str | None = None
+    #: The execution that started this one as its child (at its call ``parent_seq``).
+    parent: UUID | None = None
+    parent_seq: int = 0
     position: int = 0
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -253,8 +267,12 @@ class ExecutionState(msgspec.Struct, kw_only=True):
         now if a signal it waits for is there already; None if only the outside wakes it."""
         wait = self.wait
         if self.status == WAITING and wait is not None:
-            if wait.kind == "signal" and self.unconsumed(wait.name) is not None:
+            if wait.kind != WAIT_TIMER and self.unconsumed(wait.signal) is not None:
                 return self.updated_at
+            if wait.kind == WAIT_CHILD:
+                # Its child's end wakes it; a look now and then finds a child that ended
+                # without saying so (its process killed in between).
+                return wait.since + CHILD_RECHECK
             return wait.until
         if self.status == PAUSED and self.pause is not None:
             return self.pause.until
@@ -345,7 +363,7 @@ def _check_wait_ended(state: ExecutionState, event: WaitEnded) -> None:
         raise _reject(state, event, f"no wait is open at seq {event.seq}")
     if event.signal:
         signal = next((s for s in state.signals if s.position == event.signal), None)
-        if signal is None or signal.name != wait.name or signal.consumed_by:
+        if signal is None or signal.name != wait.signal or signal.consumed_by:
             raise _reject(state, event, f"position {event.signal} is no unconsumed signal "
                           f"{wait.name!r}")
     elif event.timed_out and wait.until is None:
@@ -490,6 +508,8 @@ def _fold_started(state: ExecutionState, event: ExecutionStarted) -> None:
     state.workflow = event.workflow
     state.input = event.input
     state.idempotency_key = event.idempotency_key
+    state.parent = event.parent
+    state.parent_seq = event.parent_seq
     state.started_at = event.timestamp
 
 

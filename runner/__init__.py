@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from runner.context import AsyncContext, Context, Retry, StepInfo, add_cost, current_step
     from runner.errors import (
         AlreadyResumed,
+        ChildFailed,
         ExecutionBusy,
         IncompatibleOutput,
         LeaseLost,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AlreadyResumed",
     "AsyncContext",
+    "ChildFailed",
     "Context",
     "ExecutionBusy",
     "IncompatibleOutput",

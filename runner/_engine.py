@@ -32,7 +32,7 @@ import typing
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import msgspec
 
@@ -46,7 +46,7 @@ from journal import (
     UnsupportedValue,
 )
 from journal.capture import Capture
-from journal.events import WAIT_SIGNAL, WAIT_TIMER
+from journal.events import WAIT_CHILD, WAIT_SIGNAL, WAIT_TIMER, child_signal
 from journal.state import (
     CALL_DONE,
     CANCELLED,
@@ -60,6 +60,7 @@ from journal.storage.leases import Lease
 from journal.values import IMMUTABLE, find_unresolved, is_immutable, own_copy, plain, to_wire
 from runner.context import NO_RETRY, Retry, StepInfo
 from runner.errors import (
+    ChildFailed,
     IncompatibleOutput,
     LeaseLost,
     NonDeterministicWorkflow,
@@ -165,7 +166,15 @@ def _call_name(kind: str, name: str) -> str:
         return "sleep()"
     if kind == WAIT_SIGNAL:
         return f"wait_for({name!r})"
+    if kind == WAIT_CHILD:
+        return f"child({name!r})"
     return f"{name}()"
+
+
+def child_id(parent: UUID, seq: int) -> UUID:
+    """The id of the child execution that call ``seq`` of ``parent`` starts (so replay finds
+    the same child, and a retried start finds it started)."""
+    return uuid5(parent, f"child {seq}")
 
 
 def _utcnow() -> datetime:
@@ -281,6 +290,8 @@ class Engine:
         self._logs_called = 0
         #: Positions of signals this run consumed in records still held.
         self._consumed: set[int] = set()
+        #: Who starts this execution's children (the runner driving it).
+        self.children: Any = None
         self._inflight = 0
         self._idle: asyncio.Event | None = None
         self._commits: asyncio.Lock | None = None
@@ -550,6 +561,51 @@ class Engine:
                 raise WaitTimedOut(execution_id=self.id, seq=seq,
                                    waited_for=f"signal {name!r}", until=until)
             raise self._stop(Suspended())
+
+    # -- children ------------------------------------------------------------------------------
+
+    def child_id(self, seq: int) -> UUID:
+        """The id of the child call ``seq`` starts: the same on every replay."""
+        return child_id(self.id, seq)
+
+    def child_wait(self, seq: int, rec: CallRecord | None, workflow: str) -> None:
+        """Before the child runs: the parent's wait for it is on record (once)."""
+        with self._lock:
+            self._check()
+            if rec is None:
+                self._check_all_replayed()
+                self._write(lambda: self.handle.wait_started(seq, WAIT_CHILD, workflow))
+
+    def child_outcome(self, seq: int, rec: CallRecord | None, workflow: str) -> Any:
+        """The child's output once it has ended (:class:`ChildFailed` if it failed or was
+        cancelled); until then the parent stops, waiting for it."""
+        with self._lock:
+            self._check()
+            if rec is not None and rec.status == CALL_DONE:
+                return self._child_result(seq, workflow, rec.value)
+            self.handle.catch_up()  # the child's end, if it ended while driven here
+            signal = self._unconsumed(child_signal(seq))
+            if signal is None:
+                self._snapshot()
+                raise self._stop(Suspended())
+            position = signal.position
+            self._consumed.add(position)
+            self._hold(lambda: self.handle.wait_ended(seq, signal=position))
+            return self._child_result(seq, workflow, own_copy(signal.value))
+
+    def _child_result(self, seq: int, workflow: str, ended: Any) -> Any:
+        if not isinstance(ended, dict) or "status" not in ended:
+            raise self._stop(RunnerError(
+                f"execution {self.id}: the end of its child at seq {seq} was recorded in a "
+                f"form this release cannot read ({ended!r})"))
+        if ended["status"] == "completed":
+            return ended.get("output")
+        error = ended.get("error") or {}
+        raise ChildFailed(
+            execution_id=self.id, seq=seq, child=self.child_id(seq), workflow=workflow,
+            status=ended["status"], error_type=error.get("type"),
+            error_message=error.get("message"),
+        )
 
     def _unconsumed(self, name: str) -> SignalRecord | None:
         """The first signal ``name`` no wait has consumed (nor one of this run's, held)."""

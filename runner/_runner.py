@@ -13,6 +13,7 @@ call the workflow with it again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -44,8 +45,18 @@ from journal import (
     apply,
 )
 from journal.encoding import as_uuid
+from journal.events import WAIT_CHILD, child_signal
 from journal.journal import LOG_FLUSH_SECONDS
-from journal.state import PAUSED, RUNNING, TERMINAL_STATUSES, WAITING, PauseState, WaitState
+from journal.state import (
+    CALL_DONE,
+    CHILD_RECHECK,
+    PAUSED,
+    RUNNING,
+    TERMINAL_STATUSES,
+    WAITING,
+    PauseState,
+    WaitState,
+)
 from journal.storage.leases import process_started
 from journal.values import find_unresolved, own_copy
 from runner._engine import (
@@ -57,6 +68,7 @@ from runner._engine import (
     Released,
     Suspended,
     _signature,
+    child_id,
 )
 from runner.context import AsyncContext, Context
 from runner.errors import (
@@ -200,10 +212,22 @@ class Runner:
         (its lease is free) is continued by replay, as ``recover()`` would; one a live
         process drives is returned with ``held_elsewhere=True`` and nothing runs.
         """
-        wf = self._lookup(workflow)
+        return self._run_workflow(self._lookup(workflow), args, kwargs, idempotency_key,
+                                  execution_id)
+
+    def _run_workflow(
+        self,
+        wf: _Workflow,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        idempotency_key: str | None,
+        execution_id: UUID | str | None,
+        parent: tuple[UUID, int] | None = None,
+    ) -> Run:
         if wf.is_async:
-            return _run_coroutine(self._astart(wf, args, kwargs, idempotency_key, execution_id))
-        engine, found = self._start(wf, args, kwargs, idempotency_key, execution_id)
+            return _run_coroutine(
+                self._astart(wf, args, kwargs, idempotency_key, execution_id, parent))
+        engine, found = self._start(wf, args, kwargs, idempotency_key, execution_id, parent)
         if engine is None:
             assert found is not None
             return found
@@ -240,9 +264,10 @@ class Runner:
         kwargs: dict[str, Any],
         idempotency_key: str | None,
         execution_id: UUID | str | None,
+        parent: tuple[UUID, int] | None = None,
     ) -> Run:
         engine, found = await asyncio.to_thread(
-            self._start, wf, args, kwargs, idempotency_key, execution_id
+            self._start, wf, args, kwargs, idempotency_key, execution_id, parent
         )
         if engine is None:
             assert found is not None
@@ -261,6 +286,7 @@ class Runner:
         kwargs: dict[str, Any],
         idempotency_key: str | None,
         execution_id: UUID | str | None,
+        parent: tuple[UUID, int] | None = None,
     ) -> tuple[Engine | None, Run | None]:
         """Claim and start: (engine to drive, None) for a new execution; (engine, the run
         found) for an orphan to continue by replay; (None, the run) when nothing runs."""
@@ -293,7 +319,8 @@ class Runner:
                 self.journal.storage.read_stream(eid))
             handle = self.journal.start(
                 wf.name, recorded, idempotency_key=idempotency_key, execution_id=eid,
-                deferred=new,
+                deferred=new, parent=None if parent is None else parent[0],
+                parent_seq=0 if parent is None else parent[1],
             )
             if handle.created:
                 engine = Engine(self.journal, handle, workflow=wf.name, is_async=wf.is_async)
@@ -536,9 +563,18 @@ class Runner:
                 lease.release()
         engine.lease = lease
         if wf.is_async:
-            return self._released_on_error(
+            run = self._released_on_error(
                 engine, lambda: _run_coroutine(self._adrive_loaded(engine, wf)))
-        return self._drive_loaded(engine, wf)
+        else:
+            run = self._drive_loaded(engine, wf)
+        if position is not None and run.status in (WAITING, PAUSED):
+            due = engine.state.wakes_at
+            if due is not None and due.timestamp() <= time.time():
+                # Driven and waiting on at the same wait (a child still running): look again
+                # in a while, not at every round. (A new wait wrote its own wake-up.)
+                self.journal.storage.settle_wake(
+                    (eid, time.time() + CHILD_RECHECK.total_seconds(), position))
+        return run
 
     def _release_all(self) -> int:
         """Let every execution this runner drives go at its next call (``serve()`` drain)."""
@@ -574,8 +610,71 @@ class Runner:
                 handle.cancelled(reason)
             except ConcurrencyConflict:
                 continue  # a runner appended meanwhile: cancel after what it wrote
-            return Run.of(handle.state)
+            state = handle.state
+            for call in state.calls.values():  # its open children go with it
+                if call.kind == WAIT_CHILD and call.status != CALL_DONE:
+                    with contextlib.suppress(InvalidTransition, ExecutionNotFound):
+                        self.cancel(child_id(state.execution_id, call.seq),
+                                    reason=f"parent {state.execution_id} cancelled")
+            if state.parent is not None:
+                self._notify_parent(state)
+            return Run.of(state)
         raise ConcurrencyConflict(as_uuid(execution_id), self.journal.state(execution_id).position)
+
+    # -- children ------------------------------------------------------------------------------
+
+    def _run_child(
+        self, workflow: Callable[..., Any] | str, args: tuple[Any, ...],
+        kwargs: dict[str, Any], parent: UUID, seq: int,
+    ) -> Run:
+        """Start (once: the id comes from the parent and the call) and drive the child of
+        call ``seq``; one that exists already is continued if its driver died, else left
+        as it is. If it ended without telling its parent (killed in between), it does now."""
+        wf = self._lookup(workflow)
+        run = self._run_workflow(wf, args, kwargs, f"child {parent} {seq}",
+                                 child_id(parent, seq), (parent, seq))
+        if run.status in TERMINAL_STATUSES:
+            self._notify_parent(self.journal.state(run.id), only_if_missing=True)
+        return run
+
+    async def _arun_child(
+        self, workflow: Callable[..., Any] | str, args: tuple[Any, ...],
+        kwargs: dict[str, Any], parent: UUID, seq: int,
+    ) -> Run:
+        wf = self._lookup(workflow)
+        key, eid = f"child {parent} {seq}", child_id(parent, seq)
+        if not wf.is_async:
+            return await asyncio.to_thread(self._run_child, wf.name, args, kwargs, parent, seq)
+        run = await self._astart(wf, args, kwargs, key, eid, (parent, seq))
+        if run.status in TERMINAL_STATUSES:
+            state = await asyncio.to_thread(self.journal.state, run.id)
+            await asyncio.to_thread(self._notify_parent, state, only_if_missing=True)
+        return run
+
+    def workflow_name(self, workflow: Callable[..., Any] | str) -> str:
+        """The registered name of ``workflow`` (a function or a name)."""
+        return self._lookup(workflow).name
+
+    def _notify_parent(self, child: ExecutionState, *, only_if_missing: bool = False) -> None:
+        """Tell the parent its child ended: the signal its wait at the child's call consumes."""
+        parent, seq = child.parent, child.parent_seq
+        if parent is None:
+            return
+        name = child_signal(seq)
+        try:
+            if only_if_missing and any(
+                    s.name == name for s in self.journal.state(parent).signals):
+                return
+            error = None if child.error is None else {
+                "type": child.error.type, "message": child.error.message}
+            self.journal.signal(parent, name, {
+                "status": child.status, "execution_id": str(child.execution_id),
+                "output": child.output if child.status == "completed" else None,
+                "error": error,
+            })
+        except (InvalidTransition, ExecutionNotFound) as e:  # the parent has ended
+            logger.info("runner: the end of child %s not sent to %s: %s",
+                        child.execution_id, parent, e)
 
     # -- recovering ----------------------------------------------------------------------------
 
@@ -770,7 +869,14 @@ class Runner:
                 raise
 
     def _settle(self, engine: Engine, output: Any, error: BaseException | None) -> Run:
-        """Record how the workflow function ended, and say where the execution stands."""
+        """Record how the workflow function ended, and say where the execution stands; a
+        child that ended tells its parent."""
+        run = self._settle_run(engine, output, error)
+        if run.status in TERMINAL_STATUSES and engine.state.parent is not None:
+            self._notify_parent(engine.state)
+        return run
+
+    def _settle_run(self, engine: Engine, output: Any, error: BaseException | None) -> Run:
         try:
             halt = engine.halt
             if isinstance(halt, Suspended):
@@ -812,6 +918,7 @@ class Runner:
                 raise ExecutionBusy(engine.id, holder=self.journal.lease_holder(engine.id),
                                     waited=0.0)
         engine.handle.writable = engine.may_write
+        engine.children = self
         self._claim(engine)
         with self._engines_lock:
             self._engines.add(engine)

@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from uuid import UUID
 
-from journal.events import WAIT_SIGNAL, WAIT_TIMER, Cost
+from journal.events import WAIT_CHILD, WAIT_SIGNAL, WAIT_TIMER, Cost
 from journal.state import CALL_DONE
 from runner.errors import OutsideStep
 
@@ -218,6 +218,20 @@ class Context(_ContextBase):
         """
         return self._engine.pause(reason, payload, _seconds(timeout, "pause timeout"))
 
+    def child(self, workflow: Callable[..., Any] | str, /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``workflow(*args, **kwargs)`` as a child execution and return its output
+        (:class:`ChildFailed` if it failed or was cancelled). Its id comes from this
+        execution's and this call's, so replay finds the same child. It is driven here at
+        once; if it pauses or waits, this execution waits for it (status ``waiting``) and
+        its end resumes this one. Cancelling this execution cancels its open children."""
+        engine = self._engine
+        name = engine.children.workflow_name(workflow)
+        seq, rec = engine.begin_call(WAIT_CHILD, name)
+        if rec is None or rec.status != CALL_DONE:
+            engine.child_wait(seq, rec, name)
+            engine.children._run_child(name, args, kwargs, engine.id, seq)
+        return engine.child_outcome(seq, rec, name)
+
     def sleep(self, duration: float | timedelta) -> None:
         """Sleep durably: the wake-up time is committed, the run stops (``run()`` returns
         status ``waiting``), and ``serve()`` resumes it at that time in whatever process is
@@ -303,6 +317,22 @@ class AsyncContext(_ContextBase):
             await engine.give_turn()
             return engine.pause(reason, payload, seconds)
         return await engine.io(functools.partial(engine.pause, reason, payload, seconds))
+
+    def child(
+        self, workflow: Callable[..., Any] | str, /, *args: Any, **kwargs: Any
+    ) -> Awaitable[Any]:
+        """``await ctx.child(...)``: :meth:`Context.child` (the seq is taken when called)."""
+        engine = self._engine
+        name = engine.children.workflow_name(workflow)
+        seq, rec = engine.begin_call(WAIT_CHILD, name)
+
+        async def child() -> Any:
+            if rec is None or rec.status != CALL_DONE:
+                await engine.io(functools.partial(engine.child_wait, seq, rec, name))
+                await engine.children._arun_child(name, args, kwargs, engine.id, seq)
+            return await engine.io(functools.partial(engine.child_outcome, seq, rec, name))
+
+        return child()
 
     def sleep(self, duration: float | timedelta) -> Awaitable[None]:
         """``await ctx.sleep(...)``: :meth:`Context.sleep` (the seq is taken when called)."""

@@ -17,7 +17,8 @@
           ├── WorkflowNotFound        no workflow registered under the recorded name
           ├── SecretInput             run() given a secret the journal would redact; nothing written
           ├── OutsideStep             add_cost()/current_step() called outside a step
-          └── WaitTimedOut            wait_for()/pause() reached its timeout (code may catch it)
+          ├── WaitTimedOut            wait_for()/pause() reached its timeout (code may catch it)
+          └── ChildFailed             a child execution failed or was cancelled
 
 Every error names the execution and what to do; the runner's own are raised before anything
 is written, except ``StepFailedError``, whose failure is in the journal by the time the
@@ -32,6 +33,7 @@ from journal.errors import ConcurrencyConflict, InvalidTransition, JournalError
 
 __all__ = [
     "AlreadyResumed",
+    "ChildFailed",
     "ExecutionBusy",
     "IncompatibleOutput",
     "LeaseLost",
@@ -285,4 +287,26 @@ class WaitTimedOut(RunnerError, TimeoutError):
         super().__init__(
             f"execution {execution_id}: the wait for {waited_for} at seq {seq} timed out "
             f"(deadline {until})"
+        )
+
+
+class ChildFailed(RunnerError):
+    """The child execution ``ctx.child(...)`` started failed or was cancelled; raised into
+    the parent at that call (the same on replay), which may catch it."""
+
+    def __init__(
+        self, *, execution_id: UUID, seq: int, child: UUID, workflow: str, status: str,
+        error_type: str | None, error_message: str | None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.seq = seq
+        self.child = child
+        self.workflow = workflow
+        self.status = status
+        self.error_type = error_type
+        self.error_message = error_message
+        cause = f": {error_type}: {error_message}" if error_type else ""
+        super().__init__(
+            f"execution {execution_id}: its child {child} (workflow {workflow!r}, call seq "
+            f"{seq}) {status}{cause}"
         )

@@ -240,3 +240,7 @@ def test_v4_rows_decode_and_fold_to_their_waits_signals_and_values() -> None:
     slept = fold(UUID(stored["slept"][0][0]), _decode_rows(stored["slept"]))
     assert slept.status == "waiting" and slept.wait is not None
     assert slept.wait.kind == "timer" and slept.wakes_at == slept.wait.until
+    parent = fold(UUID(stored["parent"][0][0]), _decode_rows(stored["parent"]))
+    child = fold(UUID(stored["child"][0][0]), _decode_rows(stored["child"]))
+    assert parent.calls[1].kind == "child" and parent.calls[1].value["output"] == [1, 2]
+    assert child.parent == parent.execution_id and child.parent_seq == 1

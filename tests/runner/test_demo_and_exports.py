@@ -29,7 +29,8 @@ def test_demo_runs_end_to_end(journal_url: str, tmp_path: Path) -> None:
 
 def test_public_exports_are_locked() -> None:
     assert sorted(runner.__all__) == [
-        "AlreadyResumed", "AsyncContext", "Context", "ExecutionBusy", "IncompatibleOutput",
+        "AlreadyResumed", "AsyncContext", "ChildFailed", "Context", "ExecutionBusy",
+        "IncompatibleOutput",
         "LeaseLost",
         "NonDeterministicWorkflow", "OutsideStep", "Retry", "Run", "Runner", "RunnerError",
         "SecretInput", "StepFailedError", "StepInfo", "ValueClassMissing", "WaitTimedOut",

@@ -8,9 +8,10 @@ and continued after it (v3 rows) past positions that take 1, 2 and 3 bytes. Its 
 whole rows (``[execution id, position, topic, body]``), as storage hands them to a reader.
 v4 (rows as v3) adds durable time and outside events: WaitStarted/WaitEnded (timers, signal
 waits that consumed a signal or timed out), SignalReceived (before and during a wait, and one
-never consumed), ValueRecorded, a pause with a deadline that timed out, and a stream that
-sleeps after being resumed. (Rows of the old types written before these fields existed are
-the v3 file's: today's code reads them with the new fields at their defaults.)
+never consumed), ValueRecorded, a pause with a deadline that timed out, a stream that
+sleeps after being resumed, and a parent whose child's end came as its signal. (Rows of
+the old types written before their new fields existed are the v3 file's: today's code reads
+them with those fields at their defaults.)
 
 Run ONCE per storage-format version (``python -m tests.journal.golden.make_golden``) and
 commit the output. Never regenerate an existing file: test_golden.py checks that the bytes
@@ -226,7 +227,26 @@ def golden_streams_v4() -> dict[str, list[Event]]:
         (ExecutionResumed, {"value": "go"}),
         (WaitStarted, {"seq": 2, "kind": "timer", "until": t}),
     )
-    return {"waited": waited, "slept": slept}
+    parent_id = UUID("00000000-0000-4000-8000-000000000008")
+    child_id = UUID("00000000-0000-4000-8000-000000000009")
+    parent = _stream(
+        parent_id,
+        (ExecutionStarted, {"workflow": "golden"}),
+        (WaitStarted, {"seq": 1, "kind": "child", "name": "golden_child"}),
+        (SignalReceived, {"name": "journal.child:1", "value": {
+            "status": "completed", "execution_id": str(child_id), "output": [1, 2],
+            "error": None}}),
+        (WaitEnded, {"seq": 1, "signal": 3}),
+        (ExecutionCompleted, {"output": [1, 2]}),
+    )
+    child = _stream(
+        child_id,
+        (ExecutionStarted, {"workflow": "golden_child", "input": {"n": 2},
+                            "idempotency_key": f"child {parent_id} 1", "parent": parent_id,
+                            "parent_seq": 1}),
+        (ExecutionCompleted, {"output": [1, 2]}),
+    )
+    return {"waited": waited, "slept": slept, "parent": parent, "child": child}
 
 
 
