@@ -68,6 +68,10 @@ class Server:
         self._busy: dict[UUID, float] = {}  # execution -> not looked at again before
         self._inflight: dict[UUID, Future[None]] = {}
         self._lock = threading.Lock()
+        #: The search for orphans (a catch-up of the views) runs beside the loop, never in
+        #: it: a long catch-up must not make due timers late.
+        self._searcher = ThreadPoolExecutor(1, thread_name_prefix="runner-serve-recover")
+        self._searching: Future[None] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -83,9 +87,10 @@ class Server:
             while not self.stopping.is_set():
                 try:
                     self._round(pool)
-                    if self.recover_every and time.monotonic() >= next_recover:
+                    if self.recover_every and time.monotonic() >= next_recover and (
+                            self._searching is None or self._searching.done()):
                         next_recover = time.monotonic() + self.recover_every
-                        self._recover(pool)
+                        self._searching = self._searcher.submit(self._recover, pool)
                     timeout = self._sleep_for()
                 except JournalError as e:  # the database is away: say so, try again later
                     logger.warning("runner: serve() round failed (retrying): %s", e)
@@ -125,7 +130,14 @@ class Server:
 
     def _recover(self, pool: ThreadPoolExecutor) -> None:
         """Executions left running by a driver that died (their lease is free)."""
-        for eid in self.runner.stale_executions(self.recover_after):
+        try:
+            stale = self.runner.stale_executions(self.recover_after)
+        except JournalError as e:
+            logger.warning("runner: serve() could not look for orphans (retrying): %s", e)
+            return
+        for eid in stale:
+            if self.stopping.is_set():
+                return
             with self._lock:
                 if (eid in self._inflight or self._busy.get(eid, 0.0) > time.monotonic()
                         or len(self._inflight) >= self.workers):
@@ -212,3 +224,4 @@ class Server:
         # A step still running finishes in its thread (step code is never killed); its
         # engine stops at its next call.
         pool.shutdown(wait=False, cancel_futures=True)
+        self._searcher.shutdown(wait=False, cancel_futures=True)
