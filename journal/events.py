@@ -114,6 +114,12 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, array_like=True):
     idempotency_key: str | None = None
     parent: UUID | None = None
     parent_seq: int = 0
+    #: The version of the workflow code it started with (a fingerprint, or the app's own).
+    version: str = ""
+    #: The execution (and the seq) it was forked from: its outcomes before that seq were
+    #: copied, and it runs live from there.
+    forked_from: UUID | None = None
+    forked_seq: int = 0
     payload_fields: ClassVar[tuple[str, ...]] = ("input",)
 
 
@@ -260,7 +266,8 @@ class SignalReceived(Event, frozen=True, kw_only=True, array_like=True):
 
 class ValueRecorded(Event, frozen=True, kw_only=True, array_like=True):
     """A value the workflow drew at call ``seq`` (``now``, ``random``, ``uuid4``): replay
-    returns it instead of drawing again."""
+    returns it instead of drawing again. Kind ``patch``: the marker ``ctx.patched(id)``
+    leaves where code with patch ``value`` first ran."""
 
     seq: int
     kind: str

@@ -165,6 +165,7 @@ class Journal:
         deferred: bool = False,
         parent: UUID | None = None,
         parent_seq: int = 0,
+        version: str = "",
     ) -> ExecutionHandle:
         """Record ExecutionStarted and return a handle on the new execution.
 
@@ -176,7 +177,7 @@ class Journal:
         handle's next commit (its first step's start, say), or within a second like a log
         line; a start costs no commit of its own. A collision then surfaces at that commit
         as ``ConcurrencyConflict``. ``parent``/``parent_seq``: the execution (and its call)
-        that starts this one as its child.
+        that starts this one as its child; ``version``: of the workflow code.
         """
         if not isinstance(workflow, str) or not workflow:
             raise ValueError(f"workflow must be a non-empty str, not {workflow!r}")
@@ -189,7 +190,7 @@ class Journal:
                     handle._buffer(ExecutionStarted(
                         execution_id=eid, position=1, timestamp=_now(), workflow=workflow,
                         input=started, idempotency_key=idempotency_key, parent=parent,
-                        parent_seq=parent_seq,
+                        parent_seq=parent_seq, version=version,
                     ))
                 handle.created = True
                 return handle
@@ -199,6 +200,7 @@ class Journal:
                 workflow=workflow,
                 input=handle._resumable(self.capture.redact(input), "input"),
                 idempotency_key=idempotency_key, parent=parent, parent_seq=parent_seq,
+                version=version,
             )
         except ConcurrencyConflict:
             existing = self.execution(eid)

@@ -225,6 +225,11 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     #: The execution that started this one as its child (at its call ``parent_seq``).
     parent: UUID | None = None
     parent_seq: int = 0
+    #: The version of the workflow code it started with ("" if not recorded).
+    version: str = ""
+    #: The execution it was forked from, and from which seq it ran live.
+    forked_from: UUID | None = None
+    forked_seq: int = 0
     position: int = 0
     started_at: datetime | None = None
     updated_at: datetime | None = None
@@ -510,6 +515,9 @@ def _fold_started(state: ExecutionState, event: ExecutionStarted) -> None:
     state.idempotency_key = event.idempotency_key
     state.parent = event.parent
     state.parent_seq = event.parent_seq
+    state.version = event.version
+    state.forked_from = event.forked_from
+    state.forked_seq = event.forked_seq
     state.started_at = event.timestamp
 
 

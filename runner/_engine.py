@@ -70,7 +70,7 @@ from runner.errors import (
     WaitTimedOut,
 )
 
-__all__ = ["Cancelled", "Engine", "Halt", "Released", "Suspended", "current_scope"]
+__all__ = ["Cancelled", "DryEnd", "Engine", "Halt", "Released", "Suspended", "current_scope"]
 
 logger = logging.getLogger("runner")
 
@@ -96,6 +96,10 @@ class Suspended(Halt):
 
 class Cancelled(Halt):
     """Someone cancelled the execution while this runner was driving it."""
+
+
+class DryEnd(Halt):
+    """A dry replay (``check``) reached the first call that would write or run live."""
 
 
 class Released(Halt):
@@ -156,8 +160,9 @@ UNSET: Any = _Unset()
 _LIVE = object()
 
 
-#: ``CallRecord.kind`` of a drawn value.
+#: ``CallRecord.kind`` of a drawn value, and the name of a patch marker's.
 CALL_VALUE = "value"
+PATCH = "patch"
 
 
 def _call_name(kind: str, name: str) -> str:
@@ -262,6 +267,7 @@ class Engine:
         resume_value: Any = UNSET,
         is_async: bool = False,
         snapshot_at: int = 0,
+        dry: bool = False,
     ) -> None:
         self.journal = journal
         self.handle = handle
@@ -273,6 +279,8 @@ class Engine:
         #: stream has grown by SNAPSHOT_EVENTS since).
         self.snapshot_at = snapshot_at
         self.resume_value = resume_value
+        #: A dry replay: every write is a stop (``DryEnd``); nothing is written, no step runs.
+        self.dry = dry
         #: The liveness lease this engine holds while it drives the execution (if it got it).
         self.lease: Lease | None = None
         #: Why this engine drives the execution, as its ExecutionClaimed says.
@@ -335,6 +343,11 @@ class Engine:
                 return pause
         return None
 
+    def check_all_replayed(self) -> None:
+        """The workflow returned: it must have made every recorded call (else diverged)."""
+        with self._lock:
+            self._check_all_replayed()
+
     def _check_all_replayed(self) -> None:
         """Before a live pause or the end: the workflow must have made every recorded call."""
         if self.index.max_seq > self._seq:
@@ -358,6 +371,8 @@ class Engine:
         ``step`` names the step about to start, for the error if it is not confirmed)."""
         with self._lock:
             self._check()
+            if self.dry:
+                raise self._stop(DryEnd())
             if not self.may_write():
                 name, seq = step if step is not None else (None, None)
                 raise self._stop(LeaseLost(execution_id=self.id, step=name, seq=seq))
@@ -459,6 +474,8 @@ class Engine:
             return "step", step.name
         call = self.index.calls.get(seq)
         if call is not None:
+            if call.kind == CALL_VALUE and call.name == PATCH:
+                return "call", f"patched({call.value!r})"
             return "call", _call_name(call.kind, call.name)
         return None
 
@@ -486,6 +503,31 @@ class Engine:
             if rec is None or rec.kind != kind or rec.name != name:
                 raise self._diverged(seq, self._recorded_at(seq), ("call", what))
             return seq, rec
+
+    def patched(self, patch_id: str, *, deprecated: bool = False) -> bool:
+        """``ctx.patched``: True where code with the patch runs this point first (a marker
+        is recorded) or ran it before (the marker is there); False on replay of history
+        recorded before the patch (no marker here). ``deprecated``: the code no longer
+        branches; a marker recorded earlier is consumed, none is recorded."""
+        if not isinstance(patch_id, str) or not patch_id:
+            raise ValueError(f"a patch id must be a non-empty string, not {patch_id!r}")
+        with self._lock:
+            self._check()
+            seq = self._seq + 1
+            call = self.index.calls.get(seq) if seq <= self.index.max_seq else None
+            if call is not None and call.kind == CALL_VALUE and call.name == PATCH:
+                if call.value != patch_id:
+                    raise self._diverged(seq, ("call", f"patched({call.value!r})"),
+                                         ("call", f"patched({patch_id!r})"))
+                self._seq = seq
+                return True
+            if self.is_replaying:
+                return False  # this point was recorded before the patch: the old path
+            if deprecated:
+                return True
+            self._seq = seq
+            self._hold(lambda: self.handle.value_recorded(seq, PATCH, patch_id))
+            return True
 
     def draw(self, kind: str, make: Callable[[], Any]) -> Any:
         """``now()``/``random()``/``uuid4()``: the recorded value on replay; else a new one,
@@ -583,7 +625,8 @@ class Engine:
             self._check()
             if rec is not None and rec.status == CALL_DONE:
                 return self._child_result(seq, workflow, rec.value)
-            self.handle.catch_up()  # the child's end, if it ended while driven here
+            if not self.dry:
+                self.handle.catch_up()  # the child's end, if it ended while driven here
             signal = self._unconsumed(child_signal(seq))
             if signal is None:
                 self._snapshot()
@@ -905,8 +948,7 @@ class Engine:
                     raise self._diverged(self._seq + 1, ("pause", rec.reason), ("pause", reason))
                 if not self.is_async and rec.steps_before > self._seq:
                     seq = self._seq + 1
-                    recorded = self.index.steps[seq].name if seq in self.index.steps else "?"
-                    raise self._diverged(seq, ("step", recorded), ("pause", reason))
+                    raise self._diverged(seq, self._recorded_at(seq), ("pause", reason))
                 self._pauses_called += 1
                 self._fast_until = self._fast_limit()
                 if rec.answered:
@@ -964,6 +1006,8 @@ class Engine:
         """A log line; workflow-level lines already in the journal are not written again."""
         with self._lock:
             self._check()
+            if self.dry:
+                return
             scope = _scope.get()
             seq = scope.info.seq if scope is not None and scope.engine is self else None
             if seq is None:

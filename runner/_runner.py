@@ -24,9 +24,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -79,6 +79,10 @@ from runner.errors import (
     ValueClassMissing,
     WorkflowNotFound,
 )
+from runner.versions import fingerprint
+
+if TYPE_CHECKING:
+    from runner.check import CheckResult
 
 __all__ = ["OnRecoveryError", "Run", "Runner"]
 
@@ -126,6 +130,12 @@ class _Workflow:
     name: str
     fn: Callable[..., Any]
     is_async: bool
+    #: The version given at registration; else the code's fingerprint (worked out once).
+    explicit_version: str | None = None
+
+    @functools.cached_property
+    def version(self) -> str:
+        return self.explicit_version or fingerprint(self.fn)
 
 
 class Runner:
@@ -151,20 +161,27 @@ class Runner:
 
     # -- registry ------------------------------------------------------------------------------
 
-    def workflow(self, name: str | None = None) -> Callable[[F], F]:
+    def workflow(
+        self, name: str | None = None, *, version: str | None = None
+    ) -> Callable[[F], F]:
         """Register a workflow under ``name`` (default: the function's name).
 
         Resume and recovery find workflows by the name recorded in ExecutionStarted, so
-        every process that may resume an execution must register the same name.
+        every process that may resume an execution must register the same name. Each
+        execution records the ``version`` of the code it started with: by default a
+        fingerprint of the workflow function and the application functions it names
+        (changed by any edit of them; see ``runner.versions``).
         """
 
         def register(fn: F) -> F:
-            self.register(fn, name=name)
+            self.register(fn, name=name, version=version)
             return fn
 
         return register
 
-    def register(self, fn: Callable[..., Any], *, name: str | None = None) -> None:
+    def register(
+        self, fn: Callable[..., Any], *, name: str | None = None, version: str | None = None
+    ) -> None:
         """Register ``fn`` (the non-decorator form of :meth:`workflow`)."""
         key = name or fn.__name__
         known = self._workflows.get(key)
@@ -175,7 +192,10 @@ class Runner:
                 f"workflow name {key!r} is already registered for "
                 f"{known.fn.__module__}.{known.fn.__qualname__}: pass another name="
             )
-        self._workflows[key] = _Workflow(key, fn, inspect.iscoroutinefunction(fn))
+        if version is not None and (not isinstance(version, str) or not version):
+            raise ValueError(f"workflow {key!r}: a version must be a non-empty str, not "
+                             f"{version!r}")
+        self._workflows[key] = _Workflow(key, fn, inspect.iscoroutinefunction(fn), version)
         self._names[fn] = key
 
     def _lookup(self, workflow: Callable[..., Any] | str, eid: UUID | None = None) -> _Workflow:
@@ -320,7 +340,7 @@ class Runner:
             handle = self.journal.start(
                 wf.name, recorded, idempotency_key=idempotency_key, execution_id=eid,
                 deferred=new, parent=None if parent is None else parent[0],
-                parent_seq=0 if parent is None else parent[1],
+                parent_seq=0 if parent is None else parent[1], version=wf.version,
             )
             if handle.created:
                 engine = Engine(self.journal, handle, workflow=wf.name, is_async=wf.is_async)
@@ -811,12 +831,20 @@ class Runner:
             return self._scan_stale(older_than)
 
     def _scan_stale(self, older_than: timedelta) -> list[UUID]:
+        cutoff = datetime.now(UTC) - older_than
+        return [
+            eid for eid, s in self._fold_log().items()
+            if s.status == RUNNING and s.updated_at is not None and s.updated_at <= cutoff
+        ]
+
+    def _fold_log(self) -> dict[UUID, ExecutionState]:
+        """Every execution's state, folded from the whole log in one pass (read only)."""
         states: dict[UUID, ExecutionState] = {}
         after = 0
         while True:
-            page = self.journal.notifications(after=after, limit=1000)
+            page = self.journal.notifications(after=after, limit=5000)
             if not page:
-                break
+                return states
             for nid, event in page:
                 after = nid
                 state = states.get(event.execution_id)
@@ -828,11 +856,25 @@ class Runner:
                     apply(state, event)
                 except JournalError:
                     continue
-        cutoff = datetime.now(UTC) - older_than
-        return [
-            eid for eid, s in states.items()
-            if s.status == RUNNING and s.updated_at is not None and s.updated_at <= cutoff
-        ]
+
+    # -- deploy safety ---------------------------------------------------------------------------
+
+    def check(
+        self, *, status: str | Iterable[str] | None = None, workflow: str | None = None
+    ) -> list[CheckResult]:
+        """Replay every open execution (running, paused, waiting; or those of ``status``,
+        of ``workflow``) against the code registered now, in memory: **nothing is written
+        and no step code runs**, so it is safe against the production database before a
+        deploy. Each result says: replays cleanly (``ok``), ``diverged`` at seq k (what was
+        recorded, what the code calls now, a hint), ``undecodable``, or ``missing`` (its
+        workflow is not registered here). ``journal check --app module:runner`` prints it.
+        """
+        from runner.check import OPEN_STATUSES, dry_replay
+
+        wanted = (OPEN_STATUSES if status is None
+                  else (status,) if isinstance(status, str) else tuple(status))
+        return [dry_replay(self, state) for state in self._fold_log().values()
+                if state.status in wanted and (workflow is None or state.workflow == workflow)]
 
     # -- driving -------------------------------------------------------------------------------
 

@@ -182,6 +182,24 @@ class _ContextBase:
         value: UUID = self._engine.draw("uuid4", uuid.uuid4)
         return value
 
+    def patched(self, patch_id: str) -> bool:
+        """Whether this point runs with the code of patch ``patch_id``: True the first time
+        an execution gets here with code that has the patch (a marker is recorded, and it
+        stays True on replay); False on replay of an execution recorded before the patch
+        existed. So old and new executions both continue::
+
+            if ctx.patched("add-check"):
+                ctx.step("new_check", check)
+
+        A marker that disagrees with the code is a :class:`NonDeterministicWorkflow` that
+        names the patch."""
+        return self._engine.patched(patch_id)
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """The cleanup phase of a patch, once no execution takes the old path: the code no
+        longer branches; executions recorded with the marker still replay."""
+        self._engine.patched(patch_id, deprecated=True)
+
 
 class Context(_ContextBase):
     """Handed to a synchronous workflow as its first argument."""
