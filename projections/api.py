@@ -291,6 +291,18 @@ class Projections:
         )
         return [self._execution(r) for r in rows]
 
+    def children(
+        self, execution_id: UUID | str, *, after: int = 0, limit: int | None = 1000
+    ) -> list[ExecutionSummary]:
+        """The executions ``execution_id`` started as its children (``ctx.child``), in the
+        order of its calls; keyset-paginated: for the next page pass the last one's
+        ``parent_seq`` as ``after=`` (``limit=None``: all of them)."""
+        rows = self.views.select(
+            EXECUTIONS, "parent_id = ? AND parent_seq > ?", (as_uuid(execution_id), after),
+            order="parent_seq", limit=limit,
+        )
+        return [self._execution(r) for r in rows]
+
     def steps(self, execution_id: UUID | str) -> list[StepSummary]:
         """The steps of one execution in seq order (empty if the view has not seen it)."""
         rows = self.views.select(
@@ -431,6 +443,7 @@ class Projections:
             steps_completed=r[20], steps_failed=r[21], retries=r[22], event_count=r[23],
             log_count=r[24], cost_usd=r[25], input_tokens=r[26], output_tokens=r[27],
             wait_kind=r[28], wait_name=r[29], wait_until=r[30], waiting_since=r[31],
+            parent_id=r[32], parent_seq=r[33],
         )
 
     # -- lifetime --------------------------------------------------------------------------------

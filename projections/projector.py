@@ -145,6 +145,7 @@ def execution_row(s: ExecutionState) -> tuple[Any, ...]:
         pause.reason if pause else None, pause.at if pause else None,
         completed, failed, retries, s.position, s.log_count,
         s.cost.usd, s.cost.input_tokens, s.cost.output_tokens, *waits,
+        s.parent, s.parent_seq if s.parent is not None else None,
     )
 
 

@@ -40,6 +40,9 @@ EXECUTIONS = Table(
         # release lacks them, and is rebuilt at first open, see Projector.create_tables).
         _c("wait_kind", "text"), _c("wait_name", "text"), _c("wait_until", "ts"),
         _c("waiting_since", "ts"),
+        # The execution that started this one as its child, and at which of its calls
+        # (NULL for an execution no other started).
+        _c("parent_id", "uuid"), _c("parent_seq", "int"),
     ),
     key=("execution_id",),
     indexes=(
@@ -50,6 +53,8 @@ EXECUTIONS = Table(
         Index("proj_executions_workflow_started", ("workflow", "started_at", "execution_id")),
         # stuck(): running executions by time of their last event.
         Index("proj_executions_updated", ("status", "updated_at")),
+        # children(): an execution's children in the order of its calls.
+        Index("proj_executions_parent", ("parent_id", "parent_seq")),
     ),
 )
 

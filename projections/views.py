@@ -2,7 +2,8 @@
 
 Each view is a table in the journal's own database with its own tracking position:
 
-- ``executions``: one row per execution (status, markers, error, pause or wait, counts, costs)
+- ``executions``: one row per execution (status, markers, error, pause or wait, counts, costs,
+  the parent that started it as its child)
 - ``steps``: one row per (execution, seq)
 - ``costs``: running totals by workflow, step name, model and UTC day
 
@@ -77,6 +78,10 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True):
     wait_until: datetime | None = None
     #: Since when it waits (the wait or the pause began).
     waiting_since: datetime | None = None
+    #: The execution that started this one as its child (``ctx.child``), None otherwise.
+    parent_id: UUID | None = None
+    #: The parent's call that started it (its seq in the parent), None without a parent.
+    parent_seq: int | None = None
 
 
 class StepSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from journal import ExecutionState, Journal
+from journal.storage import Table
 from projections import Projections
 
 
@@ -27,7 +28,35 @@ def dump(views: Projections, ids: list[uuid.UUID]) -> dict[str, Any]:
         "steps": {i: views.steps(i) for i in ids},
         "costs": {by: views.costs(by=by) for by in ("workflow", "step", "model", "day")},
         "step_stats": views.step_stats(),
+        "children": {i: views.children(i) for i in ids},
     }
+
+
+def without(table: Table, names: tuple[str, ...]) -> Table:
+    """``table`` as a release before ``names`` were added declared it."""
+    return Table(table.name, tuple(c for c in table.columns if c.name not in names),
+                 key=table.key,
+                 indexes=tuple(i for i in table.indexes if not set(i.columns) & set(names)))
+
+
+def make_old(views: Projections, table: Table, names: tuple[str, ...], how: str) -> None:
+    """Turn ``table`` into the one a release before ``names`` made (rows and position kept):
+    by dropping those columns, or with that release's DDL and rows."""
+    old = without(table, names)
+    v = views.views
+    with v.transaction():
+        if how == "dropped columns":
+            for index in table.indexes:
+                if set(index.columns) & set(names):  # SQLite drops no indexed column
+                    v.execute(f"DROP INDEX {index.name}")
+            for column in names:
+                v.execute(f"ALTER TABLE {table.name} DROP COLUMN {column}")
+        else:  # the old DDL, with the rows the old release would have written
+            kept = [k for k, name in enumerate(table.names) if name not in names]
+            rows = [tuple(r[k] for k in kept) for r in v.select(table)]
+            v.drop([table])
+            v.create([old])
+            v.upsert(old, rows)
 
 
 def assert_matches_state(views: Projections, state: ExecutionState) -> None:
@@ -56,6 +85,8 @@ def assert_matches_state(views: Projections, state: ExecutionState) -> None:
         state.status if state.is_terminal or state.status in ("paused", "waiting") else None
     )
     assert (e.wait_kind, e.wait_name, e.wait_until, e.waiting_since) == expected_wait(state)
+    assert (e.parent_id, e.parent_seq) == (
+        (state.parent, state.parent_seq) if state.parent is not None else (None, None))
     assert e.steps_completed == sum(1 for s in state.steps.values() if s.status == "completed")
     assert e.steps_failed == sum(1 for s in state.steps.values() if s.status == "failed")
     assert e.retries == sum(s.attempts - 1 for s in state.steps.values())

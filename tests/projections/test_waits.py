@@ -20,18 +20,16 @@ import pytest
 from psycopg import sql
 
 from journal import ExecutionHandle, Journal
-from journal.storage import Table
 from projections import ProjectionError, Projections
 from projections.tables import COSTS, EXECUTIONS, STEPS, TRACKING
 from runner import Context, Runner
 from tests.conftest import ADMIN_URL
-from tests.projections.helpers import assert_matches_state, dump
+from tests.projections.helpers import assert_matches_state, dump, make_old
 
-#: The wait columns, added at the end of proj_executions by this release.
+#: The wait columns, added at the end of proj_executions by this release (before the parent
+#: links, which a release without the wait columns lacks too).
 WAIT_COLUMNS = ("wait_kind", "wait_name", "wait_until", "waiting_since")
-#: proj_executions as the previous release declared it.
-OLD_EXECUTIONS = Table(EXECUTIONS.name, EXECUTIONS.columns[:-len(WAIT_COLUMNS)],
-                       key=EXECUTIONS.key, indexes=EXECUTIONS.indexes)
+ADDED = (*WAIT_COLUMNS, "parent_id", "parent_seq")
 
 
 @pytest.fixture
@@ -182,17 +180,8 @@ def test_runner_sleeps_and_waits_show_as_waiting(journal: Journal) -> None:
 
 
 def _make_old(views: Projections, how: str) -> None:
-    """Turn proj_executions into the previous release's (rows and position kept)."""
-    v = views.views
-    with v.transaction():
-        if how == "dropped columns":
-            for column in WAIT_COLUMNS:
-                v.execute(f"ALTER TABLE {EXECUTIONS.name} DROP COLUMN {column}")
-        else:  # the old DDL, with the rows the old release would have written
-            rows = [r[:len(OLD_EXECUTIONS.columns)] for r in v.select(EXECUTIONS)]
-            v.drop([EXECUTIONS])
-            v.create([OLD_EXECUTIONS])
-            v.upsert(OLD_EXECUTIONS, rows)
+    """Turn proj_executions into the one a release before the wait columns made."""
+    make_old(views, EXECUTIONS, ADDED, how)
 
 
 @pytest.mark.parametrize("how", ["dropped columns", "old DDL"])
