@@ -167,7 +167,8 @@ def show_command(
     url: Url = DEFAULT_URL,
     as_json: Json = False,
 ) -> None:
-    """Show one execution's timeline: steps, attempts, errors, logs, pause, costs."""
+    """Show one execution's timeline: steps, attempts, errors, logs, pause or wait, calls,
+    children (or its parent), signals, costs."""
     reads.show(execution=execution, url=url, as_json=as_json)
 
 

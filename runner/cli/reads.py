@@ -37,17 +37,24 @@ def ls(*, url: str, status: str | None = None, workflow: str | None = None,
 
 def show(*, execution: str, url: str, as_json: bool = False) -> None:
     """Show one execution's timeline: steps, attempts, errors, logs, pause or wait, calls,
-    signals, costs."""
+    children, signals, costs (and, for a child, its parent)."""
     from runner.cli.lookup import resolve_id
-    from runner.cli.timeline import build_timeline
+    from runner.cli.timeline import build_timeline, has_children
 
     with session(url, read_only=True) as (journal, views):
         eid = resolve_id(journal, views, execution)
-        timeline = build_timeline(eid, journal.events(eid))
+        events = journal.events(eid)
+        children = []
+        if has_children(events):
+            # Where children still running are comes from their own streams, as the views
+            # have them: brought up to the log first.
+            catch_up(views)
+            children = views.children(eid, limit=None)
+        timeline = build_timeline(eid, events, children=children)
     if as_json:
         echo_json({"summary": timeline.summary, "steps": timeline.steps,
-                   "calls": timeline.calls, "signals": timeline.signals,
-                   "timeline": timeline.entries})
+                   "calls": timeline.calls, "children": timeline.children,
+                   "signals": timeline.signals, "timeline": timeline.entries})
     else:
         from runner.cli import render
 

@@ -20,7 +20,15 @@ from rich.text import Text
 from journal.events import Event
 from projections import CostSummary, ExecutionSummary, StepStats
 from runner.cli.jsonout import preview
-from runner.cli.timeline import Timeline, describe, event_label, format_utc, waits_for
+from runner.cli.timeline import (
+    CallLine,
+    ChildLine,
+    Timeline,
+    describe,
+    event_label,
+    format_utc,
+    waits_for,
+)
 from runner.cli.timeparse import format_age, format_seconds
 
 __all__ = [
@@ -69,8 +77,13 @@ def short_id(value: object) -> str:
     return str(value)[:8]
 
 
+#: Before the workflow of a child execution in ``journal ls`` (``journal show`` names its parent).
+CHILD_MARK = "↳ "
+
+
 def executions_table(rows: list[ExecutionSummary], *, now: datetime | None = None) -> Table:
-    """``journal ls``: id, workflow, status, started, duration, last step, cost."""
+    """``journal ls``: id, workflow (``↳`` for a child), status, started, duration, last
+    step, cost."""
     now = now or datetime.now(UTC)
     table = Table(box=None, pad_edge=False)
     for col in ("id", "workflow", "status", "started", "duration", "last step", "cost"):
@@ -87,8 +100,9 @@ def executions_table(rows: list[ExecutionSummary], *, now: datetime | None = Non
             step = f"{step} ⏸ {r.pause_reason}"
         elif r.status == "waiting" and r.wait_kind:
             step = f"{step} ⏳ {r.wait_kind}" + (f" {r.wait_name}" if r.wait_name else "")
+        workflow = r.workflow if r.parent_id is None else CHILD_MARK + r.workflow
         table.add_row(
-            short_id(r.execution_id), r.workflow, _status(r.status),
+            short_id(r.execution_id), workflow, _status(r.status),
             r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             format_seconds(duration) + ("" if r.ended_at else "…"), step, usd(r.cost_usd),
         )
@@ -143,11 +157,13 @@ def stats_table(rows: list[StepStats]) -> Table:
     return table
 
 
-def _summary_lines(s: dict[str, Any]) -> list[Text]:
+def _summary_lines(s: dict[str, Any], children: list[ChildLine]) -> list[Text]:
     lines = [Text.assemble(
         ("execution ", "bold"), (s["execution_id"], "bold"), "  ", (s["workflow"], "bold"),
         "  ", _status(s["status"]),
     )]
+    if s.get("parent") is not None:
+        lines.append(Text(f"child of {s['parent']} (call seq {s['parent_seq']})"))
     started = s["started_at"]
     when = started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if started else "-"
     if s["status"] in ("running", "paused", "waiting"):
@@ -178,9 +194,12 @@ def _summary_lines(s: dict[str, Any]) -> list[Text]:
         ))
     wait = s.get("wait")
     if s["status"] == "waiting" and wait is not None:
+        what = waits_for(wait["kind"], wait["name"], wait["until"])
+        child = next((c for c in children if c.seq == wait["seq"]), None)
+        if wait["kind"] == "child" and child is not None and child.execution_id is not None:
+            what += f" {child.execution_id}, now {child.status}"
         lines.append(Text.assemble(
-            ("waiting for ", "blue"), waits_for(wait["kind"], wait["name"], wait["until"]),
-            _since(wait["since"], wait["until"]),
+            ("waiting for ", "blue"), what, _since(wait["since"], wait["until"]),
         ))
     if s["pause"] is not None:
         p = s["pause"]
@@ -210,15 +229,34 @@ def _calls_table(timeline: Timeline) -> Table:
                          no_wrap=col != "value")
     for c in timeline.calls:
         call = f"{c.call} {c.name!r}" if c.name else c.call
-        outcome = c.outcome
+        if c.kind == "child":
+            outcome, value = _child_outcome(c)
+        else:
+            outcome = c.outcome
+            value = "" if c.kind != "value" and not c.signal else preview(c.value, 60)
         if c.signal:
             outcome += f" (#{c.signal})"
-        value = "" if c.kind != "value" and not c.signal else preview(c.value, 60)
         table.add_row(
             str(c.seq), call, _status(c.status), format_utc(c.at),
             format_utc(c.until) if c.until is not None else "-", outcome, value,
         )
     return table
+
+
+def _child_outcome(c: CallLine) -> tuple[str, str]:
+    """A child call's outcome and value cells: ``child <id> completed`` and its output (or
+    its error), ``child <id> waiting`` while it runs."""
+    who = f"child {c.child}" if c.child is not None else "child (not in the views yet)"
+    status = c.outcome if c.status == "done" else c.child_status
+    outcome = f"{who} {status}" if status else who
+    value = ""
+    if c.status == "done" and isinstance(c.value, dict):
+        error = c.value.get("error")
+        if c.outcome == "completed":
+            value = preview(c.value.get("output"), 60)
+        elif isinstance(error, dict):
+            value = f"{error.get('type')}: {error.get('message')}"
+    return outcome, value
 
 
 def _signals_table(timeline: Timeline) -> Table:
@@ -227,16 +265,21 @@ def _signals_table(timeline: Timeline) -> Table:
         table.add_column(col, justify="right" if col == "#" else "left",
                          no_wrap=col != "value")
     for sig in timeline.signals:
+        name, value = sig.name, sig.value
+        if sig.child is not None and isinstance(value, dict):
+            # Its name says whose end it is: the value need not say it again.
+            name = f"end of child {sig.child}"
+            value = {k: v for k, v in value.items() if k != "execution_id"}
         table.add_row(
-            str(sig.position), sig.name, format_utc(sig.at),
-            f"call #{sig.consumed_by}" if sig.consumed_by else "-", preview(sig.value, 60),
+            str(sig.position), name, format_utc(sig.at),
+            f"call #{sig.consumed_by}" if sig.consumed_by else "-", preview(value, 60),
         )
     return table
 
 
 def timeline_view(out: Console, timeline: Timeline) -> None:
     """``journal show``: the summary, the steps and the event timeline."""
-    for line in _summary_lines(timeline.summary):
+    for line in _summary_lines(timeline.summary, timeline.children):
         out.print(line)
     if timeline.steps:
         out.print()

@@ -3,21 +3,25 @@
 Built from the execution's own stream (the truth) rather than the views: every event with
 its offset from the start, what it means in a few words, step durations and attempts,
 errors, log lines, the pause and its payload, what a waiting execution waits for, the calls
-that are not steps (sleeps, waits for signals and how they ended, drawn values), the
-signals received, the cost of each step and in total, and for an execution still in
-flight how long it has been quiet.
+that are not steps (sleeps, waits for signals and how they ended, drawn values, children),
+the signals received, the cost of each step and in total, and for an execution still in
+flight how long it has been quiet. Only a parent's children still running come from the
+views (their own streams say where they are; the parent's says only how each ended).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
 
 from journal.events import (
+    CHILD_SIGNAL,
+    WAIT_CHILD,
     Cost,
     Event,
     ExecutionCancelled,
@@ -35,20 +39,28 @@ from journal.events import (
     ValueRecorded,
     WaitEnded,
     WaitStarted,
+    child_signal,
 )
-from journal.state import CallRecord, ExecutionState, fold
+from journal.state import CALL_DONE, CallRecord, ExecutionState, fold
 from runner.cli.jsonout import preview
+
+if TYPE_CHECKING:
+    from projections import ExecutionSummary
 
 __all__ = [
     "CallLine",
+    "ChildLine",
     "Entry",
     "SignalLine",
     "StepLine",
     "Timeline",
     "build_timeline",
     "call_lines",
+    "child_end",
+    "child_lines",
     "event_label",
     "format_utc",
+    "has_children",
     "signal_lines",
     "summarize",
     "waits_for",
@@ -89,8 +101,9 @@ class StepLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class CallLine(msgspec.Struct, frozen=True, kw_only=True):
-    """A call of the workflow that is not a step: a wait (``kind`` timer or signal) or a
-    drawn value (``kind`` value, ``name`` now, random or uuid4)."""
+    """A call of the workflow that is not a step: a wait (``kind`` timer or signal), a
+    drawn value (``kind`` value, ``name`` now, random or uuid4) or a child execution
+    (``kind`` child, ``name`` its workflow)."""
 
     seq: int
     kind: str
@@ -102,12 +115,17 @@ class CallLine(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     until: datetime | None
     ended_at: datetime | None
-    #: waiting, fired (a timer), signal consumed, timed out, or drawn (a value).
+    #: waiting, fired (a timer), signal consumed, timed out, drawn (a value), or how its
+    #: child ended: completed, failed or cancelled.
     outcome: str
     #: The value drawn, or that of the signal consumed.
     value: Any
     #: The position of the signal consumed (None: none).
     signal: int | None
+    #: The child execution a child call started (None: another call, or a child the views
+    #: have not seen yet), and its status (how it ended, or where it is now).
+    child: UUID | None = None
+    child_status: str | None = None
 
 
 class SignalLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +136,19 @@ class SignalLine(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     value: Any
     consumed_by: int | None
+    #: The child execution whose end this signal reports (None: a signal from outside).
+    child: UUID | None = None
+
+
+class ChildLine(msgspec.Struct, frozen=True, kw_only=True):
+    """A child execution the workflow started at call ``seq`` (``ctx.child``)."""
+
+    seq: int
+    #: None while the views have not seen the child yet (they are behind the log).
+    execution_id: UUID | None
+    workflow: str
+    #: How it ended (from the end its parent received), or its status in the views.
+    status: str | None
 
 
 class Timeline(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,6 +159,7 @@ class Timeline(msgspec.Struct, frozen=True, kw_only=True):
     entries: list[Entry]
     calls: list[CallLine] = []
     signals: list[SignalLine] = []
+    children: list[ChildLine] = []
 
 
 def _usd(costs: tuple[Cost, ...]) -> Decimal:
@@ -151,16 +183,36 @@ def _call_name(kind: str, name: str) -> str:
     return f"{call} {name!r}" if name else call
 
 
+def child_end(name: str, value: Any) -> tuple[UUID, str | None] | None:
+    """(child id, how it ended) if signal ``name`` with ``value`` is a child's end (sent to
+    its parent by the runner), else None."""
+    return _ended(value) if name.startswith(CHILD_SIGNAL) else None
+
+
+def _ended(value: Any) -> tuple[UUID, str | None] | None:
+    """(child id, status) from the value of a child's end signal (None: not of that form)."""
+    if not isinstance(value, dict):
+        return None
+    try:
+        child = UUID(str(value["execution_id"]))
+    except (KeyError, ValueError):
+        return None
+    status = value.get("status")
+    return child, status if isinstance(status, str) else None
+
+
 def _deadline(until: datetime | None) -> str:
     return f" until {format_utc(until)}" if until is not None else ", no deadline"
 
 
 def waits_for(kind: str, name: str, until: datetime | None) -> str:
     """``timer until 2026-12-01 15:00:49 UTC``, ``signal 'paid', no deadline``, ``human
-    'review' until ...``: what a waiting or paused execution waits for."""
+    'review' until ...``, ``child 'kid'``: what a waiting or paused execution waits for."""
     what = f"{kind} {name!r}" if name else kind
     if kind == "timer":
         return f"{what} until {format_utc(until)}" if until is not None else what
+    if kind == WAIT_CHILD:  # its end, whenever that is: a child has no deadline
+        return what
     return what + _deadline(until)
 
 
@@ -213,6 +265,8 @@ def describe(event: Event, step_names: dict[int, str]) -> Entry:
         return Entry(**common, detail=f"value={preview(event.value, PREVIEW_WIDTH)}")
     if isinstance(event, WaitStarted):
         call = _call_name(event.kind, event.name)
+        if event.kind == WAIT_CHILD:  # a child has no deadline
+            return Entry(**common, seq=event.seq, detail=call)
         if event.kind == "timer" and event.until is not None:
             return Entry(**common, seq=event.seq, detail=f"{call} until {format_utc(event.until)}")
         return Entry(**common, seq=event.seq, detail=call + _deadline(event.until))
@@ -225,6 +279,9 @@ def describe(event: Event, step_names: dict[int, str]) -> Entry:
             ended = "timer fired"
         return Entry(**common, seq=event.seq, detail=ended)
     if isinstance(event, SignalReceived):
+        end = child_end(event.name, event.value)
+        if end is not None:
+            return Entry(**common, detail=f"end of child {end[0]}: {end[1]}")
         return Entry(**common, detail=f"{event.name!r} value={preview(event.value, 60)}")
     if isinstance(event, ValueRecorded):
         return Entry(**common, seq=event.seq,
@@ -287,6 +344,8 @@ def summarize(
         },
         "claims": state.claims,
         "idempotency_key": state.idempotency_key,
+        "parent": None if state.parent is None else str(state.parent),
+        "parent_seq": None if state.parent is None else state.parent_seq,
         "input": state.input,
         "output": state.output,
         "error": state.error,
@@ -331,6 +390,10 @@ def _outcome(call: CallRecord) -> str:
         return "drawn"
     if call.status != "done":
         return "waiting"
+    if call.kind == WAIT_CHILD:
+        ended = _ended(call.value)  # the value of the end it consumed
+        if ended is not None and ended[1] is not None:
+            return ended[1]
     if call.signal:
         return "signal consumed"
     if call.timed_out:
@@ -338,32 +401,75 @@ def _outcome(call: CallRecord) -> str:
     return "fired" if call.kind == "timer" else "done"
 
 
-def call_lines(state: ExecutionState) -> list[CallLine]:
-    """The execution's calls that are not steps, in seq order, with how each ended."""
-    return [
-        CallLine(
+def call_lines(
+    state: ExecutionState, children: Sequence[ChildLine] = ()
+) -> list[CallLine]:
+    """The execution's calls that are not steps, in seq order, with how each ended (and
+    which child each child call started, from ``children``)."""
+    by_seq = {c.seq: c for c in children}
+    lines = []
+    for seq, c in sorted(state.calls.items()):
+        child = by_seq.get(seq) if c.kind == WAIT_CHILD else None
+        lines.append(CallLine(
             seq=seq, kind=c.kind, call=_CALLS.get(c.kind, c.kind) if c.kind != "value"
             else c.name, name=c.name if c.kind != "value" else "", status=c.status,
             at=c.at, until=c.until, ended_at=c.ended_at, outcome=_outcome(c),
             value=c.value, signal=c.signal or None,
-        )
-        for seq, c in sorted(state.calls.items())
-    ]
+            child=child.execution_id if child else None,
+            child_status=child.status if child else None,
+        ))
+    return lines
 
 
 def signal_lines(state: ExecutionState) -> list[SignalLine]:
     """The signals the execution received, in stream order."""
-    return [
-        SignalLine(position=s.position, name=s.name, at=s.at, value=s.value,
-                   consumed_by=s.consumed_by or None)
-        for s in sorted(state.signals, key=lambda s: s.position)
-    ]
+    lines = []
+    for s in sorted(state.signals, key=lambda s: s.position):
+        ended = child_end(s.name, s.value)
+        lines.append(SignalLine(position=s.position, name=s.name, at=s.at, value=s.value,
+                                consumed_by=s.consumed_by or None,
+                                child=ended[0] if ended else None))
+    return lines
+
+
+def has_children(events: Sequence[Event]) -> bool:
+    """Whether the workflow started a child execution (``ctx.child``)."""
+    return any(isinstance(e, WaitStarted) and e.kind == WAIT_CHILD for e in events)
+
+
+def child_lines(
+    state: ExecutionState, known: Sequence[ExecutionSummary] = ()
+) -> list[ChildLine]:
+    """The children the execution started, by call: how each ended, from the end its
+    parent received (the truth, in its own stream); one still running as the views
+    (``known``: its children there) have it."""
+    rows = {r.parent_seq: r for r in known}
+    lines = []
+    for seq, c in sorted(state.calls.items()):
+        if c.kind != WAIT_CHILD:
+            continue
+        row = rows.get(seq)
+        if c.status == CALL_DONE:
+            ended = _ended(c.value)  # the end it consumed
+        else:  # an end that came, not consumed yet (the parent is woken next)
+            signal = state.unconsumed(child_signal(seq))
+            ended = _ended(signal.value) if signal is not None else None
+        if ended is not None:
+            eid: UUID | None = ended[0]
+            status = ended[1]
+        else:
+            eid = row.execution_id if row else None
+            status = row.status if row else None
+        lines.append(ChildLine(seq=seq, execution_id=eid, workflow=c.name, status=status))
+    return lines
 
 
 def build_timeline(
-    execution_id: UUID, events: list[Event], *, now: datetime | None = None
+    execution_id: UUID, events: list[Event], *, now: datetime | None = None,
+    children: Sequence[ExecutionSummary] = (),
 ) -> Timeline:
-    """The whole ``show`` picture of one execution from its events."""
+    """The whole ``show`` picture of one execution from its events (and, for one that
+    started children, its ``children`` as the views have them)."""
     state = fold(execution_id, events)
     start = events[0].timestamp if events else None
     names: dict[int, str] = {}
@@ -374,7 +480,9 @@ def build_timeline(
         entry = describe(event, names)
         offset = (event.timestamp - start).total_seconds() if start else 0.0
         entries.append(msgspec.structs.replace(entry, offset=offset))
+    kids = child_lines(state, children)
     return Timeline(
         summary=summarize(state, now=now), steps=step_lines(state),
-        entries=entries, calls=call_lines(state), signals=signal_lines(state),
+        entries=entries, calls=call_lines(state, kids), signals=signal_lines(state),
+        children=kids,
     )

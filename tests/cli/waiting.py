@@ -1,5 +1,6 @@
-"""Workflows that sleep, wait for signals and pause with a deadline, for the CLI tests of
-``journal show``/``ls`` on waiting executions, ``journal signal`` and ``journal serve``.
+"""Workflows that sleep, wait for signals, pause with a deadline and start children, for the
+CLI tests of ``journal show``/``ls`` on waiting executions and on parents and children,
+``journal signal`` and ``journal serve``.
 
 ``journal serve --app tests.cli.waiting:runner`` reads the module attribute ``runner``,
 built on each access from ``$JOURNAL_URL`` (the CLI exports its --url there), like
@@ -12,7 +13,7 @@ import os
 from typing import Any
 
 from journal import Journal
-from runner import Context, Runner, WaitTimedOut
+from runner import ChildFailed, Context, Runner, WaitTimedOut
 
 
 def note(text: str) -> str:
@@ -42,7 +43,27 @@ def approve(ctx: Context, timeout: float) -> Any:
     return ctx.pause("review", {"doc": "contract-7"}, timeout=timeout)
 
 
-WORKFLOWS = (nap, pay, approve)
+def kid(ctx: Context, n: int) -> Any:
+    """A child: fails for n < 0, waits for signal "go" for n == 0, else one step."""
+    if n < 0:
+        raise ValueError(f"kid {n} broke")
+    if n == 0:
+        return ctx.wait_for("go")
+    return ctx.step("kid step", note, f"kid-{n}")
+
+
+def family(ctx: Context) -> list[Any]:
+    """A parent: a child that completes, one that fails, one that waits for "go"."""
+    out: list[Any] = [ctx.child(kid, 1)]
+    for n in (-1, 0):
+        try:
+            out.append(ctx.child(kid, n))
+        except ChildFailed as e:
+            out.append(f"{e.status}: {e.error_type}")
+    return out
+
+
+WORKFLOWS = (nap, pay, approve, kid, family)
 
 
 def make_runner(journal: Journal) -> Runner:
