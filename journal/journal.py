@@ -276,7 +276,9 @@ class Journal:
         if not events:
             raise ValueError("an archive with no events cannot be restored")
         eid = events[0].execution_id
-        fold(eid, events)  # a stream that is not a valid history is refused before writing
+        state = fold(eid, events)  # a stream that is not a valid history is refused first
+        due = state.wakes_at  # a waiting history wakes like a live one
+        wakes: list[Wake] = [] if due is None else [(eid, due.timestamp(), state.position)]
         handle = ExecutionHandle(self, ExecutionState(execution_id=eid))
         stored: list[StoredEvent] = []
         blobs: list[Blob] = []
@@ -295,7 +297,7 @@ class Journal:
                 event = _unwrap(event, lambda w: w.ref)
             stored.append(encode_event(event))
         try:
-            self.storage.append(stored, blobs)
+            self.storage.append(stored, blobs, wakes)
         except ConcurrencyConflict:
             return False
         return True
@@ -401,13 +403,15 @@ class Journal:
         event = decode_event(topic, data, execution_id=eid, position=position)
         return self._resolve(event) if type(event).payload_fields else event
 
-    def _resolve(self, event: Event) -> Event:
-        """Replace out-of-line references by the values they stand for."""
+    def _resolve(self, event: Event, pending: dict[str, bytes] | None = None) -> Event:
+        """Replace out-of-line references by the values they stand for (from ``pending``,
+        blobs not committed yet, else from the blob table)."""
         for name in type(event).payload_fields:
             ref = getattr(event, name)
             if isinstance(ref, OutOfLine):
                 try:
-                    data = self.storage.get_blob(ref.sha256)
+                    data = (pending[ref.sha256] if pending and ref.sha256 in pending
+                            else self.storage.get_blob(ref.sha256))
                 except KeyError:
                     raise DecodingError(
                         event.execution_id, event.position, type(event).__name__,
@@ -889,7 +893,7 @@ class ExecutionHandle:
             try:
                 self.journal.storage.append(events, blobs, self._wakes(events))
             except ConcurrencyConflict:
-                if blobs or not self._after_signals(events, tries):
+                if not self._after_signals(events, blobs, tries):
                     raise
         except BaseException as e:
             self._stale = True
@@ -908,11 +912,15 @@ class ExecutionHandle:
             if s.topic in _WAKE_TOPICS:
                 state = self._state
                 due = state.wakes_at
+                if due is None and not state.may_have_woken:
+                    return []  # nothing ever made it due: no row to forget (one statement)
                 return [(state.execution_id, None if due is None else due.timestamp(),
                          events[-1].originator_version)]
         return []
 
-    def _after_signals(self, events: list[StoredEvent], tries: int) -> bool:
+    def _after_signals(
+        self, events: list[StoredEvent], blobs: list[Blob], tries: int
+    ) -> bool:
         """Lost a race to signals only (``runner.signal`` appends at the head whatever the
         run does): append ``events`` after them, as their driver would have. False, changing
         nothing, if anything else came in between (a cancellation, another driver)."""
@@ -927,12 +935,14 @@ class ExecutionHandle:
             state, _ = self.journal.load_state(self.id)
             events = [s._replace(originator_version=s.originator_version + len(newer))
                       for s in events]
+            pending = dict(blobs)  # not stored: the lost transaction stored none of them
             for s in events:
-                apply(state, self.journal._decoded(s.topic, s.state, self.id,
-                                                   s.originator_version))
+                event = decode_event(s.topic, s.state, execution_id=self.id,
+                                     position=s.originator_version)
+                apply(state, self.journal._resolve(event, pending))
             previous, self._state = self._state, state
             try:
-                self.journal.storage.append(events, (), self._wakes(events))
+                self.journal.storage.append(events, blobs, self._wakes(events))
             except ConcurrencyConflict:
                 self._state = previous
                 continue

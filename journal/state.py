@@ -147,6 +147,8 @@ class PauseRecord(msgspec.Struct, kw_only=True):
     value: Any = None
     #: Answered by its deadline, not by a value.
     timed_out: bool = False
+    #: Its deadline, if it had one.
+    until: datetime | None = None
 
 
 class PauseState(msgspec.Struct, frozen=True, kw_only=True):
@@ -282,6 +284,14 @@ class ExecutionState(msgspec.Struct, kw_only=True):
         if self.status == PAUSED and self.pause is not None:
             return self.pause.until
         return None
+
+    @property
+    def may_have_woken(self) -> bool:
+        """Whether a wake-up may have been kept for it: it waited, got a signal, or paused
+        with a deadline at some point (a run of steps and plain pauses never has one)."""
+        return bool(self.signals) or self.wait is not None or any(
+            c.kind != "value" for c in self.calls.values()) or any(
+            p.until is not None for p in self.pauses)
 
     def unconsumed(self, name: str) -> SignalRecord | None:
         """The first signal ``name`` that no wait has consumed yet (stream order)."""
@@ -529,6 +539,7 @@ def _fold_paused(state: ExecutionState, event: ExecutionPaused) -> None:
     )
     state.pauses.append(PauseRecord(
         reason=event.reason, steps_before=state.max_seq, position=event.position,
+        until=event.until,
     ))
 
 

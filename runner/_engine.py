@@ -298,6 +298,7 @@ class Engine:
         self._logs_called = 0
         #: Positions of signals this run consumed in records still held.
         self._consumed: set[int] = set()
+        self._waits = 0  # an async workflow's waits in flight
         #: Who starts this execution's children (the runner driving it).
         self.children: Any = None
         self._inflight = 0
@@ -315,6 +316,10 @@ class Engine:
     def _check(self) -> None:
         if self.halt is not None:
             raise self.halt
+
+    def check_halt(self) -> None:
+        """Raise why the run stops, if it does."""
+        self._check()
 
     def _stop(self, error: BaseException) -> BaseException:
         """Remember why the run stops, so workflow code that swallows it cannot go on."""
@@ -579,6 +584,8 @@ class Engine:
             if rec is None:
                 self._check_all_replayed()
                 until = None if timeout is None else now + timedelta(seconds=timeout)
+                if not self.dry:
+                    self.handle.catch_up()  # a signal sent since this run's last commit
                 signal = self._unconsumed(name)
                 if signal is None and (until is None or until > now):
                     self._write(lambda: self.handle.wait_started(
@@ -606,6 +613,21 @@ class Engine:
 
     # -- children ------------------------------------------------------------------------------
 
+    def enter_wait(self, what: str) -> None:
+        """An async workflow's wait (sleep, wait_for, child) begins: refused while another
+        is in flight (``gather`` of waits): a wait stops the whole execution, so they are
+        awaited one at a time."""
+        with self._lock:
+            if self._waits:  # raised into the workflow, which fails with it (or catches it)
+                raise RunnerError(
+                    f"execution {self.id}: {what} was called while another wait of it "
+                    "(sleep, wait_for, child) is in flight; await them one at a time")
+            self._waits += 1
+
+    def leave_wait(self) -> None:
+        with self._lock:
+            self._waits -= 1
+
     def child_id(self, seq: int) -> UUID:
         """The id of the child call ``seq`` starts: the same on every replay."""
         return child_id(self.id, seq)
@@ -624,7 +646,7 @@ class Engine:
         with self._lock:
             self._check()
             if rec is not None and rec.status == CALL_DONE:
-                return self._child_result(seq, workflow, rec.value)
+                return self._child_result(seq, workflow, own_copy(rec.value))
             if not self.dry:
                 self.handle.catch_up()  # the child's end, if it ended while driven here
             signal = self._unconsumed(child_signal(seq))

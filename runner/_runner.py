@@ -49,16 +49,20 @@ from journal.events import WAIT_CHILD, child_signal
 from journal.journal import LOG_FLUSH_SECONDS
 from journal.state import (
     CALL_DONE,
+    CANCELLED,
     CHILD_RECHECK,
+    FAILED,
     PAUSED,
     RUNNING,
+    STEP_COMPLETED,
+    STEP_FAILED,
     TERMINAL_STATUSES,
     WAITING,
     PauseState,
     WaitState,
 )
 from journal.storage.leases import process_started
-from journal.values import find_unresolved, own_copy
+from journal.values import find_unresolved, is_immutable, own_copy
 from runner._engine import (
     HOLD_SECONDS,
     SNAPSHOT_EVENTS,
@@ -79,6 +83,7 @@ from runner.errors import (
     ValueClassMissing,
     WorkflowNotFound,
 )
+from runner.fork import UNCHANGED, forked_history
 from runner.versions import fingerprint
 
 if TYPE_CHECKING:
@@ -118,9 +123,12 @@ class Run:
     @classmethod
     def of(cls, state: ExecutionState, *, held_elsewhere: bool = False) -> Run:
         """The run as an execution state describes it."""
+        pause = state.pause
+        if pause is not None and not is_immutable(pause.payload):  # the caller's own copy
+            pause = msgspec.structs.replace(pause, payload=own_copy(pause.payload))
         return cls(
             id=state.execution_id, workflow=state.workflow, status=state.status,
-            output=state.output, error=state.error, pause=state.pause,
+            output=state.output, error=state.error, pause=pause,
             held_elsewhere=held_elsewhere, wait=state.wait,
         )
 
@@ -857,6 +865,58 @@ class Runner:
                 except JournalError:
                     continue
 
+    # -- forks -----------------------------------------------------------------------------------
+
+    def fork(self, execution_id: UUID | str, *, from_seq: int, input: Any = UNCHANGED) -> Run:
+        """A new execution that starts with ``execution_id``'s recorded outcomes before
+        ``from_seq`` (copied, not run again) and runs live from there with the code
+        registered now (with ``input``: the workflow's arguments by name, as recorded,
+        instead of the source's). It records ``forked_from`` (id, seq). Returns where it
+        stands, as ``run()`` does; the source is left as it is."""
+        source = self.journal.state(execution_id)
+        wf = self._lookup(source.workflow, source.execution_id)
+        if not isinstance(from_seq, int) or not 1 <= from_seq <= source.max_seq + 1:
+            raise ValueError(
+                f"execution {source.execution_id} has calls at seq 1..{source.max_seq}: a "
+                f"fork starts at one of them or right after the last, not at {from_seq!r}")
+        if input is not UNCHANGED:
+            if not isinstance(input, dict):
+                raise TypeError("fork(input=...) takes the workflow's arguments by name (a "
+                                f"dict, as the journal records them), not {type(input).__name__}")
+            _unbind_input(wf, input)  # arguments the workflow cannot take: refused now
+            secret = _redacted_at(input, self.journal.capture.redact(input), "")
+            if secret is not None:
+                raise SecretInput(workflow=wf.name, parameter=secret)
+        fork_id = uuid.uuid4()
+        history = forked_history(self.journal.events(source.execution_id), fork_id, from_seq,
+                                 input=input, version=wf.version)
+        lease = self.journal.lease(fork_id)
+        if lease is None:  # pragma: no cover - a fresh random id nobody else knows
+            raise ExecutionBusy(fork_id, holder=self.journal.lease_holder(fork_id), waited=0.0)
+        try:
+            self.journal.restore(history)
+            engine, loaded = self._load(fork_id, UNSET, for_resume=False)
+        except BaseException:
+            lease.release()
+            raise
+        engine.lease = lease
+        engine.claim_reason = "fork"
+        if loaded.is_async:
+            return self._released_on_error(
+                engine, lambda: _run_coroutine(self._adrive_loaded(engine, loaded)))
+        return self._drive_loaded(engine, loaded)
+
+    def retry(self, execution_id: UUID | str) -> Run:
+        """Fork a failed or cancelled execution from the step that failed (a cancelled one:
+        from its first unfinished step), so it runs again from there with today's code."""
+        state = self.journal.state(execution_id)
+        if state.status not in (FAILED, CANCELLED):
+            raise InvalidTransition(
+                state.execution_id, state.status, "retry",
+                f"only a failed or cancelled execution is retried (this one is "
+                f"{state.status}); fork(id, from_seq=...) makes a copy of any execution")
+        return self.fork(state.execution_id, from_seq=retry_seq(state))
+
     # -- deploy safety ---------------------------------------------------------------------------
 
     def check(
@@ -915,7 +975,9 @@ class Runner:
         child that ended tells its parent."""
         run = self._settle_run(engine, output, error)
         if run.status in TERMINAL_STATUSES and engine.state.parent is not None:
-            self._notify_parent(engine.state)
+            # From the log (a cancellation came from elsewhere: this engine's state is not
+            # the end), and once: cancel() may have told the parent already.
+            self._notify_parent(self.journal.state(run.id), only_if_missing=True)
         return run
 
     def _settle_run(self, engine: Engine, output: Any, error: BaseException | None) -> Run:
@@ -1128,3 +1190,18 @@ def _unbind_input(wf: _Workflow, recorded: Any) -> tuple[tuple[Any, ...], dict[s
     recorded = own_copy(recorded, "workflow input")  # the state's own stays the log's
     bound = inspect.BoundArguments(sig, {context: None, **(recorded or {})})  # type: ignore[arg-type]
     return bound.args[1:], bound.kwargs
+
+
+def retry_seq(state: ExecutionState) -> int:
+    """Where a retry of a failed or cancelled execution starts: its failed step (the one its
+    error came from, else the last that failed), else its first unfinished call, else right
+    after its last call."""
+    failed = [s for s in state.steps.values() if s.status == STEP_FAILED]
+    if failed:
+        error = state.error
+        same = [s for s in failed if error is not None and s.error is not None
+                and (s.error.type, s.error.message) == (error.type, error.message)]
+        return max(same or failed, key=lambda s: s.seq).seq
+    unfinished = [s.seq for s in state.steps.values() if s.status != STEP_COMPLETED]
+    unfinished += [c.seq for c in state.calls.values() if c.status != CALL_DONE]
+    return min(unfinished) if unfinished else state.max_seq + 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import random as _random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 from uuid import UUID
 
+from journal.errors import JournalError
 from journal.events import WAIT_CHILD, WAIT_SIGNAL, WAIT_TIMER, Cost
 from journal.state import CALL_DONE
 from runner.errors import OutsideStep
@@ -50,6 +52,15 @@ def _aware(when: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
+def _child_trouble(engine: Engine, workflow: str, seq: int, error: JournalError) -> None:
+    """A child that could not be driven here (its driver busy, its code diverged, the
+    database away) is not a failure of the parent: the parent waits for the child's end,
+    and serve() looks again. (The parent's own halt, if it is stopped, still stops it.)"""
+    engine.check_halt()
+    logger.warning("runner: child %r (seq %d) of %s not driven here: %s", workflow, seq,
+                   engine.id, error)
+
+
 def _signal_name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ValueError(f"a signal name must be a non-empty string, not {name!r}")
@@ -58,6 +69,7 @@ def _signal_name(name: str) -> str:
 __all__ = ["AsyncContext", "Context", "Retry", "StepInfo", "add_cost", "current_step"]
 
 T = TypeVar("T")
+logger = logging.getLogger("runner")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -247,7 +259,10 @@ class Context(_ContextBase):
         seq, rec = engine.begin_call(WAIT_CHILD, name)
         if rec is None or rec.status != CALL_DONE:
             engine.child_wait(seq, rec, name)
-            engine.children._run_child(name, args, kwargs, engine.id, seq)
+            try:
+                engine.children._run_child(name, args, kwargs, engine.id, seq)
+            except JournalError as e:  # the child is not done: this one waits for it
+                _child_trouble(engine, name, seq, e)
         return engine.child_outcome(seq, rec, name)
 
     def sleep(self, duration: float | timedelta) -> None:
@@ -345,10 +360,20 @@ class AsyncContext(_ContextBase):
         seq, rec = engine.begin_call(WAIT_CHILD, name)
 
         async def child() -> Any:
-            if rec is None or rec.status != CALL_DONE:
+            if rec is not None and rec.status == CALL_DONE:
+                await engine.give_turn()
+                return engine.child_outcome(seq, rec, name)
+            engine.enter_wait(f"child({name!r})")
+            try:
+                await engine.wait_idle()
                 await engine.io(functools.partial(engine.child_wait, seq, rec, name))
-                await engine.children._arun_child(name, args, kwargs, engine.id, seq)
-            return await engine.io(functools.partial(engine.child_outcome, seq, rec, name))
+                try:
+                    await engine.children._arun_child(name, args, kwargs, engine.id, seq)
+                except JournalError as e:  # the child is not done: this one waits for it
+                    _child_trouble(engine, name, seq, e)
+                return await engine.io(functools.partial(engine.child_outcome, seq, rec, name))
+            finally:
+                engine.leave_wait()
 
         return child()
 
@@ -368,8 +393,12 @@ class AsyncContext(_ContextBase):
 
         async def timer() -> None:
             if rec is None or rec.status != CALL_DONE:
-                await engine.wait_idle()
-                await engine.io(functools.partial(engine.timer, seq, rec, until))
+                engine.enter_wait("sleep()")
+                try:
+                    await engine.wait_idle()
+                    await engine.io(functools.partial(engine.timer, seq, rec, until))
+                finally:
+                    engine.leave_wait()
             else:
                 await engine.give_turn()
 
@@ -382,11 +411,16 @@ class AsyncContext(_ContextBase):
         seq, rec = engine.begin_call(WAIT_SIGNAL, _signal_name(name))
 
         async def wait() -> Any:
-            if rec is None or rec.status != CALL_DONE:
-                await engine.wait_idle()
-            else:
+            if rec is not None and rec.status == CALL_DONE:
                 await engine.give_turn()
-            return await engine.io(functools.partial(engine.signal_wait, seq, rec, name, seconds))
+                return engine.signal_wait(seq, rec, name, seconds)
+            engine.enter_wait(f"wait_for({name!r})")
+            try:
+                await engine.wait_idle()
+                return await engine.io(
+                    functools.partial(engine.signal_wait, seq, rec, name, seconds))
+            finally:
+                engine.leave_wait()
 
         return wait()
 

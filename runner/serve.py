@@ -86,12 +86,14 @@ class Server:
         try:
             while not self.stopping.is_set():
                 try:
-                    self._round(pool)
+                    idle = self._round(pool)
                     if self.recover_every and time.monotonic() >= next_recover and (
                             self._searching is None or self._searching.done()):
                         next_recover = time.monotonic() + self.recover_every
                         self._searching = self._searcher.submit(self._recover, pool)
-                    timeout = self._sleep_for()
+                    # Everything due is skipped (held elsewhere, backing off, all workers
+                    # busy): no sooner than the polling interval, or it would spin.
+                    timeout = self.poll_interval if idle else self._sleep_for()
                 except JournalError as e:  # the database is away: say so, try again later
                     logger.warning("runner: serve() round failed (retrying): %s", e)
                     timeout = self.poll_interval
@@ -115,18 +117,26 @@ class Server:
             return self.poll_interval
         return max(0.0, min(self.poll_interval, due - time.time()))
 
-    def _round(self, pool: ThreadPoolExecutor) -> None:
+    def _round(self, pool: ThreadPoolExecutor) -> bool:
+        """Hand what is due to the workers; True if something was due but all of it was
+        skipped (so the loop waits instead of asking again at once)."""
         now = time.time()
         self._forget_finished()
-        for eid, _due, position in self.journal.storage.due(now, limit=self.workers * 25):
+        with self._lock:  # past the ones skipped, so they cannot starve the rest
+            limit = self.workers * 25 + len(self._busy) + len(self._inflight)
+        due = self.journal.storage.due(now, limit=limit)
+        submitted = 0
+        for eid, _due, position in due:
             if self.stopping.is_set():
-                return
+                break
             with self._lock:
                 if eid in self._inflight or self._busy.get(eid, 0.0) > time.monotonic():
                     continue
                 if len(self._inflight) >= self.workers:
-                    return
+                    break
                 self._inflight[eid] = pool.submit(self._wake, eid, position)
+                submitted += 1
+        return bool(due) and not submitted
 
     def _recover(self, pool: ThreadPoolExecutor) -> None:
         """Executions left running by a driver that died (their lease is free)."""
@@ -162,7 +172,9 @@ class Server:
             logger.error("runner: serve() cannot drive %s here: %s", eid, e)
             self._back_off(eid, BROKEN_BACKOFF)
             return
-        except InvalidTransition:
+        except InvalidTransition as e:  # ended meanwhile (its wake-up is gone), or cannot go on
+            logger.info("runner: serve() did not drive %s: %s", eid, e)
+            self._back_off(eid, BUSY_BACKOFF)
             return
         except JournalError as e:
             logger.warning("runner: serve() could not drive %s (will retry): %s", eid, e)

@@ -590,7 +590,7 @@ class PostgresStorage(Storage):
         self, conn: psycopg.Connection[Any], events: Sequence[StoredEvent], blobs: Sequence[Blob],
         wakes: Sequence[Wake] = (),
     ) -> list[int]:
-        if wakes:
+        if wakes and self._has_wakeups(conn):
             with conn.transaction():
                 ids = self._insert(conn, events, blobs)
                 for eid, due, position in wakes:

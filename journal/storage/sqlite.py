@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import functools
 import hashlib
+import logging
 import os
 import sqlite3
 import struct
@@ -46,6 +47,8 @@ _SYNCHRONOUS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 #: Batches up to this many events are one multi-row INSERT statement.
 MULTI_ROW_LIMIT = 240  # 960 parameters: within SQLite's oldest default limit (999)
 BUSY_TIMEOUT_MS = 10_000
+
+logger = logging.getLogger("journal")
 
 _E, _B, _R, _S = EVENTS.name, BLOBS.name, BLOB_REFS.name, SNAPSHOTS.name
 _W = WAKEUPS.name
@@ -141,6 +144,7 @@ class SQLiteStorage(Storage):
         self._write_lock = threading.Lock()
         #: The one connection appends use (under ``_write_lock``): held, not pooled.
         self._writer: sqlite3.Connection | None = None
+        self._wakeups = False  # whether the wake-up table exists (asked until it does)
         self.leases = FileLeases(url, Path(f"{path}.leases"))
         self._closed = False
         self._ensure_schema()
@@ -298,15 +302,26 @@ class SQLiteStorage(Storage):
             last = c.execute(_multi_row_sql(rows), chunk).lastrowid
             assert last is not None
             ids += range(last - rows + 1, last + 1)
-        for wid, due, position in wakes:
-            if due is None:
-                c.execute(_FORGET_WAKE, (wid.hex,))
-            else:
-                c.execute(_SET_WAKE, (wid.hex, due, position))
+        if wakes and self._keeps_wakeups(c):
+            for wid, due, position in wakes:
+                if due is None:
+                    c.execute(_FORGET_WAKE, (wid.hex,))
+                else:
+                    c.execute(_SET_WAKE, (wid.hex, due, position))
         c.execute("COMMIT")
         return ids
 
     # -- wake-ups ------------------------------------------------------------------------------
+
+    def _keeps_wakeups(self, c: sqlite3.Connection) -> bool:
+        """Whether the wake-up table exists (an older journal opened without ``create`` has
+        none: its writes go on without, nothing of it can wait yet). Asked until it does."""
+        if not self._wakeups:
+            self._wakeups = self._has_table(c, _W)
+            if not self._wakeups:
+                logger.warning("journal: %s has no %s table (opened without create): "
+                               "wake-ups are not kept", self.path, _W)
+        return self._wakeups
 
     def due(self, now: float, limit: int = 100) -> list[Wake]:
         with self._conn() as c:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from runner import Context, NonDeterministicWorkflow, Runner
 from runner.cli.retention import export_document
 from runner.testing import replay
 from runner.versions import fingerprint
+from tests.runner.test_time_and_signals import Serving
 from tests.runner.workflows import effect, effects
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,3 +188,84 @@ def test_versions_are_recorded_stable_across_processes_and_change_with_the_code(
     assert journal.state(explicit.run("pinned").id).version == "billing-7"
     with pytest.raises(ValueError, match="version"):
         Runner(journal).workflow(name="bad", version="")(lambda ctx: None)
+
+
+# -- forks and retries ---------------------------------------------------------------------------
+
+
+def steps_runner(journal: Journal, ledger: Path, *, fail_at: int | None) -> Runner:
+    runner = Runner(journal)
+
+    def work(i: int) -> int:
+        effect(ledger, f"work{i}")
+        if i == fail_at:
+            raise RuntimeError(f"step {i} broke")
+        return i * 10
+
+    @runner.workflow(name="five")
+    def five(ctx: Context, base: int) -> list[int]:
+        out = [ctx.step(f"s{i}", work, i) for i in range(1, 4)]
+        out.append(ctx.wait_for("go", timeout=60) if base < 0 else base)
+        out += [ctx.step(f"s{i}", work, i) for i in range(4, 6)]
+        return out
+
+    return runner
+
+
+def test_a_fork_copies_the_steps_before_k_and_runs_the_rest(
+    journal: Journal, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    runner = steps_runner(journal, ledger, fail_at=None)
+    source = runner.run("five", 7)
+    assert source.status == "completed" and len(effects(ledger)) == 5
+    ledger.unlink()
+    fork = runner.fork(source.id, from_seq=3)
+    assert fork.status == "completed" and fork.id != source.id
+    assert fork.output == source.output
+    assert effects(ledger) == ["work3", "work4", "work5"]  # 1 and 2 were copied, not re-run
+    state = journal.state(fork.id)
+    assert state.forked_from == source.id and state.forked_seq == 3
+    assert state.steps[1].output == 10 and state.steps[3].attempts == 1
+    assert journal.state(source.id).status == "completed"  # the source is left as it is
+    changed = runner.fork(source.id, from_seq=1, input={"base": 8})
+    assert changed.output == [10, 20, 30, 8, 40, 50]
+    with pytest.raises(ValueError, match=r"seq 1\.\.5"):
+        runner.fork(source.id, from_seq=9)
+    with pytest.raises(TypeError):
+        runner.fork(source.id, from_seq=1, input=[8])
+
+
+def test_retry_of_a_failed_run_completes_it_from_the_failed_step(
+    journal: Journal, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    failed = steps_runner(journal, ledger, fail_at=4).run("five", 7)
+    assert failed.status == "failed"
+    ledger.unlink()
+    fixed = steps_runner(journal, ledger, fail_at=None)  # the fix is deployed
+    retried = fixed.retry(failed.id)
+    assert retried.status == "completed" and retried.output == [10, 20, 30, 7, 40, 50]
+    assert effects(ledger) == ["work4", "work5"]
+    assert journal.state(retried.id).forked_seq == 4  # s4, the step that failed
+    with pytest.raises(Exception, match="only a failed or cancelled"):
+        fixed.retry(retried.id)
+
+
+def test_a_fork_keeps_the_signals_its_copied_waits_consumed(
+    journal: Journal, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger.txt"
+    runner = steps_runner(journal, ledger, fail_at=None)
+    source = runner.run("five", -1)
+    assert source.status == "waiting"
+    runner.signal(source.id, "go", 99)
+    with Serving(runner, poll_interval=0.1):
+        for _ in range(100):
+            if journal.state(source.id).status == "completed":
+                break
+            time.sleep(0.05)
+    fork = runner.fork(source.id, from_seq=5)
+    assert fork.status == "completed" and fork.output == [10, 20, 30, 99, 40, 50]
+    [signal] = journal.state(fork.id).signals
+    assert signal.consumed_by == 4

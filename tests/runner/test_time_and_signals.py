@@ -455,3 +455,92 @@ def test_a_child_cancelled_on_its_own_fails_its_parents_call(
     done = journal.state(run.id)
     assert done.status == "failed" and done.error is not None
     assert "ChildFailed" in done.error.type and "cancelled" in done.error.message
+
+
+# -- found in review -----------------------------------------------------------------------------
+
+
+def test_a_replayed_child_output_is_the_workflows_own_copy(journal: Journal) -> None:
+    runner = Runner(journal)
+
+    @runner.workflow(name="leaf")
+    def leaf(ctx: Context) -> list[int]:
+        return [1]
+
+    @runner.workflow(name="trunk")
+    def trunk(ctx: Context) -> list[Any]:
+        out = ctx.child(leaf)
+        out.append(len(out))  # the workflow's own business
+        ctx.pause("one")
+        ctx.pause("two")
+        return out
+
+    run = runner.run(trunk)
+    runner.resume(run.id, None)
+    done = runner.resume(run.id, None)  # replayed twice, the second time from kept state
+    assert done.output == [1, 1]
+    assert journal.state(run.id) == fold(run.id, journal.events(run.id))
+
+
+def test_a_signal_during_a_step_with_a_big_output_loses_nothing(journal: Journal) -> None:
+    runner = Runner(journal)
+    started = threading.Event()
+    go = threading.Event()
+
+    def big() -> str:
+        started.set()
+        go.wait(10)
+        return "x" * 3_000_000  # stored out of line
+
+    @runner.workflow(name="bulky")
+    def bulky(ctx: Context) -> Any:
+        size = len(ctx.step("big", big))
+        return [size, ctx.wait_for("ping")]
+
+    result: list[Any] = []
+    t = threading.Thread(target=lambda: result.append(runner.run(bulky)))
+    t.start()
+    assert started.wait(10)
+    eid = next(e.execution_id for _, e in journal.notifications(after=0, limit=10))
+    runner.signal(eid, "ping", "pong")
+    go.set()
+    t.join(timeout=60)
+    assert result[0].status == "completed" and result[0].output == [3_000_000, "pong"]
+    assert fold(eid, journal.events(eid)).steps[1].output == "x" * 3_000_000
+
+
+def test_serve_does_not_spin_on_what_it_cannot_drive(journal: Journal) -> None:
+    make_runner(journal).run("nap", 0)  # due at once; this server has no such workflow
+    counted = 0
+    storage: Any = journal.storage
+    real = storage.due
+
+    def due(*a: Any, **k: Any) -> Any:
+        nonlocal counted
+        counted += 1
+        return real(*a, **k)
+
+    storage.due = due
+    with Runner(journal) as stranger, Serving(stranger, poll_interval=0.2):
+        time.sleep(1.0)
+    assert counted <= 12, counted  # about one round per polling interval, not thousands
+
+
+def test_an_async_workflow_refuses_concurrent_waits(journal: Journal) -> None:
+    import asyncio
+
+    from runner import AsyncContext
+
+    runner = Runner(journal)
+
+    @runner.workflow(name="both")
+    async def both(ctx: AsyncContext) -> Any:
+        return await asyncio.gather(ctx.sleep(0.1), ctx.wait_for("x"))
+
+    run = runner.run(both)
+    if run.status == "waiting":  # the sleep got its record in first: it fails at its wake-up
+        time.sleep(0.15)
+        wake_due(runner)
+    state = journal.state(run.id)
+    assert state.status == "failed" and state.error is not None
+    assert "one at a time" in state.error.message
