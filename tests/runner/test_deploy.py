@@ -269,3 +269,23 @@ def test_a_fork_keeps_the_signals_its_copied_waits_consumed(
     assert fork.status == "completed" and fork.output == [10, 20, 30, 99, 40, 50]
     [signal] = journal.state(fork.id).signals
     assert signal.consumed_by == 4
+
+
+def test_diff_of_two_runs_differing_in_one_steps_output(journal: Journal, tmp_path: Path) -> None:
+    from runner.diff import diff_runs
+
+    ledger = tmp_path / "ledger.txt"
+    runner = steps_runner(journal, ledger, fail_at=None)
+    a = runner.run("five", 7)
+    b = runner.fork(a.id, from_seq=1, input={"base": 8})
+    same = diff_runs(journal.state(a.id), journal.state(a.id))
+    assert same.same and same.diverged_at is None
+    d = diff_runs(journal.state(a.id), journal.state(b.id))
+    assert d.summary["output"] == (a.output, b.output) and d.diverged_at is None
+    assert all(c.kind == "same" for c in d.calls)  # the steps agree; only the input differs
+    failed = steps_runner(journal, ledger, fail_at=5).run("five", 7)
+    d = diff_runs(journal.state(a.id), journal.state(failed.id))
+    [changed] = [c for c in d.calls if c.kind != "same"]
+    assert changed.seq == 5 and changed.changes["output"] == (50, None)
+    assert changed.changes["status"] == ("completed", "failed")
+    assert d.summary["status"] == ("completed", "failed")
