@@ -299,7 +299,8 @@ class Projections:
         ``parent_seq`` as ``after=`` (``limit=None``: all of them)."""
         rows = self.views.select(
             EXECUTIONS, "parent_id = ? AND parent_seq > ?", (as_uuid(execution_id), after),
-            order="parent_seq", limit=limit,
+            # (An id breaks ties, which only executions started by hand can make.)
+            order="parent_seq, execution_id", limit=limit,
         )
         return [self._execution(r) for r in rows]
 

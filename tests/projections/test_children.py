@@ -184,7 +184,7 @@ def test_an_executions_table_without_parent_links_is_rebuilt_on_open(
 
 
 _CHILDREN = (f"SELECT execution_id FROM {EXECUTIONS.name} WHERE parent_id = ? AND "
-             "parent_seq > ? ORDER BY parent_seq")
+             "parent_seq > ? ORDER BY parent_seq, execution_id")
 
 
 def _plan(views: Projections, parent: UUID) -> str:
