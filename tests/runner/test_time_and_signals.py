@@ -357,7 +357,7 @@ def test_three_serve_processes_wake_each_of_300_sleepers_once(
         assert len(effects(effects_file)) == 300  # the 300 "before" steps
         env = {**os.environ}
         procs = [subprocess.Popen(
-            [sys.executable, "-m", "tests.runner.timed", "serve", url, "9"],
+            [sys.executable, "-m", "tests.runner.timed", "serve", url, "6"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ) for _ in range(3)]
         driven: list[str] = []
