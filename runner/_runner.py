@@ -260,11 +260,7 @@ class Runner:
             assert found is not None
             return found
         if found is not None:  # an orphan of the same key: continue it by replay
-            loaded = self._lookup(engine.state.workflow, engine.id)
-            if loaded.is_async:
-                return self._released_on_error(
-                    engine, lambda: _run_coroutine(self._adrive_loaded(engine, loaded)))
-            return self._drive_loaded(engine, loaded)
+            return self._drive_claimed(engine, self._lookup(engine.state.workflow, engine.id))
         return self._drive(engine, wf, args, kwargs)
 
     async def arun(
@@ -377,17 +373,16 @@ class Runner:
         already, by another runner say; nothing is written in either case.
         """
         engine, wf = self._claim_for_resume(execution_id, value)
-        if wf.is_async:
-            return self._released_on_error(
-                engine, lambda: _run_coroutine(self._adrive_loaded(engine, wf)))
-        return self._drive_loaded(engine, wf)
+        return self._drive_claimed(engine, wf)
 
-    @staticmethod
-    def _released_on_error(engine: Engine, drive: Callable[[], Run]) -> Run:
-        """Run ``drive``; if it never got going (an async workflow called from inside an
-        event loop, say), the lease taken for it is let go."""
+    def _drive_claimed(self, engine: Engine, wf: _Workflow) -> Run:
+        """Drive a loaded execution whose lease this call holds, sync or async; if the drive
+        never got going (an async workflow called from inside an event loop, say), the
+        lease is let go."""
+        if not wf.is_async:
+            return self._drive_loaded(engine, wf)
         try:
-            return drive()
+            return _run_coroutine(self._adrive_loaded(engine, wf))
         except BaseException:
             _release(engine)
             raise
@@ -590,11 +585,7 @@ class Runner:
             if not drive:
                 lease.release()
         engine.lease = lease
-        if wf.is_async:
-            run = self._released_on_error(
-                engine, lambda: _run_coroutine(self._adrive_loaded(engine, wf)))
-        else:
-            run = self._drive_loaded(engine, wf)
+        run = self._drive_claimed(engine, wf)
         if position is not None and run.status in (WAITING, PAUSED):
             due = engine.state.wakes_at
             if due is not None and due.timestamp() <= time.time():
@@ -901,10 +892,7 @@ class Runner:
             raise
         engine.lease = lease
         engine.claim_reason = "fork"
-        if loaded.is_async:
-            return self._released_on_error(
-                engine, lambda: _run_coroutine(self._adrive_loaded(engine, loaded)))
-        return self._drive_loaded(engine, loaded)
+        return self._drive_claimed(engine, loaded)
 
     def retry(self, execution_id: UUID | str) -> Run:
         """Fork a failed or cancelled execution from the step that failed (a cancelled one:
