@@ -153,6 +153,10 @@ class StepFailed(Event, frozen=True, kw_only=True, array_like=True):
     will_retry: bool = False
     costs: tuple[Cost, ...] = ()
     duration: float = 0.0
+    #: When the next attempt starts (a retry's back-off), and how many attempts the step's
+    #: retry policy allows in all (0: not recorded).
+    retry_at: datetime | None = None
+    max_attempts: int = 0
 
 
 class LogRecorded(Event, frozen=True, kw_only=True, array_like=True):

@@ -672,14 +672,18 @@ class ExecutionHandle:
         will_retry: bool = False,
         costs: Iterable[Cost] = (),
         duration: float | None = None,
+        retry_at: datetime | None = None,
+        max_attempts: int = 0,
     ) -> None:
-        """Record StepFailed; ``will_retry`` says another attempt follows."""
+        """Record StepFailed; ``will_retry`` says another attempt follows (at ``retry_at``,
+        of ``max_attempts`` in all, if the caller says)."""
         with self._lock:
             self._ensure_fresh()
             attempt, duration = self._attempt_of(seq, duration)
             self._record(
                 StepFailed, seq=seq, attempt=attempt, error=_error(error),
                 will_retry=will_retry, costs=_costs(costs), duration=duration,
+                retry_at=_utc(retry_at, "retry time"), max_attempts=max_attempts,
             )
 
     def log(

@@ -132,6 +132,9 @@ class StepState(msgspec.Struct, kw_only=True, array_like=True):
     attempt_started_at: datetime | None = None
     #: Failed attempts so far (StepFailed events), for a retry policy resumed by replay.
     failures: int = 0
+    #: While retrying: when the next attempt starts, and the attempts allowed in all.
+    retry_at: datetime | None = None
+    max_attempts: int = 0
 
 
 class PauseRecord(msgspec.Struct, kw_only=True):
@@ -486,6 +489,7 @@ def _fold_step_started(state: ExecutionState, event: StepStarted) -> None:
         step.status = STEP_RUNNING
         step.attempts = event.attempt
         step.error = None
+        step.retry_at = None
         step.attempt_started_at = at
     last = state.last_started_step
     if last is None or event.seq >= last.seq:
@@ -510,6 +514,8 @@ def _fold_step_failed(state: ExecutionState, event: StepFailed) -> None:
     step = state.steps[event.seq]
     step.status = STEP_RETRYING if event.will_retry else STEP_FAILED
     step.failures += 1
+    step.retry_at = event.retry_at if event.will_retry else None
+    step.max_attempts = event.max_attempts or step.max_attempts
     step.error = event.error
     step.ended_at = event.timestamp
     step.duration = event.duration

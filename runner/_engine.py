@@ -769,14 +769,18 @@ class Engine:
         )
 
     def failed(
-        self, scope: StepScope, error: BaseException, duration: float, *, will_retry: bool
+        self, scope: StepScope, error: BaseException, duration: float, *, will_retry: bool,
+        delay: float = 0.0, max_attempts: int = 0,
     ) -> None:
-        """Record StepFailed: a retry's at once (visible during the backoff), a final one held."""
+        """Record StepFailed: a retry's at once (visible during the backoff, with when the
+        next attempt starts), a final one held."""
         seq, costs = scope.info.seq, tuple(scope.costs)
+        retry_at = _utcnow() + timedelta(seconds=delay) if will_retry else None
 
         def record() -> None:
             self.handle.step_failed(
-                seq, error, will_retry=will_retry, costs=costs, duration=duration
+                seq, error, will_retry=will_retry, costs=costs, duration=duration,
+                retry_at=retry_at, max_attempts=max_attempts,
             )
 
         if will_retry:
@@ -844,10 +848,12 @@ class Engine:
     ) -> float:
         """Record a failed attempt; the delay before the next one, or raise if none follows."""
         will_retry = policy.should_retry(error, failures)
-        self.failed(scope, error, time.perf_counter() - t0, will_retry=will_retry)
+        delay = policy.delay(failures) if will_retry else 0.0
+        self.failed(scope, error, time.perf_counter() - t0, will_retry=will_retry,
+                    delay=delay, max_attempts=policy.attempts)
         if not will_retry:
             raise self.step_failed_error(scope, error) from error
-        return policy.delay(failures)
+        return delay
 
     def _attempt_succeeded(self, scope: StepScope, output: Any, t0: float) -> None:
         """Record the completion; an output the journal cannot store fails the step for good."""

@@ -244,3 +244,7 @@ def test_v4_rows_decode_and_fold_to_their_waits_signals_and_values() -> None:
     child = fold(UUID(stored["child"][0][0]), _decode_rows(stored["child"]))
     assert parent.calls[1].kind == "child" and parent.calls[1].value["output"] == [1, 2]
     assert child.parent == parent.execution_id and child.parent_seq == 1
+    retried = fold(UUID(stored["retried"][0][0]), _decode_rows(stored["retried"]))
+    assert retried.version == "3f2a9c1e0b7d4455" and retried.forked_seq == 2
+    assert retried.steps[1].status == "retrying" and retried.steps[1].max_attempts == 3
+    assert retried.steps[1].retry_at is not None and retried.calls[2].value == "add-check"

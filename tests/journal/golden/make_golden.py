@@ -9,7 +9,8 @@ whole rows (``[execution id, position, topic, body]``), as storage hands them to
 v4 (rows as v3) adds durable time and outside events: WaitStarted/WaitEnded (timers, signal
 waits that consumed a signal or timed out), SignalReceived (before and during a wait, and one
 never consumed), ValueRecorded, a pause with a deadline that timed out, a stream that
-sleeps after being resumed, and a parent whose child's end came as its signal. (Rows of
+sleeps after being resumed, a parent whose child's end came as its signal, and a fork with a
+code version, a retry's back-off and a patch marker. (Rows of
 the old types written before their new fields existed are the v3 file's: today's code reads
 them with those fields at their defaults.)
 
@@ -246,7 +247,18 @@ def golden_streams_v4() -> dict[str, list[Event]]:
                             "parent_seq": 1}),
         (ExecutionCompleted, {"output": [1, 2]}),
     )
-    return {"waited": waited, "slept": slept, "parent": parent, "child": child}
+    retried = _stream(
+        UUID("00000000-0000-4000-8000-00000000000a"),
+        (ExecutionStarted, {"workflow": "golden", "version": "3f2a9c1e0b7d4455",
+                            "forked_from": parent_id, "forked_seq": 2}),
+        (StepStarted, {"name": "call", "seq": 1}),
+        (StepFailed, {"seq": 1, "attempt": 1, "will_retry": True,
+                      "error": ErrorInfo(type="TimeoutError", message="slow"),
+                      "retry_at": t + timedelta(seconds=60), "max_attempts": 3}),
+        (ValueRecorded, {"seq": 2, "kind": "patch", "value": "add-check"}),
+    )
+    return {"waited": waited, "slept": slept, "parent": parent, "child": child,
+            "retried": retried}
 
 
 
