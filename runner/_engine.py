@@ -176,6 +176,18 @@ def _call_name(kind: str, name: str) -> str:
     return f"{name}()"
 
 
+def root_cause(error: BaseException) -> ErrorInfo:
+    """How an execution's failure is recorded: a StepFailedError or ChildFailed by the error
+    of the step (or child) it wraps; anything else as it is."""
+    import traceback
+
+    tb = "".join(traceback.format_exception(error)) if error.__traceback__ else ""
+    if isinstance(error, StepFailedError | ChildFailed) and error.error_type:
+        return ErrorInfo(type=error.error_type, message=error.error_message or "",
+                         traceback=tb)
+    return ErrorInfo.from_exception(error, traceback=tb)
+
+
 def child_id(parent: UUID, seq: int) -> UUID:
     """The id of the child execution that call ``seq`` of ``parent`` starts (so replay finds
     the same child, and a retried start finds it started)."""
@@ -1066,8 +1078,12 @@ class Engine:
             self._write(lambda: self.handle.completed(output))
 
     def fail(self, error: BaseException) -> None:
-        """Commit ExecutionFailed (with anything held, e.g. the step failure that caused it)."""
-        self._write(lambda: self.handle.failed(error))
+        """Commit ExecutionFailed (with anything held, e.g. the step failure that caused it).
+        A step's (or a child's) failure the workflow let through is recorded as its root
+        cause, the step's own error type and message (the wrapper's traceback, which chains
+        the original, beside them): that is what on-call filters and groups failures by."""
+        info = root_cause(error)
+        self._write(lambda: self.handle.failed(info))
 
     def keep_state(self) -> None:
         """The drive is over and the execution waits: leave its state to the journal for
