@@ -1,10 +1,10 @@
 """Read models of the execution journal: status, last steps, step statistics and costs.
 
 ``views = Projections(journal)``; ``views.catch_up()`` or ``views.follow()`` apply the log;
-``views.execution(id)``, ``views.executions(...)``, ``views.children(id)``, ``views.steps(id)``,
-``views.costs(by=)``, ``views.step_stats()`` and ``views.stuck(older_than=)`` read them. Views
-live in the journal's own database and can always be dropped and rebuilt from the log
-(:func:`rebuild`).
+``views.execution(id)``, ``views.executions(...)``, ``views.children(id)``, ``views.forks(id)``,
+``views.steps(id)``, ``views.costs(by=)``, ``views.step_stats()`` and ``views.stuck(older_than=)``
+read them. Views live in the journal's own database and can always be dropped and rebuilt from
+the log (:func:`rebuild`).
 """
 
 from projections.api import STATUSES, Projections

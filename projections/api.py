@@ -261,13 +261,18 @@ class Projections:
         status: str | None = None,
         workflow: str | None = None,
         since: datetime | None = None,
+        error_type: str | None = None,
+        ended_since: datetime | None = None,
         before: ExecutionSummary | None = None,
         limit: int = 50,
     ) -> list[ExecutionSummary]:
         """Executions newest first (by start), optionally filtered; keyset-paginated.
 
         For the next page pass the last execution of this one as ``before=``.
-        ``since`` keeps executions started at or after it.
+        ``since`` keeps executions started at or after it, ``ended_since`` those that ended
+        at or after it, ``error_type`` those that failed with that error type, or whose
+        failed step (``error_step``) did: the type's qualified name as recorded
+        (``myapp.errors.RateLimited``) or its last dotted parts (``RateLimited``).
         """
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
@@ -282,6 +287,18 @@ class Projections:
         if since is not None:
             where.append("started_at >= ?")
             params.append(_utc(since))
+        if error_type is not None:
+            # The failed step's error too: a workflow may raise its own error once a step
+            # failed, and releases before the root cause recorded the runner's StepFailedError
+            # for the execution (the step has what it raised).
+            e, st = EXECUTIONS.name, STEPS.name
+            where.append(f"({_type_is(f'{e}.error_type')} OR EXISTS (SELECT 1 FROM {st} WHERE "
+                         f"{st}.execution_id = {e}.execution_id AND {st}.seq = "
+                         f"{e}.error_step_seq AND {_type_is(f'{st}.error_type')}))")
+            params += [*_type_params(error_type), *_type_params(error_type)]
+        if ended_since is not None:
+            where.append("ended_at >= ?")
+            params.append(_utc(ended_since))
         if before is not None:
             where.append("(started_at, execution_id) < (?, ?)")
             params += [before.started_at, before.execution_id]
@@ -301,6 +318,17 @@ class Projections:
             EXECUTIONS, "parent_id = ? AND parent_seq > ?", (as_uuid(execution_id), after),
             # (An id breaks ties, which only executions started by hand can make.)
             order="parent_seq, execution_id", limit=limit,
+        )
+        return [self._execution(r) for r in rows]
+
+    def forks(
+        self, execution_id: UUID | str, *, limit: int | None = 1000
+    ) -> list[ExecutionSummary]:
+        """The executions forked from ``execution_id`` (``runner.fork``, ``retry``), oldest
+        first."""
+        rows = self.views.select(
+            EXECUTIONS, "forked_from = ?", (as_uuid(execution_id),),
+            order="started_at, execution_id", limit=limit,
         )
         return [self._execution(r) for r in rows]
 
@@ -445,6 +473,7 @@ class Projections:
             log_count=r[24], cost_usd=r[25], input_tokens=r[26], output_tokens=r[27],
             wait_kind=r[28], wait_name=r[29], wait_until=r[30], waiting_since=r[31],
             parent_id=r[32], parent_seq=r[33],
+            code_version=r[34], forked_from=r[35], forked_seq=r[36],
         )
 
     # -- lifetime --------------------------------------------------------------------------------
@@ -477,6 +506,19 @@ def _views(only: Iterable[str] | None) -> list[str]:
     if unknown or not names:
         raise ValueError(f"unknown view {', '.join(unknown) or '(none)'}: use {', '.join(VIEWS)}")
     return names
+
+
+def _type_is(column: str) -> str:
+    """SQL: ``column`` names the error type given (whole, or its last dotted parts: what
+    people type is what an error printed, ``RateLimited``, where the journal records
+    ``myapp.errors.RateLimited``). substr and length: a suffix test both dialects spell
+    alike, case-sensitive (SQLite's LIKE is not)."""
+    return f"({column} = ? OR substr({column}, length({column}) - ?) = ?)"
+
+
+def _type_params(error_type: str) -> list[Any]:
+    tail = "." + error_type
+    return [error_type, len(tail) - 1, tail]
 
 
 def _utc(value: datetime) -> datetime:

@@ -146,6 +146,7 @@ def execution_row(s: ExecutionState) -> tuple[Any, ...]:
         completed, failed, retries, s.position, s.log_count,
         s.cost.usd, s.cost.input_tokens, s.cost.output_tokens, *waits,
         s.parent, s.parent_seq if s.parent is not None else None,
+        s.version or None, s.forked_from, s.forked_seq if s.forked_from is not None else None,
     )
 
 

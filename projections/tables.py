@@ -43,6 +43,9 @@ EXECUTIONS = Table(
         # The execution that started this one as its child, and at which of its calls
         # (NULL for an execution no other started).
         _c("parent_id", "uuid"), _c("parent_seq", "int"),
+        # The version of the code it started with (NULL: not recorded, an older release),
+        # and the execution it was forked from, at which seq (NULL: not a fork).
+        _c("code_version", "text"), _c("forked_from", "uuid"), _c("forked_seq", "int"),
     ),
     key=("execution_id",),
     indexes=(
@@ -55,6 +58,9 @@ EXECUTIONS = Table(
         Index("proj_executions_updated", ("status", "updated_at")),
         # children(): an execution's children in the order of its calls.
         Index("proj_executions_parent", ("parent_id", "parent_seq")),
+        # forks(): the forks and retries of an execution (``journal retry`` skips a failure
+        # retried already).
+        Index("proj_executions_forked", ("forked_from", "started_at")),
     ),
 )
 

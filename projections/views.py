@@ -3,7 +3,7 @@
 Each view is a table in the journal's own database with its own tracking position:
 
 - ``executions``: one row per execution (status, markers, error, pause or wait, counts, costs,
-  the parent that started it as its child)
+  the parent that started it as its child, its code version, the execution it was forked from)
 - ``steps``: one row per (execution, seq)
 - ``costs``: running totals by workflow, step name, model and UTC day
 
@@ -82,6 +82,14 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True):
     parent_id: UUID | None = None
     #: The parent's call that started it (its seq in the parent), None without a parent.
     parent_seq: int | None = None
+    #: The version of the workflow code it started with (a fingerprint, or the one given to
+    #: ``@runner.workflow(version=)``); None when not recorded (started by an older release).
+    code_version: str | None = None
+    #: The execution it was forked from (``runner.fork``, ``retry``), None otherwise.
+    forked_from: UUID | None = None
+    #: The seq from which the fork ran live (the calls before it were copied), None
+    #: without ``forked_from``.
+    forked_seq: int | None = None
 
 
 class StepSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -281,7 +281,7 @@ def fill_execution_rows(views: Projections, n: int) -> None:
             yield (uuid.uuid4(), f"wf{g % 20}", statuses[g % 7], at, at, None, None,
                    "fetch", 1, at, None, None, None, None, None, None, None, None, None, None,
                    1, 0, 0, 4, 0, Decimal("0.001"), 10, 20, None, None, None, None, None,
-                   None)
+                   None, None, None, None)
 
     with v.transaction():
         v.upsert(EXECUTIONS, list(rows()))

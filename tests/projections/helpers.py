@@ -29,6 +29,7 @@ def dump(views: Projections, ids: list[uuid.UUID]) -> dict[str, Any]:
         "costs": {by: views.costs(by=by) for by in ("workflow", "step", "model", "day")},
         "step_stats": views.step_stats(),
         "children": {i: views.children(i) for i in ids},
+        "forks": {i: views.forks(i) for i in ids},
     }
 
 
@@ -87,6 +88,9 @@ def assert_matches_state(views: Projections, state: ExecutionState) -> None:
     assert (e.wait_kind, e.wait_name, e.wait_until, e.waiting_since) == expected_wait(state)
     assert (e.parent_id, e.parent_seq) == (
         (state.parent, state.parent_seq) if state.parent is not None else (None, None))
+    assert e.code_version == (state.version or None)
+    assert (e.forked_from, e.forked_seq) == (
+        (state.forked_from, state.forked_seq) if state.forked_from is not None else (None, None))
     assert e.steps_completed == sum(1 for s in state.steps.values() if s.status == "completed")
     assert e.steps_failed == sum(1 for s in state.steps.values() if s.status == "failed")
     assert e.retries == sum(s.attempts - 1 for s in state.steps.values())

@@ -25,7 +25,8 @@ from runner import ChildFailed, Context, Runner
 from runner._engine import child_id
 from tests.projections.helpers import assert_matches_state, dump, make_old
 
-PARENT_COLUMNS = ("parent_id", "parent_seq")
+#: The parent links, and what a release without them lacks too (added after them).
+PARENT_COLUMNS = ("parent_id", "parent_seq", "code_version", "forked_from", "forked_seq")
 
 
 @pytest.fixture

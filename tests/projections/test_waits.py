@@ -27,9 +27,9 @@ from tests.conftest import ADMIN_URL
 from tests.projections.helpers import assert_matches_state, dump, make_old
 
 #: The wait columns, added at the end of proj_executions by this release (before the parent
-#: links, which a release without the wait columns lacks too).
+#: links and the code versions and forks, which a release without the wait columns lacks too).
 WAIT_COLUMNS = ("wait_kind", "wait_name", "wait_until", "waiting_since")
-ADDED = (*WAIT_COLUMNS, "parent_id", "parent_seq")
+ADDED = (*WAIT_COLUMNS, "parent_id", "parent_seq", "code_version", "forked_from", "forked_seq")
 
 
 @pytest.fixture
