@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from uuid import UUID
 
 import typer
@@ -106,7 +106,8 @@ app = typer.Typer(
     cls=_OneLineErrors,
     name="journal",
     help="Inspect, follow, resume, signal, cancel, export and prune workflow executions, "
-    "and serve them (wake timers, deliver signals, recover).",
+    "and serve them (wake timers, deliver signals, recover); check open executions against "
+    "new code before a deploy, fork and retry them, diff two runs.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -280,6 +281,35 @@ def stats_command(url: Url = DEFAULT_URL, as_json: Json = False) -> None:
         render.console().print(render.stats_table(rows))
 
 
+@app.command("diff")
+def diff_command(
+    a: Annotated[str, typer.Argument(help="Execution A: an id, or a unique prefix of one.")],
+    b: Annotated[str, typer.Argument(help="Execution B, compared with A.")],
+    url: Url = DEFAULT_URL,
+    as_json: Json = False,
+) -> None:
+    """Compare two runs call by call: what differs at each seq, and where they diverged.
+
+    For a fork and its source, a retry and the failure, or any two runs: the calls both made
+    with other inputs, outputs, attempts, durations or costs, the calls only one made, the
+    first seq where they took different paths, and how the runs differ as a whole (in the B
+    column, "=" is the same call as A's).
+    """
+    from runner.cli import deploys
+    from runner.diff import diff_runs
+
+    with _session(url, read_only=True) as (journal, views):
+        first, second = (resolve_id(journal, views, text) for text in (a, b))
+        sa, sb = journal.state(first), journal.state(second)
+    diff = diff_runs(sa, sb)
+    if as_json:
+        _echo_json(deploys.diff_document(sa, sb, diff))
+    else:
+        from runner.cli import render
+
+        render.diff_view(render.console(), sa, sb, diff)
+
+
 # -- acting --------------------------------------------------------------------------------------
 
 AppSpec = Annotated[str, typer.Option(
@@ -357,6 +387,281 @@ def recover_command(
     if skipped:
         _fail(f"{len(skipped)} execution(s) could not be recovered and are still running",
               url)
+
+
+@app.command("check")
+def check_command(
+    app_spec: AppSpec,
+    url: Url = DEFAULT_URL,
+    workflow: Annotated[str | None, typer.Option(help="Only executions of this workflow.")] = None,
+    status: Annotated[list[str] | None, typer.Option(
+        help="Only executions in this status (repeatable; default: running, paused and "
+        "waiting, the ones a deploy may strand).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Before a deploy: would every open execution replay with the code the app imports now?
+
+    Replays them in memory, writing nothing and running no step code (safe against the
+    production database). Prints each execution that would not replay (where it diverges,
+    what the journal recorded, what the code calls now, what would fix it), then the counts
+    and the code versions seen. Exit code 1 when any diverges, cannot be decoded, or has no
+    workflow registered in the app; 0 when all replay cleanly.
+    """
+    from journal.journal import Journal
+    from runner.cli import deploys
+
+    choices = get_args(StatusName)
+    for name in status or ():
+        if name not in choices:  # (Typer takes no list of Literal choices)
+            raise _UsageError(f"invalid value for '--status': {name!r} is not one of "
+                              + ", ".join(repr(c) for c in choices))
+    with _reported(url):
+        # Never a new empty journal where --url was mistyped (the app's own open would make
+        # one): it must exist, and is looked at before the app is imported.
+        Journal.open(url, create=False).close()
+    with _app_runner(app_spec, url) as runner:
+        # The runner's journal only: the views are not opened (a catch-up writes them).
+        results = runner.check(status=status, workflow=workflow)
+    bad = [r for r in results if not r.ok]
+    if as_json:
+        _echo_json(deploys.check_document(results))
+    else:
+        for r in bad:
+            typer.echo(deploys.check_line(r))
+        which = ", ".join(status) if status else "running, paused, waiting"
+        if not results:
+            typer.echo(f"no execution to check ({which}"
+                       + (f", workflow {workflow}" if workflow else "") + ")")
+        else:
+            counts = deploys.check_counts(results)
+            typer.echo(f"checked {len(results)} execution(s) ({which}) against {app_spec}: "
+                       + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
+            for name, seen in deploys.versions_seen(results).items():
+                typer.echo(deploys.versions_line(name, seen))
+    if bad:
+        _fail(f"{len(bad)} of {len(results)} execution(s) would not replay with this code "
+              "(listed above): deploying it would strand them", url)
+
+
+RetryStatus = Literal["failed", "cancelled"]
+
+
+def _input_option(text: str | None) -> Any:
+    """``--input``: the workflow's arguments by name, as a JSON object."""
+    from runner.fork import UNCHANGED
+
+    if text is None:
+        return UNCHANGED
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        _fail(f"invalid --input: not JSON ({e}); nothing was written")
+    if not isinstance(value, dict):
+        _fail("invalid --input: give the workflow's arguments by name, as a JSON object "
+              f"(e.g. '{{\"doc\": \"contract-7\"}}'), not {type(value).__name__}; nothing "
+              "was written")
+    return value
+
+
+def _check_input(runner: Runner, workflow: str, given: dict[str, Any], url: str) -> None:
+    """Refuse ``--input`` the workflow cannot be called with, before anything is written
+    (``Runner.fork`` would start the fork, which would fail at once with a TypeError)."""
+    import inspect
+
+    fn = runner._lookup(workflow).fn
+    try:
+        inspect.signature(fn).bind(None, **given)
+    except TypeError as e:
+        _fail(f"invalid --input for workflow {workflow!r}: {e}; nothing was written", url)
+    except ValueError:  # no signature to bind against (a builtin): the fork will say
+        pass
+
+
+@app.command("fork")
+def fork_command(
+    execution: Annotated[str, typer.Argument(help="Execution id, or a unique prefix.")],
+    from_step: Annotated[str, typer.Option(
+        "--from-step", help="Where the fork runs live from: a seq, or a step's name (its "
+        "first call). What the execution recorded before it is copied, not run again.")],
+    app_spec: AppSpec,
+    url: Url = DEFAULT_URL,
+    input_: Annotated[str | None, typer.Option(
+        "--input", help="The workflow's arguments by name, as a JSON object (default: "
+        "the ones the execution started with).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Copy an execution up to a step and run it live from there, with the code now.
+
+    The new execution starts with the source's recorded outcomes before the step (not run
+    again) and runs that step and the rest with the code the app imports now; the source is
+    left as it is.
+    """
+    from runner.cli import deploys
+
+    given = _input_option(input_)
+    with _app_runner(app_spec, url) as runner:
+        with Projections(runner.journal) as views:
+            eid = resolve_id(runner.journal, views, execution)
+        source = runner.journal.state(eid)
+        seq = deploys.step_seq(source, from_step)
+        if isinstance(given, dict):
+            _check_input(runner, source.workflow, given, url)
+        run = runner.fork(eid, from_seq=seq, input=given)
+    if as_json:
+        _echo_json({**json.loads(dumps(run)), "forked_from": str(eid), "forked_seq": seq})
+    else:
+        typer.echo(f"forked {eid} at seq {seq} -> {_run_line(run)}")
+
+
+@app.command("retry")
+def retry_command(
+    app_spec: AppSpec,
+    execution: Annotated[str | None, typer.Argument(
+        help="A failed or cancelled execution (id or unique prefix); or choose them with "
+        "--status.")] = None,
+    url: Url = DEFAULT_URL,
+    status: Annotated[RetryStatus | None, typer.Option(
+        help="Retry every execution in this status (with --error-type, --since).")] = None,
+    error_type: Annotated[str | None, typer.Option(
+        help="Only those that failed with this error type, or whose failed step did "
+        "(RateLimited, or its qualified name myapp.errors.RateLimited).")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only those that ended since: a duration (1h, 2d) or an ISO date/time.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="At most this many, oldest end first.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only say what would be retried, from which seq; start nothing.")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Run a failed or cancelled execution again from the step that failed, with the code now.
+
+    A new execution forked from it at its failed step (a cancelled one: its first unfinished
+    call): the steps before are copied, not run again. In bulk (--status), one that has a
+    fork already (retried before) is skipped: its retry is the one to retry now, or give its
+    id to retry it again.
+    """
+    if execution is not None:
+        if status is not None or error_type is not None or since is not None or limit:
+            raise _UsageError("--status, --error-type, --since and --limit choose executions "
+                              "to retry in bulk: give them without an ID")
+        _retry_one(app_spec, execution, url=url, dry_run=dry_run, as_json=as_json)
+        return
+    if status is None:
+        raise _UsageError("give an execution ID, or --status failed (or cancelled) to retry "
+                          "in bulk")
+    with _reported(url):
+        when = parse_since(since) if since else None
+    _retry_many(app_spec, url=url, status=status, error_type=error_type, since=when,
+                limit=limit, dry_run=dry_run, as_json=as_json)
+
+
+def _registered(runner: Runner, workflow: str, eid: UUID) -> None:
+    """What a retry would raise first: the execution's workflow is not in the app."""
+    from runner.errors import WorkflowNotFound
+
+    if workflow not in runner.workflows:
+        raise WorkflowNotFound(workflow, execution_id=eid)
+
+
+def _retry_one(app_spec: str, execution: str, *, url: str, dry_run: bool, as_json: bool) -> None:
+    from journal.errors import InvalidTransition
+    from runner._runner import retry_seq
+    from runner.cli import deploys
+
+    with _app_runner(app_spec, url) as runner:
+        with Projections(runner.journal) as views:
+            eid = resolve_id(runner.journal, views, execution)
+        state = runner.journal.state(eid)
+        ended = deploys.failure_text(state)
+        if dry_run:
+            if state.status not in deploys.RETRYABLE:
+                raise InvalidTransition(
+                    eid, state.status, "retry", f"only a failed or cancelled execution is "
+                    f"retried (this one is {state.status}); `journal fork` copies any")
+            _registered(runner, state.workflow, eid)
+            seq = retry_seq(state)
+        else:
+            run = runner.retry(eid)
+            seq = runner.journal.state(run.id).forked_seq
+    if dry_run:
+        if as_json:
+            _echo_json({"execution_id": eid, "workflow": state.workflow,
+                        "status": state.status, "ended": ended, "from_seq": seq,
+                        "action": "would retry"})
+        else:
+            typer.echo(f"would retry {eid} ({state.workflow}, {ended}) from seq {seq}; "
+                       "nothing was started")
+        return
+    if as_json:
+        _echo_json({**json.loads(dumps(run)), "retried": str(eid), "ended": ended,
+                    "from_seq": seq})
+    else:
+        typer.echo(f"retried {eid} ({ended}) from seq {seq} -> {_run_line(run)}")
+
+
+def _retry_many(
+    app_spec: str, *, url: str, status: str, error_type: str | None, since: Any,
+    limit: int | None, dry_run: bool, as_json: bool,
+) -> None:
+    from journal.errors import JournalError
+    from runner._runner import retry_seq
+    from runner.cli import deploys
+
+    entries: list[dict[str, Any]] = []
+    failed: list[tuple[UUID, str]] = []
+    with _app_runner(app_spec, url) as runner:
+        with Projections(runner.journal) as views:
+            _catch_up(views)  # the failures of the last minutes are chosen too
+            plans = deploys.plan_retries(views, status=status, error_type=error_type,
+                                         since=since, limit=limit)
+        for plan in plans:
+            entry: dict[str, Any] = {
+                "execution_id": plan.execution_id, "workflow": plan.workflow,
+                "status": plan.status, "error_type": plan.error_type,
+                "ended_at": plan.ended_at, "retried_as": plan.retried_as,
+            }
+            entries.append(entry)
+            if plan.skipped:
+                entry["action"] = "skipped"
+                if not as_json:
+                    typer.echo(f"skipped {plan.execution_id}: retried before, as "
+                               + ", ".join(str(i) for i in plan.retried_as))
+                continue
+            try:
+                state = runner.journal.state(plan.execution_id)
+                entry["ended"] = ended = deploys.failure_text(state)
+                if dry_run:
+                    _registered(runner, state.workflow, state.execution_id)
+                    entry.update(action="would retry", from_seq=retry_seq(state))
+                    if not as_json:
+                        typer.echo(f"would retry {plan.execution_id} ({plan.workflow}, "
+                                   f"{ended}) from seq {entry['from_seq']}")
+                    continue
+                run = runner.retry(plan.execution_id)
+            except JournalError as e:  # this one cannot be retried here: the others can
+                entry.update(action="error", error=_one_line(_scrub(str(e), url)))
+                failed.append((plan.execution_id, entry["error"]))
+                continue
+            seq = runner.journal.state(run.id).forked_seq
+            entry.update(action="retried", from_seq=seq, run=run)
+            if not as_json:
+                typer.echo(f"retried {plan.execution_id} ({ended}) from seq {seq} -> "
+                           f"{_run_line(run)}")
+    if as_json:
+        _echo_json(entries)
+    for eid, message in failed:
+        typer.echo(f"error: execution {eid} not retried: {message}", err=True)
+    if not as_json:
+        done = [e for e in entries if e["action"] in ("retried", "would retry")]
+        skipped = sum(e["action"] == "skipped" for e in entries)
+        verb = "would retry" if dry_run else "retried"
+        line = f"{verb} {len(done)} execution(s)" if done else "nothing to retry"
+        if skipped:
+            line += f"; skipped {skipped} retried before"
+        typer.echo(line + ("; nothing was started" if dry_run else ""))
+    if failed:
+        _fail(f"{len(failed)} execution(s) could not be retried", url)
 
 
 @app.command("signal")

@@ -11,12 +11,13 @@ import os
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from journal import ExecutionState
 from journal.events import Event
 from projections import CostSummary, ExecutionSummary, StepStats
 from runner.cli.jsonout import preview
@@ -31,9 +32,13 @@ from runner.cli.timeline import (
 )
 from runner.cli.timeparse import format_age, format_seconds
 
+if TYPE_CHECKING:
+    from runner.diff import RunDiff
+
 __all__ = [
     "console",
     "costs_table",
+    "diff_view",
     "event_line",
     "executions_table",
     "short_id",
@@ -164,6 +169,10 @@ def _summary_lines(s: dict[str, Any], children: list[ChildLine]) -> list[Text]:
     )]
     if s.get("parent") is not None:
         lines.append(Text(f"child of {s['parent']} (call seq {s['parent_seq']})"))
+    if s.get("forked_from") is not None:
+        lines.append(Text(f"forked from {s['forked_from']} at seq {s['forked_seq']}"))
+    if s.get("code_version"):
+        lines.append(Text(f"code version {s['code_version']}"))
     started = s["started_at"]
     when = started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if started else "-"
     if s["status"] in ("running", "paused", "waiting"):
@@ -330,3 +339,57 @@ def event_line(nid: int, event: Event, step_names: dict[int, str]) -> Text:
         step, attempt, f"  {entry.detail}" if entry.detail else "",
     )
 
+
+#: How each kind of seq reads in ``journal diff``.
+_DIFF_STYLE = {"same": "dim", "differs": "yellow", "only_a": "red", "only_b": "red",
+               "other": "red"}
+
+
+def _diff_side(tag: str, s: ExecutionState, other: ExecutionState) -> list[Text]:
+    lines = [Text.assemble(f"{tag}  ", (str(s.execution_id), "bold"), f"  {s.workflow}  ",
+                           _status(s.status))]
+    notes = []
+    if s.version:
+        notes.append(f"code version {s.version}")
+    if s.forked_from is not None:
+        source = ("A" if tag == "B" else "B") if s.forked_from == other.execution_id else (
+            str(s.forked_from))
+        notes.append(f"forked from {source} at seq {s.forked_seq}")
+    if notes:
+        lines.append(Text("   " + ", ".join(notes), style="dim"))
+    return lines
+
+
+def diff_view(out: Console, a: ExecutionState, b: ExecutionState, diff: RunDiff) -> None:
+    """``journal diff``: the two runs, where they diverged, a table call by call (what
+    differs at each seq), and the run-level differences; readable at 80 columns."""
+    from runner.cli import deploys
+
+    for line in [*_diff_side("A", a, b), *_diff_side("B", b, a)]:
+        out.print(line)
+    out.print(deploys.diverged_text(diff))
+    if diff.calls:
+        kinds = {k: sum(c.kind == k for c in diff.calls) for k in _DIFF_STYLE}
+        out.print(f"{len(diff.calls)} seq(s): " + ", ".join(
+            f"{n} {deploys.KINDS[k]}" for k, n in kinds.items() if n))
+        out.print()
+        table = Table(box=None, pad_edge=False)
+        table.add_column("seq", justify="right", no_wrap=True)
+        table.add_column("A", overflow="fold")
+        table.add_column("B", overflow="fold")
+        table.add_column("difference", overflow="fold")
+        for c in diff.calls:
+            same_call = c.a == c.b
+            table.add_row(str(c.seq), c.a or "-", "=" if same_call else (c.b or "-"),
+                          Text(deploys.change_text(c), style=_DIFF_STYLE.get(c.kind, "")))
+        out.print(table)
+    else:
+        out.print("neither run made a call")
+    out.print()
+    changes = deploys.run_changes(a, b, diff)
+    if not changes:
+        out.print("run: no difference (status, input, output, error, cost, code version)")
+        return
+    out.print("run:")
+    for change in deploys.run_change_lines(changes):
+        out.print(Text("  " + change, style="yellow"), overflow="fold")
