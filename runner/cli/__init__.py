@@ -4,6 +4,8 @@ Commands live in :mod:`runner.cli.commands`; what they do lives in small modules
 Python: :mod:`~runner.cli.timeparse` (``--since``/``--older-than``), :mod:`~runner.cli.lookup`
 (id prefixes), :mod:`~runner.cli.timeline` (``show``), :mod:`~runner.cli.queries` (windowed
 costs, following), :mod:`~runner.cli.retention` (export, prune, archive, import),
+:mod:`~runner.cli.deploys` (``check``, ``fork``, ``retry`` and ``diff``: steps by name, the
+executions a bulk retry takes, the lines and documents they print),
 :mod:`~runner.cli.jsonout` (``--json``) and :mod:`~runner.cli.render` (Rich output).
 It sits in ``runner`` because it uses all three packages.
 
