@@ -54,8 +54,6 @@ from journal.state import (
     FAILED,
     PAUSED,
     RUNNING,
-    STEP_COMPLETED,
-    STEP_FAILED,
     TERMINAL_STATUSES,
     WAITING,
     PauseState,
@@ -83,7 +81,7 @@ from runner.errors import (
     ValueClassMissing,
     WorkflowNotFound,
 )
-from runner.fork import UNCHANGED, forked_history
+from runner.fork import UNCHANGED, forked_history, retry_seq
 from runner.versions import fingerprint
 
 if TYPE_CHECKING:
@@ -874,7 +872,10 @@ class Runner:
             if not isinstance(input, dict):
                 raise TypeError("fork(input=...) takes the workflow's arguments by name (a "
                                 f"dict, as the journal records them), not {type(input).__name__}")
-            _unbind_input(wf, input)  # arguments the workflow cannot take: refused now
+            try:  # arguments the workflow cannot take: refused now, nothing written
+                (_signature(wf.fn) or inspect.signature(wf.fn)).bind(None, **input)
+            except TypeError as e:
+                raise TypeError(f"fork(input=...) of workflow {wf.name!r}: {e}") from None
             secret = _redacted_at(input, self.journal.capture.redact(input), "")
             if secret is not None:
                 raise SecretInput(workflow=wf.name, parameter=secret)
@@ -1178,18 +1179,3 @@ def _unbind_input(wf: _Workflow, recorded: Any) -> tuple[tuple[Any, ...], dict[s
     recorded = own_copy(recorded, "workflow input")  # the state's own stays the log's
     bound = inspect.BoundArguments(sig, {context: None, **(recorded or {})})  # type: ignore[arg-type]
     return bound.args[1:], bound.kwargs
-
-
-def retry_seq(state: ExecutionState) -> int:
-    """Where a retry of a failed or cancelled execution starts: its failed step (the one its
-    error came from, else the last that failed), else its first unfinished call, else right
-    after its last call."""
-    failed = [s for s in state.steps.values() if s.status == STEP_FAILED]
-    if failed:
-        error = state.error
-        same = [s for s in failed if error is not None and s.error is not None
-                and (s.error.type, s.error.message) == (error.type, error.message)]
-        return max(same or failed, key=lambda s: s.seq).seq
-    unfinished = [s.seq for s in state.steps.values() if s.status != STEP_COMPLETED]
-    unfinished += [c.seq for c in state.calls.values() if c.status != CALL_DONE]
-    return min(unfinished) if unfinished else state.max_seq + 1

@@ -94,6 +94,7 @@ def diff_runs(a: ExecutionState, b: ExecutionState) -> RunDiff:
     if diverged is None and set(ca) != set(cb):
         diverged = min(set(ca) ^ set(cb))
     summary = {k: (x, y) for k, x, y in (
+        ("input", a.input, b.input),
         ("workflow", a.workflow, b.workflow), ("status", a.status, b.status),
         ("output", a.output, b.output),
         ("error", a.error and a.error.message, b.error and b.error.message),

@@ -17,7 +17,7 @@ from uuid import UUID
 
 import msgspec
 
-from journal import Event, ExecutionClaimed, ExecutionStarted, LogRecorded
+from journal import Event, ExecutionClaimed, ExecutionStarted, ExecutionState, LogRecorded
 from journal.events import (
     TERMINAL_EVENTS,
     StepCompleted,
@@ -27,8 +27,9 @@ from journal.events import (
     WaitEnded,
     WaitStarted,
 )
+from journal.state import CALL_DONE, STEP_COMPLETED, STEP_FAILED
 
-__all__ = ["UNCHANGED", "forked_history"]
+__all__ = ["UNCHANGED", "forked_history", "retry_seq"]
 
 
 class _Unchanged:
@@ -73,3 +74,18 @@ def forked_history(
         events.append(msgspec.structs.replace(
             event, execution_id=fork_id, position=len(events) + 1, timestamp=now, **changes))
     return events
+
+
+def retry_seq(state: ExecutionState) -> int:
+    """Where a retry of a failed or cancelled execution starts: its failed step (the one its
+    error came from, else the last that failed), else its first unfinished call, else right
+    after its last call."""
+    failed = [s for s in state.steps.values() if s.status == STEP_FAILED]
+    if failed:
+        error = state.error
+        same = [s for s in failed if error is not None and s.error is not None
+                and (s.error.type, s.error.message) == (error.type, error.message)]
+        return max(same or failed, key=lambda s: s.seq).seq
+    unfinished = [s.seq for s in state.steps.values() if s.status != STEP_COMPLETED]
+    unfinished += [c.seq for c in state.calls.values() if c.status != CALL_DONE]
+    return min(unfinished) if unfinished else state.max_seq + 1

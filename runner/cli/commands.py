@@ -463,20 +463,6 @@ def _input_option(text: str | None) -> Any:
     return value
 
 
-def _check_input(runner: Runner, workflow: str, given: dict[str, Any], url: str) -> None:
-    """Refuse ``--input`` the workflow cannot be called with, before anything is written
-    (``Runner.fork`` would start the fork, which would fail at once with a TypeError)."""
-    import inspect
-
-    fn = runner._lookup(workflow).fn
-    try:
-        inspect.signature(fn).bind(None, **given)
-    except TypeError as e:
-        _fail(f"invalid --input for workflow {workflow!r}: {e}; nothing was written", url)
-    except ValueError:  # no signature to bind against (a builtin): the fork will say
-        pass
-
-
 @app.command("fork")
 def fork_command(
     execution: Annotated[str, typer.Argument(help="Execution id, or a unique prefix.")],
@@ -504,9 +490,10 @@ def fork_command(
             eid = resolve_id(runner.journal, views, execution)
         source = runner.journal.state(eid)
         seq = deploys.step_seq(source, from_step)
-        if isinstance(given, dict):
-            _check_input(runner, source.workflow, given, url)
-        run = runner.fork(eid, from_seq=seq, input=given)
+        try:
+            run = runner.fork(eid, from_seq=seq, input=given)
+        except TypeError as e:  # arguments the workflow cannot take: refused before writing
+            _fail(f"invalid --input: {e}; nothing was written", url)
     if as_json:
         _echo_json({**json.loads(dumps(run)), "forked_from": str(eid), "forked_seq": seq})
     else:
@@ -566,8 +553,8 @@ def _registered(runner: Runner, workflow: str, eid: UUID) -> None:
 
 def _retry_one(app_spec: str, execution: str, *, url: str, dry_run: bool, as_json: bool) -> None:
     from journal.errors import InvalidTransition
-    from runner._runner import retry_seq
     from runner.cli import deploys
+    from runner.fork import retry_seq
 
     with _app_runner(app_spec, url) as runner:
         with Projections(runner.journal) as views:
@@ -605,8 +592,8 @@ def _retry_many(
     limit: int | None, dry_run: bool, as_json: bool,
 ) -> None:
     from journal.errors import JournalError
-    from runner._runner import retry_seq
     from runner.cli import deploys
+    from runner.fork import retry_seq
 
     entries: list[dict[str, Any]] = []
     failed: list[tuple[UUID, str]] = []

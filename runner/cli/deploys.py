@@ -271,11 +271,7 @@ def _errors(a: str | None, b: str | None) -> tuple[str | None, str | None]:
 def run_changes(a: ExecutionState, b: ExecutionState, diff: RunDiff) -> dict[str, tuple[Any, Any]]:
     """The run-level differences: ``diff.summary`` and the workflow inputs (a fork started
     with other arguments), input first."""
-    changes: dict[str, tuple[Any, Any]] = {}
-    if a.input != b.input:
-        changes["input"] = (a.input, b.input)
-    changes.update(diff.summary)
-    return changes
+    return dict(diff.summary)  # input first: diff_runs puts it there
 
 
 def run_change_lines(changes: dict[str, tuple[Any, Any]], *, width: int = 32) -> list[str]:

@@ -249,7 +249,8 @@ def test_retry_and_fork_run_from_a_step_with_the_code_deployed_now(
         (["fork", str(failed), "--from-step", "1", "--input", "[8]"],
          "invalid --input: give the workflow's arguments by name, as a JSON object"),
         (["fork", str(failed), "--from-step", "1", "--input", '{"bsae": 8}'],
-         "invalid --input for workflow 'five': missing a required argument: 'base'"),
+         "invalid --input: fork(input=...) of workflow 'five': missing a required argument: "
+         "'base'"),
         (["retry", str(retried)], "only a failed or cancelled execution is retried (this one "
          "is completed)"),
     ]:
