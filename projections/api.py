@@ -18,6 +18,7 @@ from journal.storage import Listener, ViewStore, forks
 from projections.bulk import BULK_PAGE, bulk_rebuild
 from projections.errors import ViewsBehind
 from projections.projector import READ_ONLY_ERRORS, Projector
+from projections.stall import Stall, stall_reason
 from projections.tables import COSTS, EXECUTIONS, STEPS
 from projections.views import (
     COST_DIMENSIONS,
@@ -423,6 +424,48 @@ class Projections:
             order="updated_at", limit=limit,
         )
         return [self._execution(r) for r in rows]
+
+    def stalled(
+        self, *, older_than: timedelta, now: datetime | None = None, limit: int = 1000
+    ) -> list[Stall]:
+        """Open executions that are not moving, each with why (:mod:`projections.stall`),
+        longest stalled first.
+
+        Listed at once whatever their age: a running execution no live process drives (its
+        lease is free: an orphan) and a wait or pause past its deadline (nothing woke it).
+        Past ``older_than``: a running one quiet that long (its driver alive), and one
+        waiting or paused that long. One lease lookup per running execution.
+        """
+        now = _utc(now or datetime.now(UTC))
+        cutoff = now - older_than
+        e = EXECUTIONS.name
+        rows = self.views.select(
+            EXECUTIONS,
+            "status = 'running' OR (status IN ('paused', 'waiting') AND "
+            "(coalesce(waiting_since, updated_at) < ? OR wait_until <= ?))",
+            (cutoff, now),
+        )
+        open_steps: dict[UUID, list[StepSummary]] = {}
+        for r in self.views.select(
+            STEPS, f"status IN ('running', 'retrying') AND execution_id IN (SELECT "
+            f"execution_id FROM {e} WHERE {e}.status = 'running')", (), order="seq",
+        ):
+            step = StepSummary(**dict(zip(STEPS.names, r, strict=True)))
+            open_steps.setdefault(step.execution_id, []).append(step)
+        found: list[Stall] = []
+        for r in rows:
+            execution = self._execution(r)
+            holder = None
+            if execution.status == "running":
+                holder = self.journal.lease_holder(execution.execution_id)
+                if holder is not None and execution.updated_at >= cutoff:
+                    continue  # driven, and not quiet for long
+            reason = stall_reason(execution, open_steps.get(execution.execution_id, ()),
+                                  holder=holder, now=now)
+            if reason is not None:
+                found.append(Stall(execution=execution, reason=reason))
+        found.sort(key=lambda s: (s.reason.since, str(s.execution.execution_id)))
+        return found[:limit]
 
     # -- rows to values -----------------------------------------------------------------------
 

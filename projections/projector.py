@@ -180,6 +180,7 @@ def step_row(s: ExecutionState, seq: int) -> tuple[Any, ...]:
         s.execution_id, seq, st.name, st.status, st.attempts, st.started_at,
         st.ended_at, st.duration, usd, tin, tout,
         err.type if err else None, err.message if err else None,
+        st.retry_at, st.max_attempts,
     )
 
 

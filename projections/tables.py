@@ -72,6 +72,9 @@ STEPS = Table(
         _c("ended_at", "ts"), _c("duration", "float"), _c("cost_usd", "decimal", False),
         _c("input_tokens", "bigint", False), _c("output_tokens", "bigint", False),
         _c("error_type", "text"), _c("error_message", "text"),
+        # A retrying step's next attempt, and the attempts its policy allows in all (0: not
+        # recorded). Added last: an older table lacks them and is rebuilt at first open.
+        _c("retry_at", "ts"), _c("max_attempts", "int", False),
     ),
     key=("execution_id", "seq"),
     indexes=(Index("proj_steps_name", ("name", "status")),),

@@ -110,6 +110,10 @@ class StepSummary(msgspec.Struct, frozen=True, kw_only=True):
     output_tokens: int
     error_type: str | None
     error_message: str | None
+    #: While ``retrying``: when the next attempt starts (None otherwise).
+    retry_at: datetime | None = None
+    #: The attempts its retry policy allows in all (0: not recorded, or no policy).
+    max_attempts: int = 0
 
 
 class CostSummary(msgspec.Struct, frozen=True, kw_only=True):

@@ -304,9 +304,9 @@ def test_cli_read_commands_show_writer_classes(journal_url: str, tmp_path: Path)
     for text in ("Report", "Verdict", "report on doc-1", "0.75", "3 pages"):
         assert text in shown, (text, shown)
 
-    assert {r["execution_id"] for r in json.loads(out["stuck --json"])} == {
-        ids[n] for n in STUCK}
-    for text in (*STUCK, "work", "prepare"):
+    stuck = {r["execution_id"]: r["kind"] for r in json.loads(out["stuck --json"])}
+    assert stuck == {**{ids[n]: "orphaned" for n in STUCK}, ids["paused"]: "human"}
+    for text in (*STUCK, "orphaned in step work"):
         assert text in out["stuck"], (text, out["stuck"])
     for model in ("sim-1", "sim-2", "sim-3"):
         assert model in out["costs"], out["costs"]

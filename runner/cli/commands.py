@@ -219,20 +219,28 @@ def tail_command(
 def stuck_command(
     url: Url = DEFAULT_URL,
     older_than: Annotated[str, typer.Option(
-        help="Quiet for at least this long (30s, 5m, 2h).")] = "5m",
+        help="List a live running execution once quiet this long, a waiting or paused one "
+        "once it has waited this long (30s, 5m, 2h); orphans and waits past their deadline "
+        "are listed at once.")] = "5m",
     as_json: Json = False,
 ) -> None:
-    """Running executions with no event for a while, and the step each last started."""
+    """Open executions that are not moving, and why, longest stalled first.
+
+    One reason each: a human (the pause), a sleep, a signal or a child it waits for, a step
+    in flight with its driver alive, a retry's back-off, or no live driver at all (orphaned:
+    `journal recover` or `journal serve` takes it over).
+    """
     from runner.cli import render
 
     with _session(url, read_only=True) as (_, views):
         quiet = parse_duration(older_than, option="--older-than")
         _catch_up(views)
-        rows = views.stuck(older_than=quiet)
+        rows = views.stalled(older_than=quiet)
     if as_json:
-        _echo_json(rows)
+        _echo_json([render.stall_document(r) for r in rows])
     elif not rows:
-        typer.echo(f"no running execution has been quiet for {older_than}")
+        typer.echo(f"nothing stuck: no orphan, and no execution quiet, waiting or paused for "
+                   f"{older_than}")
     else:
         render.console().print(render.stuck_table(rows))
 

@@ -19,8 +19,8 @@ from rich.text import Text
 
 from journal import ExecutionState
 from journal.events import Event
-from projections import CostSummary, ExecutionSummary, StepStats
-from runner.cli.jsonout import preview
+from projections import CostSummary, ExecutionSummary, Stall, StepStats
+from runner.cli.jsonout import preview, to_jsonable
 from runner.cli.timeline import (
     CallLine,
     ChildLine,
@@ -42,6 +42,7 @@ __all__ = [
     "event_line",
     "executions_table",
     "short_id",
+    "stall_document",
     "stats_table",
     "stuck_table",
     "timeline_view",
@@ -114,18 +115,32 @@ def executions_table(rows: list[ExecutionSummary], *, now: datetime | None = Non
     return table
 
 
-def stuck_table(rows: list[ExecutionSummary], *, now: datetime | None = None) -> Table:
-    """``journal stuck``: where each quiet running execution got to, and since when."""
+def stall_document(stall: Stall) -> dict[str, Any]:
+    """``journal stuck --json``: the execution's view row, then why it is stuck (``kind``,
+    ``reason``), since when, until when, the step and the lease's holder."""
+    r = stall.reason
+    return {**to_jsonable(stall.execution), "kind": r.kind, "reason": r.text,
+            "stalled_since": to_jsonable(r.since), "until": to_jsonable(r.until),
+            "step": r.step, "holder": r.holder}
+
+
+def stuck_table(rows: list[Stall], *, now: datetime | None = None) -> Table:
+    """``journal stuck``: each stalled execution, how long, and why (the reason folds: the
+    table fits 80 columns with whole ids and statuses)."""
     table = Table(box=None, pad_edge=False)
-    for col in ("id", "workflow", "last event", "last started step", "last completed", "started"):
-        table.add_column(col, no_wrap=True)
-    for r in rows:
-        ls, lc = r.last_started_step, r.last_completed_step
+    table.add_column("id", no_wrap=True, min_width=8)
+    table.add_column("workflow", overflow="fold", max_width=20)
+    table.add_column("status", no_wrap=True)
+    table.add_column("for", no_wrap=True, justify="right")
+    table.add_column("reason", overflow="fold", ratio=1)
+    now = now or datetime.now(UTC)
+    for s in rows:
+        r = s.execution
+        style = "red" if s.reason.kind == "orphaned" else ""
         table.add_row(
-            short_id(r.execution_id), r.workflow, format_age(r.updated_at, now=now),
-            f"{ls.name} #{ls.seq} ({format_age(ls.at, now=now)})" if ls else "-",
-            f"{lc.name} #{lc.seq}" if lc else "-",
-            r.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            short_id(r.execution_id), r.workflow, _status(r.status),
+            format_seconds((now - s.reason.since).total_seconds()),
+            Text(s.reason.text, style=style),
         )
     return table
 

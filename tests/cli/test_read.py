@@ -102,16 +102,23 @@ def test_tail_follows_new_events_and_one_execution_to_its_end(
     assert all(e["notification_id"] > 0 for e in events)
 
 
-def test_stuck_names_the_last_started_step(cli: Invoke, filled: Filled) -> None:
+def test_stuck_says_why_each_open_execution_is_stuck(cli: Invoke, filled: Filled) -> None:
     r = cli("stuck", "--older-than", "0s", url=filled.url)
     assert r.exit_code == 0, r.output
-    assert str(filled.stalled)[:8] in r.stdout and "work #1" in r.stdout
-    assert str(filled.paused)[:8] not in r.stdout  # paused on purpose, not stuck
+    assert str(filled.stalled)[:8] in r.stdout and "orphaned in step work" in r.stdout
+    # Paused for a person: listed too, with whom it waits for.
+    assert str(filled.paused)[:8] in r.stdout and "waiting for human human_review" in r.stdout
     rows = json.loads(cli("stuck", "--json", "--older-than", "0s", url=filled.url).stdout)
-    assert [row["execution_id"] for row in rows] == [str(filled.stalled)]
-    assert rows[0]["last_started_step"]["name"] == "work"
-    quiet = cli("stuck", "--older-than", "1h", url=filled.url)
-    assert quiet.exit_code == 0 and "no running execution" in quiet.stdout
+    kinds = {row["execution_id"]: row["kind"] for row in rows}
+    assert kinds == {str(filled.stalled): "orphaned", str(filled.paused): "human",
+                     str(filled.paused2): "human"}
+    stalled = next(row for row in rows if row["execution_id"] == str(filled.stalled))
+    assert stalled["last_started_step"]["name"] == "work" and stalled["step"] == "work"
+    assert stalled["reason"].startswith("orphaned in step work (driver gone since ")
+    # An orphan is listed whatever the threshold; the pauses only once that old.
+    quiet = cli("stuck", "--older-than", "1h", "--json", url=filled.url)
+    assert quiet.exit_code == 0
+    assert [row["execution_id"] for row in json.loads(quiet.stdout)] == [str(filled.stalled)]
 
 
 def test_costs_by_each_dimension_and_window(cli: Invoke, filled: Filled) -> None:

@@ -88,7 +88,7 @@ def test_read_commands_with_a_select_only_role(
     out, _ = read("tail", str(filled.completed))
     assert "execution started" in out and "execution completed" in out.splitlines()[-1]
     out, _ = read("stuck", "--older-than", "0s")
-    assert str(filled.stalled)[:8] in out and "work #1" in out
+    assert str(filled.stalled)[:8] in out and "orphaned in step work" in out
     out, _ = read("costs")
     assert "review" in out and "total" in out
     costs = json.loads(read("costs", "--json", "--by", "model")[0])

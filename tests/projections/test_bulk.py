@@ -173,7 +173,7 @@ def test_tables_of_a_killed_build_are_dropped_by_the_next(journal: Journal) -> N
         left = store.fresh_suffix()
         store.create_fresh(ALL_TABLES, left)  # as a build killed before its swap leaves
         store.bulk_insert(STEPS, [(uuid.uuid4(), 1, "x", "running", 1, None, None, None,
-                                   Decimal(0), 0, 0, None, None)], left)
+                                   Decimal(0), 0, 0, None, None, None, 0)], left)
         views.rebuild()
         assert store.drop_fresh(ALL_TABLES) == []
         for eid in _ids(runs):

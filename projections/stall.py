@@ -1,0 +1,200 @@
+"""Why an open execution is not moving: one reason, from its view rows and its lease.
+
+The views say what the log says (the pause, the wait, the step in flight, the retry's next
+attempt); the lease says whether a live process is driving it (a ten-minute step leaves no
+event for ten minutes, a killed process none ever again). :func:`stall_reason` puts the two
+together for one execution, as a machine-readable ``kind`` and a sentence for people:
+
+=========  ===============================================================================
+kind       text
+=========  ===============================================================================
+human      ``waiting for human REASON since T`` (``, until T``: the pause's deadline)
+sleeping   ``sleeping until T``
+signal     ``waiting for signal NAME since T`` (``, until T``)
+child      ``waiting for child WORKFLOW since T``
+running    ``in step NAME for D, driver alive (host:pid)``
+retrying   ``retrying NAME k/n, next attempt at T, last error E`` (k: the next attempt)
+orphaned   ``orphaned in step NAME (driver gone since T)``: running, and no live process
+           holds its lease (T: its last event, the last sign of life)
+=========  ===============================================================================
+
+A wait whose deadline has passed says ``, overdue`` (nothing woke it: is ``journal serve``
+running?). Times are UTC, durations as ``3m05s``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+import msgspec
+
+from journal.state import PAUSED, RUNNING, STEP_RETRYING, STEP_RUNNING, WAITING
+from projections.views import ExecutionSummary, StepSummary
+
+__all__ = [
+    "CHILD",
+    "HUMAN",
+    "KINDS",
+    "ORPHANED",
+    "RETRYING",
+    "RUNNING_STEP",
+    "SIGNAL",
+    "SLEEPING",
+    "Stall",
+    "StallReason",
+    "driver_name",
+    "stall_reason",
+]
+
+HUMAN: Final = "human"
+SLEEPING: Final = "sleeping"
+SIGNAL: Final = "signal"
+CHILD: Final = "child"
+#: A step (or the workflow's code between steps) in flight, its driver alive.
+RUNNING_STEP: Final = "running"
+ORPHANED: Final = "orphaned"
+RETRYING: Final = "retrying"
+#: Every kind :func:`stall_reason` gives.
+KINDS: tuple[str, ...] = (HUMAN, SLEEPING, SIGNAL, CHILD, RUNNING_STEP, ORPHANED, RETRYING)
+
+#: The open statuses, the ones a reason is given for.
+OPEN: tuple[str, ...] = (RUNNING, PAUSED, WAITING)
+
+
+class StallReason(msgspec.Struct, frozen=True, kw_only=True):
+    """Why one open execution is where it is."""
+
+    #: One of :data:`KINDS`.
+    kind: str
+    #: The reason in words (see the module's table).
+    text: str
+    #: Since when it has been so: the pause or wait began, or its last event (running).
+    since: datetime
+    #: Its deadline: the timer, the wait's or the pause's timeout, a retry's next attempt.
+    until: datetime | None = None
+    #: The step in flight or retrying (None: none is).
+    step: str | None = None
+    #: Who holds its lease, as the journal names them (None: nobody, or not running).
+    holder: str | None = None
+
+
+class Stall(msgspec.Struct, frozen=True, kw_only=True):
+    """An execution ``journal stuck`` lists, and why."""
+
+    execution: ExecutionSummary
+    reason: StallReason
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _span(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``2h10m``, ``3d04h``: how long, to the second."""
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def _short(message: str, width: int = 120) -> str:
+    """A message on one line, cut at ``width`` characters (``journal show`` has it whole)."""
+    line = " ".join(message.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+_WHO = re.compile(r"^\S+:\d+")
+
+
+def driver_name(holder: str) -> str:
+    """``host:pid`` from a lease holder's description (``host:pid since ...``), else the
+    description itself."""
+    text = holder.removeprefix("this process (")
+    found = _WHO.match(text)
+    return found.group(0) if found else holder
+
+
+def _deadline(until: datetime | None, now: datetime) -> str:
+    if until is None:
+        return ""
+    return f", until {_utc(until)}" + (", overdue" if until <= now else "")
+
+
+def _open_step(steps: Sequence[StepSummary]) -> StepSummary | None:
+    """The step in flight or between attempts (the latest, if several are)."""
+    live = [s for s in steps if s.status in (STEP_RUNNING, STEP_RETRYING)]
+    return max(live, key=lambda s: s.seq) if live else None
+
+
+def stall_reason(
+    execution: ExecutionSummary, steps: Sequence[StepSummary] = (), *,
+    holder: str | None = None, now: datetime | None = None,
+) -> StallReason | None:
+    """Why ``execution`` (running, paused or waiting) is not moving, from its view row, its
+    ``steps`` rows (only the running and retrying ones matter), who holds its lease
+    (``journal.lease_holder``) and ``now``; None for an execution that has ended."""
+    now = now or datetime.now(UTC)
+    e = execution
+    since = e.waiting_since or e.updated_at
+    if e.status == PAUSED:
+        reason = e.pause_reason if e.pause_reason is not None else (e.wait_name or "")
+        until = e.wait_until
+        return StallReason(kind=HUMAN, since=e.paused_at or since, until=until,
+                           text=f"waiting for human {reason} since "
+                           f"{_utc(e.paused_at or since)}{_deadline(until, now)}")
+    if e.status == WAITING:
+        kind, name, until = e.wait_kind, e.wait_name or "", e.wait_until
+        if kind == "timer":
+            text = f"sleeping until {_utc(until)}" if until is not None else "sleeping"
+            if until is not None and until <= now:
+                text += ", overdue"
+            return StallReason(kind=SLEEPING, since=since, until=until, text=text)
+        if kind == "child":
+            return StallReason(kind=CHILD, since=since,
+                               text=f"waiting for child {name} since {_utc(since)}")
+        return StallReason(kind=SIGNAL, since=since, until=until,
+                           text=f"waiting for signal {name} since {_utc(since)}"
+                           f"{_deadline(until, now)}")
+    if e.status != RUNNING:
+        return None
+    step = _open_step(steps)
+    last = e.last_started_step
+    if step is not None:
+        where = f"in step {step.name}"
+    elif last is not None:
+        where = f"after step {last.name}"
+    else:
+        where = "before its first step"
+    if holder is None:
+        return StallReason(kind=ORPHANED, since=e.updated_at,
+                           step=step.name if step else None,
+                           text=f"orphaned {where} (driver gone since {_utc(e.updated_at)})")
+    who = driver_name(holder)
+    if step is not None and step.status == STEP_RETRYING:
+        total = f"/{step.max_attempts}" if step.max_attempts else ""
+        error = f"{step.error_type}: {_short(step.error_message or '')}" if (
+            step.error_type) else "unknown"
+        at = f"at {_utc(step.retry_at)}" if step.retry_at is not None else "soon"
+        return StallReason(kind=RETRYING, since=e.updated_at, until=step.retry_at,
+                           step=step.name, holder=holder,
+                           text=f"retrying {step.name} {step.attempts + 1}{total}, next "
+                           f"attempt {at}, last error {error}")
+    # How long the attempt in flight has run: its StepStarted is the last started step's.
+    began = e.updated_at
+    if step is not None:
+        began = last.at if last is not None and last.seq == step.seq else (
+            step.started_at or e.updated_at)
+    # A PostgreSQL lease whose session dropped is held for a grace period: its holder may
+    # be back in a moment, or dead (an orphan once the grace is over).
+    alive = "driver not answering" if "session is down" in holder else "driver alive"
+    return StallReason(kind=RUNNING_STEP, since=began, step=step.name if step else None,
+                       holder=holder,
+                       text=f"{where} for {_span((now - began).total_seconds())}, "
+                       f"{alive} ({who})")
