@@ -263,6 +263,7 @@ class Projections:
         workflow: str | None = None,
         since: datetime | None = None,
         error_type: str | None = None,
+        error_contains: str | None = None,
         ended_since: datetime | None = None,
         before: ExecutionSummary | None = None,
         limit: int = 50,
@@ -273,7 +274,9 @@ class Projections:
         ``since`` keeps executions started at or after it, ``ended_since`` those that ended
         at or after it, ``error_type`` those that failed with that error type, or whose
         failed step (``error_step``) did: the type's qualified name as recorded
-        (``myapp.errors.RateLimited``) or its last dotted parts (``RateLimited``).
+        (``myapp.errors.RateLimited``) or its last dotted parts (``RateLimited``);
+        ``error_contains`` those whose error message, or their failed step's, holds that
+        text (case ignored).
         """
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
@@ -297,6 +300,14 @@ class Projections:
                          f"{st}.execution_id = {e}.execution_id AND {st}.seq = "
                          f"{e}.error_step_seq AND {_type_is(f'{st}.error_type')}))")
             params += [*_type_params(error_type), *_type_params(error_type)]
+        if error_contains is not None:
+            e, st = EXECUTIONS.name, STEPS.name
+            pattern = "%" + _like_escaped(error_contains.lower()) + "%"
+            like = "lower({}) LIKE ? ESCAPE '\\'"
+            where.append(f"({like.format(f'{e}.error_message')} OR EXISTS (SELECT 1 FROM {st} "
+                         f"WHERE {st}.execution_id = {e}.execution_id AND {st}.seq = "
+                         f"{e}.error_step_seq AND {like.format(f'{st}.error_message')}))")
+            params += [pattern, pattern]
         if ended_since is not None:
             where.append("ended_at >= ?")
             params.append(_utc(ended_since))
@@ -562,6 +573,11 @@ def _type_is(column: str) -> str:
 def _type_params(error_type: str) -> list[Any]:
     tail = "." + error_type
     return [error_type, len(tail) - 1, tail]
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` matched as it is by LIKE (its ``%``, ``_`` and backslashes escaped)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _utc(value: datetime) -> datetime:

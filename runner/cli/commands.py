@@ -154,12 +154,18 @@ def ls_command(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
     since: Annotated[str | None, typer.Option(
         help="Only executions started since: a duration (2h, 7d) or an ISO date/time.")] = None,
+    error_type: Annotated[str | None, typer.Option(
+        help="Only executions that failed with this error type, or whose failed step did "
+        "(TimeoutError, or its qualified name myapp.errors.RateLimited).")] = None,
+    error_contains: Annotated[str | None, typer.Option(
+        help="Only executions whose error message (or their failed step's) contains this "
+        "text, case ignored.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: Json = False,
 ) -> None:
     """List executions, newest first: id, workflow, status, started, duration, last step, cost."""
-    reads.ls(url=url, status=status, workflow=workflow, since=since, limit=limit,
-             as_json=as_json)
+    reads.ls(url=url, status=status, workflow=workflow, since=since, error_type=error_type,
+             error_contains=error_contains, limit=limit, as_json=as_json)
 
 
 @app.command("show")
@@ -243,6 +249,37 @@ def stuck_command(
                    f"{older_than}")
     else:
         render.console().print(render.stuck_table(rows))
+
+
+@app.command("errors")
+def errors_command(
+    url: Url = DEFAULT_URL,
+    since: Annotated[str | None, typer.Option(
+        help="Only failures that ended since: a duration (1h, 7d) or an ISO date/time.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Failed executions grouped by root cause, most frequent first.
+
+    A cause is the error type of the step that failed and its message with numbers and ids
+    left out ("timeout after <n>s"): each with its count, when it was last seen and an
+    example id (`journal show ID` for its traceback, `journal ls --error-type TYPE` for all).
+    """
+    from runner.cli import render
+    from runner.cli.triage import error_groups
+
+    with _session(url, read_only=True) as (_, views):
+        when = parse_since(since) if since else None
+        _catch_up(views)
+        groups = error_groups(views, since=when)
+    if as_json:
+        _echo_json(groups)
+    elif not groups:
+        typer.echo("no failed executions" + (f" since {since}" if since else ""))
+    else:
+        render.console().print(render.errors_table(groups))
+        total = sum(g.count for g in groups)
+        typer.echo(f"{total} failed execution(s), {len(groups)} cause(s)")
 
 
 @app.command("costs")

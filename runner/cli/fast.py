@@ -4,13 +4,14 @@ Typer (with the Click it vendors and the Pydantic it converts option values with
 to import and to run than these two read commands spend doing their work. So :func:`main`
 first looks at the command line: if it is ``journal ls`` or ``journal show ID`` with only
 options it fully understands (``--url``, ``--json``, and for ``ls`` ``--status``,
-``--workflow``, ``--since``, ``--limit``, each as ``--opt value`` or ``--opt=value``, the
-last one winning as in Click), it calls :mod:`runner.cli.reads` directly, as the Typer
-command would. Anything else (``--help``, a typo, a value Typer would reject or convert,
-an option value starting with ``-``, ``--``, shell completion, an ASCII-only stdout that
-Click would rewrap) goes to the Typer app unchanged, which prints the same help and errors
-as ever. The two paths share every printing and failing function (:mod:`runner.cli.plumbing`),
-and end the same way: exit 0, the command's own exit code, 130 on Ctrl-C, 1 on a closed pipe.
+``--workflow``, ``--since``, ``--limit``, ``--error-type``, ``--error-contains``, each as
+``--opt value`` or ``--opt=value``, the last one winning as in Click), it calls
+:mod:`runner.cli.reads` directly, as the Typer command would. Anything else (``--help``, a
+typo, a value Typer would reject or convert, an option value starting with ``-``, ``--``,
+shell completion, an ASCII-only stdout that Click would rewrap) goes to the Typer app
+unchanged, which prints the same help and errors as ever. The two paths share every printing
+and failing function (:mod:`runner.cli.plumbing`), and end the same way: exit 0, the
+command's own exit code, 130 on Ctrl-C, 1 on a closed pipe.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ STATUSES = ("running", "paused", "waiting", "completed", "failed", "cancelled")
 
 _OPTIONS: dict[str, dict[str, str]] = {
     "ls": {"--url": "url", "--status": "status", "--workflow": "workflow", "--since": "since",
-           "--limit": "limit"},
+           "--limit": "limit", "--error-type": "error_type",
+           "--error-contains": "error_contains"},
     "show": {"--url": "url"},
 }
 _MAX_LIMIT_DIGITS = 18  # beyond that, let Typer convert it

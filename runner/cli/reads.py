@@ -15,8 +15,11 @@ __all__ = ["ls", "show"]
 
 
 def ls(*, url: str, status: str | None = None, workflow: str | None = None,
-       since: str | None = None, limit: int = 50, as_json: bool = False) -> None:
-    """List executions, newest first: id, workflow, status, started, duration, last step, cost."""
+       since: str | None = None, error_type: str | None = None,
+       error_contains: str | None = None, limit: int = 50, as_json: bool = False) -> None:
+    """List executions, newest first: id, workflow, status, started, duration, last step, cost
+    (``error_type``, ``error_contains``: only failures of that type, or with that text in
+    their message, the execution's or its failed step's)."""
     with session(url, read_only=True) as (_, views):
         when: datetime | None = None
         if since:
@@ -24,7 +27,9 @@ def ls(*, url: str, status: str | None = None, workflow: str | None = None,
 
             when = parse_since(since)
         catch_up(views)
-        rows = views.executions(status=status, workflow=workflow, since=when, limit=limit)
+        rows = views.executions(status=status, workflow=workflow, since=when,
+                                error_type=error_type, error_contains=error_contains,
+                                limit=limit)
     if as_json:
         echo_json(rows)
     elif not rows:

@@ -33,12 +33,14 @@ from runner.cli.timeline import (
 from runner.cli.timeparse import format_age, format_seconds
 
 if TYPE_CHECKING:
+    from runner.cli.triage import ErrorGroup
     from runner.diff import RunDiff
 
 __all__ = [
     "console",
     "costs_table",
     "diff_view",
+    "errors_table",
     "event_line",
     "executions_table",
     "short_id",
@@ -142,6 +144,19 @@ def stuck_table(rows: list[Stall], *, now: datetime | None = None) -> Table:
             format_seconds((now - s.reason.since).total_seconds()),
             Text(s.reason.text, style=style),
         )
+    return table
+
+
+def errors_table(groups: list[ErrorGroup], *, now: datetime | None = None) -> Table:
+    """``journal errors``: each root cause, how often, last seen, an example id."""
+    table = Table(box=None, pad_edge=False)
+    table.add_column("count", justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold", ratio=1)
+    table.add_column("last seen", no_wrap=True, justify="right")
+    table.add_column("example", no_wrap=True, min_width=8)
+    for g in groups:
+        table.add_row(str(g.count), Text.assemble((g.error_type, "red"), f": {g.message}"),
+                      format_age(g.last_at, now=now), short_id(g.example_id))
     return table
 
 
@@ -339,6 +354,34 @@ def timeline_view(out: Console, timeline: Timeline) -> None:
             usd(e.cost_usd), e.detail,
         )
     out.print(table)
+    _tracebacks(out, timeline)
+
+
+def _tracebacks(out: Console, timeline: Timeline) -> None:
+    """The tracebacks of the failed steps, then the execution's own (the workflow's, where
+    it let a step's failure through), last: what a reader of a failure looks at first."""
+    shown = set()
+    for st in timeline.steps:
+        if st.status == "failed" and st.traceback:
+            out.print()
+            out.print(Text(f"traceback of step {st.name} #{st.seq} ({st.error}):", style="red"))
+            out.print(st.traceback.rstrip(), markup=False, highlight=False)
+            shown.add(st.traceback)
+    error = timeline.summary.get("error")
+    if error is None or not error.traceback or error.traceback in shown:
+        return
+    text, title = error.traceback.rstrip(), f"{error.type}: {error.message}"
+    # The workflow's traceback begins with the step's, its cause: that part is above.
+    cause = next((tb.rstrip() for tb in shown if text.startswith(tb.rstrip())), None)
+    if cause is not None:
+        rest = text[len(cause):].strip().splitlines()
+        if rest and rest[0].startswith("The above exception"):
+            rest = rest[1:]
+        text = "\n".join(rest).strip()
+        title = f"{title}; the step's traceback above is its cause"
+    out.print()
+    out.print(Text(f"traceback of the execution's failure ({title}):", style="red"))
+    out.print(text, markup=False, highlight=False)
 
 
 def event_line(nid: int, event: Event, step_names: dict[int, str]) -> Text:

@@ -98,6 +98,8 @@ class StepLine(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int
     output_tokens: int
     error: str | None
+    #: The traceback of its error (a failed step's, or a retrying one's last), if recorded.
+    traceback: str | None = None
 
 
 class CallLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -384,6 +386,7 @@ def step_lines(state: ExecutionState) -> list[StepLine]:
             input_tokens=sum(c.input_tokens for c in st.costs),
             output_tokens=sum(c.output_tokens for c in st.costs),
             error=f"{st.error.type}: {st.error.message}" if st.error else None,
+            traceback=st.error.traceback or None if st.error else None,
         ))
     return lines
 

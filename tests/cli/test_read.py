@@ -53,6 +53,8 @@ def test_show_prints_the_timeline_of_a_prefix(cli: Invoke, filled: Filled) -> No
 
     failed = cli("show", str(filled.failed), url=filled.url).stdout
     assert "ValueError: cannot parse doc-d" in failed and "gave up" in failed
+    assert "traceback of step explode #1 (ValueError: cannot parse doc-d):" in failed
+    assert "Traceback (most recent call last)" in failed
 
     retried = cli("show", str(filled.retried), url=filled.url).stdout
     assert "ConnectionError: rate limited" in retried and "will retry" in retried
@@ -64,7 +66,7 @@ def test_show_prints_the_timeline_of_a_prefix(cli: Invoke, filled: Filled) -> No
     assert doc["steps"] == [{
         "seq": 1, "name": "flaky", "status": "completed", "attempts": 2,
         "duration": doc["steps"][0]["duration"], "cost_usd": "0.004", "input_tokens": 0,
-        "output_tokens": 0, "error": None,
+        "output_tokens": 0, "error": None, "traceback": None,
     }]
     attempts = [e["attempt"] for e in doc["timeline"] if e["step"] == "flaky"]
     assert attempts == [1, 1, 2, 2]
