@@ -6,8 +6,9 @@ Python: :mod:`~runner.cli.timeparse` (``--since``/``--older-than``), :mod:`~runn
 costs, following), :mod:`~runner.cli.retention` (export, prune, archive, import),
 :mod:`~runner.cli.deploys` (``check``, ``fork``, ``retry`` and ``diff``: steps by name, the
 executions a bulk retry takes, the lines and documents they print),
-:mod:`~runner.cli.jsonout` (``--json``) and :mod:`~runner.cli.render` (Rich output).
-It sits in ``runner`` because it uses all three packages.
+:mod:`~runner.cli.triage` (``errors``: failures by root cause), :mod:`~runner.cli.jsonout`
+(``--json``) and :mod:`~runner.cli.render` (Rich output). It sits in ``runner`` because it
+uses all three packages.
 
 ``app`` and ``main`` are loaded on first use, so importing the library modules (the demo
 uses :mod:`~runner.cli.timeline`) does not import Typer and Rich.
