@@ -43,7 +43,6 @@ from runner.cli.timeparse import parse_duration, parse_since
 
 if TYPE_CHECKING:
     from runner._runner import Run, Runner
-    from runner.errors import RunnerError
 
 # What only some commands use (the runner, Rich, retention, following, the rebuild) is
 # imported inside them: a command pays for its own needs only.
@@ -410,27 +409,39 @@ def recover_command(
         help="Recover running executions quiet for this long (their runner died).")] = "5m",
     as_json: Json = False,
 ) -> None:
-    """Continue running executions whose runner died, through the service's Runner."""
+    """Continue running executions whose runner died, through the service's Runner.
+
+    Prints each execution as it takes it over (where it continues) and how it ended, and
+    what it left running and why: a live process holds it, its step is in a retry back-off,
+    it cannot be replayed here, it is not quiet for --stale-after yet. Ctrl-C stops after
+    saying what was done (exit 130).
+    """
+    from runner.cli.recovery import Recovery
+
     with _reported(url):
         stale = parse_duration(stale_after, option="--stale-after")
-    skipped: list[tuple[UUID, RunnerError]] = []
+    say = (lambda line: None) if as_json else typer.echo
     with _app_runner(app_spec, url) as runner:
-        runs = runner.recover(stale_after=stale,
-                              on_error=lambda eid, e: skipped.append((eid, e)))
+        recovery = Recovery(runner=runner, stale_after=stale, say=say)
+        try:
+            recovery.run()
+            with Projections(runner.journal) as views:
+                recovery.report_not_stale(views)
+        except KeyboardInterrupt:
+            typer.echo(recovery.summary(interrupted=True), err=as_json)
+            raise CommandExit(130) from None
+    runs = recovery.recovered
+    errors = [s for s in recovery.skipped if s.error]
     if as_json:
         _echo_json(runs)
-    else:
-        for run in runs:
-            typer.echo(_run_line(run))
     # Skipped executions stay running: say which and why, and fail, so nothing looks done.
-    for eid, error in skipped:
-        typer.echo(f"error: execution {eid} not recovered: {_one_line(_scrub(str(error), url))}",
-                   err=True)
+    for s in errors:
+        typer.echo(f"error: execution {s.execution_id} not recovered: "
+                   f"{_one_line(_scrub(s.reason, url))}", err=True)
     if not as_json:
-        typer.echo(f"recovered {len(runs)} execution(s)" if runs or skipped
-                   else "nothing to recover")
-    if skipped:
-        _fail(f"{len(skipped)} execution(s) could not be recovered and are still running",
+        typer.echo(recovery.summary() if runs or recovery.skipped else "nothing to recover")
+    if errors:
+        _fail(f"{len(errors)} execution(s) could not be recovered and are still running",
               url)
 
 

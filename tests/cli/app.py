@@ -8,6 +8,7 @@ there), because tests run many journals in one process. The CLI closes it when d
 from __future__ import annotations
 
 import os
+import time
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -70,7 +71,18 @@ def slow(ctx: Context) -> str:
     return out
 
 
-WORKFLOWS = (review, broken, retried, slow)
+def nap() -> str:
+    time.sleep(60)  # long enough to be interrupted in (recover's Ctrl-C test)
+    return "rested"
+
+
+def drowsy(ctx: Context) -> str:
+    """A step that takes a minute: a recover busy with it is interrupted."""
+    out: str = ctx.step("nap", nap)
+    return out
+
+
+WORKFLOWS = (review, broken, retried, slow, drowsy)
 
 
 def make_runner(journal: Journal) -> Runner:
