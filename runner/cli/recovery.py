@@ -121,10 +121,10 @@ class Recovery:
                 self._skip(state, f"step {name!r} is in a retry back-off until "
                            f"{format_utc(until)}; recover it then (or let `journal serve`)")
                 continue
+            self.current = eid  # before the line: a Ctrl-C right after it names this one
             self.say(f"taking over {eid} ({state.workflow}) at {continues_at(state)}"
                      f"{_quiet(state, now)}")
             errors: list[RunnerError] = []
-            self.current = eid
             run = self.runner._recover_one(eid, self.stale_after, _collect(errors))
             self.current = None
             if run is not None:
