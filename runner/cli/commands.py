@@ -775,20 +775,100 @@ def serve_command(
         typer.echo(f"stopped serving {where}")
 
 
+CancelStatus = Literal["running", "paused", "waiting"]
+
+
 @app.command("cancel")
 def cancel_command(
-    execution: Annotated[str, typer.Argument(help="Execution id, or a unique prefix.")],
+    execution: Annotated[str | None, typer.Argument(
+        help="Execution id, or a unique prefix; or choose them with --status, --workflow, "
+        "--since, --error-type.")] = None,
     url: Url = DEFAULT_URL,
     reason: Annotated[str, typer.Option(help="Why (recorded in the journal).")] = "",
+    status: Annotated[CancelStatus | None, typer.Option(
+        help="Cancel the open executions in this status (else running, paused and "
+        "waiting ones).")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only those started since: a duration (1h, 2d) or an ISO date/time.")] = None,
+    error_type: Annotated[str | None, typer.Option(
+        help="Only those whose error (a step's, while retrying) is of this type.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only list what would be cancelled; write nothing.")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", help="Cancel without asking (needed when stdin is not a terminal).")] = False,
 ) -> None:
-    """Cancel an execution; a runner driving it stops at its next transition."""
+    """Cancel an execution, or every open one a filter chooses; a runner driving one stops
+    at its next call (a step in flight finishes).
+
+    In bulk it lists what it chose and asks before cancelling (--yes: without asking;
+    refused when stdin is not a terminal). Example: journal cancel --status paused
+    --workflow review --since 2d --dry-run
+    """
     from runner._runner import Runner
+    from runner.cli import deploys
+
+    filters = (status, workflow, since, error_type)
+    if execution is not None:
+        if any(f is not None for f in filters):
+            raise _UsageError("--status, --workflow, --since and --error-type choose "
+                              "executions to cancel in bulk: give them without an ID")
+        with _session(url) as (journal, views):
+            eid = resolve_id(journal, views, execution)
+            holder = journal.lease_holder(eid)
+            with Runner(journal) as runner:
+                run = runner.cancel(eid, reason=reason)
+        typer.echo(_run_line(run) + (f" ({reason})" if reason else "")
+                   + deploys.driver_note(holder))
+        return
+    if all(f is None for f in filters):
+        raise _UsageError("give an execution ID, or choose executions with --status, "
+                          "--workflow, --since or --error-type")
+    with _reported(url):
+        started = parse_since(since) if since else None
+    _cancel_many(url, status=status, workflow=workflow, since=started,
+                 error_type=error_type, reason=reason, dry_run=dry_run, yes=yes)
+
+
+def _cancel_many(url: str, *, status: str | None, workflow: str | None, since: Any,
+                 error_type: str | None, reason: str, dry_run: bool, yes: bool) -> None:
+    from journal.errors import ExecutionNotFound, InvalidTransition
+    from runner._runner import Runner
+    from runner.cli import deploys
 
     with _session(url) as (journal, views):
-        eid = resolve_id(journal, views, execution)
+        _catch_up(views)  # what started a moment ago is chosen too
+        rows = deploys.cancel_candidates(views, status=status, workflow=workflow,
+                                         since=since, error_type=error_type)
+        if not rows:
+            typer.echo("nothing to cancel")
+            return
+        if dry_run or not yes:
+            for r in rows:
+                note = deploys.driver_note(journal.lease_holder(r.execution_id))
+                typer.echo(f"would cancel {r.execution_id} ({r.workflow}, {r.status}){note}")
+        if dry_run:
+            typer.echo(f"would cancel {len(rows)} execution(s); nothing was cancelled")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                _fail(f"refusing to cancel {len(rows)} execution(s) without --yes: stdin is "
+                      "not a terminal to confirm on; nothing was cancelled", url)
+            typer.confirm(f"cancel these {len(rows)} execution(s)?", abort=True)
+        cancelled = 0
         with Runner(journal) as runner:
-            run = runner.cancel(eid, reason=reason)
-    typer.echo(_run_line(run) + (f" ({reason})" if reason else ""))
+            for r in rows:
+                holder = journal.lease_holder(r.execution_id)
+                try:
+                    runner.cancel(r.execution_id, reason=reason)
+                except (InvalidTransition, ExecutionNotFound) as e:  # ended meanwhile
+                    typer.echo(f"skipped {r.execution_id} ({r.workflow}): "
+                               f"{_one_line(str(e))}")
+                    continue
+                cancelled += 1
+                typer.echo(f"cancelled {r.execution_id} ({r.workflow}, was {r.status})"
+                           + deploys.driver_note(holder))
+    typer.echo(f"cancelled {cancelled} execution(s)" + (f" ({reason})" if reason else ""))
 
 
 # -- export, retention ---------------------------------------------------------------------------

@@ -27,19 +27,23 @@ if TYPE_CHECKING:
     from runner.check import CheckResult
 
 __all__ = [
+    "CANCELLABLE",
     "CHECK_OUTCOMES",
     "KINDS",
     "RETRYABLE",
     "RetryPlan",
+    "cancel_candidates",
     "change_text",
     "check_counts",
     "check_document",
     "check_line",
     "diff_document",
     "diverged_text",
+    "driver_note",
     "failure_text",
     "plan_retries",
     "run_changes",
+    "select_executions",
     "step_seq",
     "versions_line",
     "versions_seen",
@@ -203,14 +207,52 @@ def failure_text(state: ExecutionState) -> str:
 
 def _all(views: Projections, *, status: str, error_type: str | None, since: datetime | None,
          page: int) -> Iterator[ExecutionSummary]:
+    return select_executions(views, status=status, error_type=error_type, ended_since=since,
+                             page=page)
+
+
+def select_executions(
+    views: Projections, *, status: str | None = None, workflow: str | None = None,
+    since: datetime | None = None, error_type: str | None = None,
+    ended_since: datetime | None = None, page: int = 1000,
+) -> Iterator[ExecutionSummary]:
+    """Every execution the views have that matches (``Projections.executions``' filters:
+    ``since`` by start, ``ended_since`` by end), newest start first, page after page."""
     before = None
     while True:
-        rows = views.executions(status=status, error_type=error_type, ended_since=since,
+        rows = views.executions(status=status, workflow=workflow, since=since,
+                                error_type=error_type, ended_since=ended_since,
                                 before=before, limit=page)
         yield from rows
         if len(rows) < page:
             return
         before = rows[-1]
+
+
+#: The statuses a bulk ``journal cancel`` takes (an execution that has not ended).
+CANCELLABLE = ("running", "paused", "waiting")
+
+
+def cancel_candidates(
+    views: Projections, *, status: str | None = None, workflow: str | None = None,
+    since: datetime | None = None, error_type: str | None = None,
+) -> list[ExecutionSummary]:
+    """The open executions (running, paused or waiting; or only ``status``) that match,
+    oldest start first: what ``journal cancel --status ... --workflow ...`` cancels."""
+    if status is not None and status not in CANCELLABLE:
+        raise ValueError(f"only open executions are cancelled ({', '.join(CANCELLABLE)}), "
+                         f"not {status!r}")
+    rows = [r for s in ((status,) if status else CANCELLABLE)
+            for r in select_executions(views, status=s, workflow=workflow, since=since,
+                                       error_type=error_type)]
+    return sorted(rows, key=lambda r: (r.started_at, str(r.execution_id)))
+
+
+def driver_note(holder: str | None) -> str:
+    """What a cancel means for a run a live process drives (``""`` when none does)."""
+    if holder is None:
+        return ""
+    return f"; its driver {holder} stops at its next call (a step in flight finishes)"
 
 
 # -- diff ------------------------------------------------------------------------------------
