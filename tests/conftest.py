@@ -12,11 +12,14 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
+from psycopg import sql
 
 from journal.storage.postgres import parse_postgres_url
 
@@ -117,3 +120,31 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'journal.db'}"
     db_url: str = request.getfixturevalue("pg_database")
     return f"{db_url}?schema=s_{uuid.uuid4().hex[:12]}&lease_grace={TEST_LEASE_GRACE}"
+
+
+@contextmanager
+def select_only_role(journal_url: str) -> Iterator[str]:
+    """A URL of the PostgreSQL journal at ``journal_url`` (``?schema=`` given) for a new role
+    that may only SELECT its tables; the role is dropped afterwards."""
+    db_url, _, query = journal_url.partition("?")
+    schema = parse_qs(query)["schema"][0]
+    parts = urlsplit(db_url)
+    dbname = parts.path.lstrip("/")
+    role = f"ro_{uuid.uuid4().hex[:10]}"
+    ident = sql.Identifier
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident(role)))
+        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+            ident(dbname), ident(role)))
+        admin.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(role)))
+        admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+            ident(schema), ident(role)))
+    try:
+        yield f"postgresql://{role}@{parts.hostname}:{parts.port or 5432}/{dbname}?schema={schema}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE usename = %s", (role,))
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(ident(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(ident(role)))

@@ -15,14 +15,10 @@ import json
 import os
 import re
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 import projections
 from journal import Journal, JournalUnavailable
@@ -30,7 +26,7 @@ from journal.errors import JournalNotFound, NotAJournal
 from projections import Projections
 from projections.errors import ViewsBehind
 from tests.cli.conftest import Filled, Invoke
-from tests.conftest import ADMIN_URL
+from tests.conftest import select_only_role
 
 SERVER_DOWN = "check that the database is running"
 
@@ -43,28 +39,8 @@ def readonly_url(filled: Filled) -> Iterator[str]:
     """The filled journal's URL for a new role that may only SELECT (views caught up first)."""
     with Journal.open(filled.url) as journal, Projections(journal) as views:
         views.catch_up()  # the owner creates and fills the views' tables
-    db_url, _, query = filled.url.partition("?")
-    schema = parse_qs(query)["schema"][0]
-    parts = urlsplit(db_url)
-    dbname = parts.path.lstrip("/")
-    role = f"ro_{uuid.uuid4().hex[:10]}"
-    ident = sql.Identifier
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident(role)))
-        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            ident(dbname), ident(role)))
-        admin.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(role)))
-        admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
-            ident(schema), ident(role)))
-    try:
-        yield f"postgresql://{role}@{parts.hostname}:{parts.port or 5432}/{dbname}?schema={schema}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE usename = %s", (role,))
-        with psycopg.connect(db_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP OWNED BY {}").format(ident(role)))
-            admin.execute(sql.SQL("DROP ROLE {}").format(ident(role)))
+    with select_only_role(filled.url) as url:
+        yield url
 
 
 @pytest.mark.parametrize("journal_url", ["postgres"], indirect=True)

@@ -13,17 +13,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from journal import ExecutionHandle, Journal
 from projections import ProjectionError, Projections
 from projections.tables import COSTS, EXECUTIONS, STEPS, TRACKING
 from runner import Context, Runner
-from tests.conftest import ADMIN_URL
+from tests.conftest import select_only_role
 from tests.projections.helpers import assert_matches_state, dump, make_old
 
 #: The wait columns, added at the end of proj_executions by this release (before the parent
@@ -251,28 +248,8 @@ def test_two_processes_opening_an_old_table_rebuild_it_once(journal: Journal) ->
 @pytest.fixture
 def select_only(journal_url: str) -> Iterator[str]:
     """The journal's URL for a new PostgreSQL role that may only SELECT."""
-    db_url, _, query = journal_url.partition("?")
-    schema = parse_qs(query)["schema"][0]
-    parts = urlsplit(db_url)
-    dbname = parts.path.lstrip("/")
-    role = f"ro_{uuid.uuid4().hex[:10]}"
-    ident = sql.Identifier
-    with psycopg.connect(db_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(ident(role)))
-        admin.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-            ident(dbname), ident(role)))
-        admin.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(ident(schema), ident(role)))
-        admin.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
-            ident(schema), ident(role)))
-    try:
-        yield f"postgresql://{role}@{parts.hostname}:{parts.port or 5432}/{dbname}?schema={schema}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE usename = %s", (role,))
-        with psycopg.connect(db_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP OWNED BY {}").format(ident(role)))
-            admin.execute(sql.SQL("DROP ROLE {}").format(ident(role)))
+    with select_only_role(journal_url) as url:
+        yield url
 
 
 @pytest.fixture
