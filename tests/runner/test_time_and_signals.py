@@ -297,9 +297,11 @@ def test_drawn_values_replay_and_a_reordered_call_is_non_deterministic(
 
 
 ops = st.lists(st.sampled_from(["signal", "wake", "crash", "late"]), min_size=1, max_size=12)
+#: Sized for CI; the "long" profile ($HYPOTHESIS_PROFILE=long) explores more.
+INTERLEAVINGS = 80 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 8
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=INTERLEAVINGS, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(script=ops)
 def test_interleavings_of_signals_timers_and_crashes(journal_url: str, script: list[str]) -> None:
