@@ -61,7 +61,7 @@ from journal.state import ExecutionState, apply, fold
 from journal.storage import Blob, Storage, forks, open_storage
 from journal.storage.base import StoredEvent, Wake
 from journal.storage.leases import Lease
-from journal.values import decode_value, encode_value, is_immutable, own_copy
+from journal.values import aware_utc, decode_value, encode_value, is_immutable, own_copy
 
 if TYPE_CHECKING:  # asyncio and the writer threads load only for async callers
     from concurrent.futures import ThreadPoolExecutor
@@ -1108,11 +1108,7 @@ def _error(error: BaseException | ErrorInfo) -> ErrorInfo:
 
 
 def _utc(at: datetime | None, what: str) -> datetime | None:
-    if at is None:
-        return None
-    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"a {what} must be an aware datetime (with a time zone), not {at!r}")
-    return at.astimezone(UTC)
+    return None if at is None else aware_utc(at, what)
 
 
 def _owned(event: Event) -> Event:

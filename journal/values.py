@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -21,8 +21,8 @@ import msgspec
 from journal.errors import UnsupportedValue
 
 __all__ = [
-    "IMMUTABLE", "Unresolved", "decode_value", "encode_value", "ext_hook", "is_immutable",
-    "is_native", "own_copy", "plain", "to_wire",
+    "IMMUTABLE", "Unresolved", "aware_utc", "decode_value", "encode_value", "ext_hook",
+    "is_immutable", "is_native", "own_copy", "plain", "to_wire",
 ]
 
 EXT_UUID = 1
@@ -314,3 +314,11 @@ def own_copy(value: Any, path: str = "value") -> Any:
     if type(value) in IMMUTABLE:
         return value
     return decode_value(encode_value(value, path))
+
+
+def aware_utc(at: datetime, what: str) -> datetime:
+    """``at`` in UTC, if it is an aware datetime; else a ValueError naming ``what``: a
+    deadline without a time zone would mean another instant in every process."""
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(f"a {what} must be an aware datetime (with a time zone), not {at!r}")
+    return at.astimezone(UTC)

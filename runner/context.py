@@ -29,6 +29,7 @@ from uuid import UUID
 from journal.errors import JournalError
 from journal.events import WAIT_CHILD, WAIT_SIGNAL, WAIT_TIMER, Cost
 from journal.state import CALL_DONE
+from journal.values import aware_utc
 from runner.errors import OutsideStep
 
 if TYPE_CHECKING:
@@ -44,12 +45,6 @@ def _seconds(value: float | timedelta | None, what: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ValueError(f"a {what} must be seconds >= 0 or a timedelta, not {value!r}")
     return float(value)
-
-
-def _aware(when: datetime) -> datetime:
-    if not isinstance(when, datetime) or when.tzinfo is None or when.utcoffset() is None:
-        raise ValueError(f"sleep_until needs an aware datetime (with a time zone), not {when!r}")
-    return when.astimezone(UTC)
 
 
 def _child_trouble(engine: Engine, workflow: str, seq: int, error: JournalError) -> None:
@@ -278,7 +273,7 @@ class Context(_ContextBase):
     def sleep_until(self, when: datetime) -> None:
         """:meth:`sleep` until ``when`` (an aware datetime)."""
         engine = self._engine
-        until = _aware(when)
+        until = aware_utc(when, "sleep_until time")
         seq, rec = engine.begin_call(WAIT_TIMER, "")
         engine.timer(seq, rec, until)
 
@@ -385,7 +380,7 @@ class AsyncContext(_ContextBase):
 
     def sleep_until(self, when: datetime) -> Awaitable[None]:
         """``await ctx.sleep_until(...)``: :meth:`Context.sleep_until`."""
-        return self._timer(_aware(when))
+        return self._timer(aware_utc(when, "sleep_until time"))
 
     def _timer(self, until: datetime) -> Awaitable[None]:
         engine = self._engine
