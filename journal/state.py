@@ -260,6 +260,10 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     wait: WaitState | None = None
     #: Every signal received, in stream order.
     signals: list[SignalRecord] = []
+    #: Whether a wake-up may be kept for it: it waited, got a signal, or paused with a
+    #: deadline at some point (a run of steps and plain pauses never has one, so its commits
+    #: write none). Set by the fold, so a commit asks in O(1).
+    may_have_woken: bool = False
 
     @property
     def is_terminal(self) -> bool:
@@ -287,14 +291,6 @@ class ExecutionState(msgspec.Struct, kw_only=True):
         if self.status == PAUSED and self.pause is not None:
             return self.pause.until
         return None
-
-    @property
-    def may_have_woken(self) -> bool:
-        """Whether a wake-up may have been kept for it: it waited, got a signal, or paused
-        with a deadline at some point (a run of steps and plain pauses never has one)."""
-        return bool(self.signals) or self.wait is not None or any(
-            c.kind != "value" for c in self.calls.values()) or any(
-            p.until is not None for p in self.pauses)
 
     def unconsumed(self, name: str) -> SignalRecord | None:
         """The first signal ``name`` that no wait has consumed yet (stream order)."""
@@ -539,6 +535,8 @@ def _fold_started(state: ExecutionState, event: ExecutionStarted) -> None:
 
 def _fold_paused(state: ExecutionState, event: ExecutionPaused) -> None:
     state.status = PAUSED
+    if event.until is not None:
+        state.may_have_woken = True
     state.pause = PauseState(
         reason=event.reason, payload=event.payload, position=event.position,
         at=event.timestamp, until=event.until,
@@ -560,6 +558,7 @@ def _fold_resumed(state: ExecutionState, event: ExecutionResumed) -> None:
 
 def _fold_wait_started(state: ExecutionState, event: WaitStarted) -> None:
     state.status = WAITING
+    state.may_have_woken = True
     if event.seq > state.max_seq:
         state.max_seq = event.seq
     state.calls[event.seq] = CallRecord(
@@ -587,6 +586,7 @@ def _fold_wait_ended(state: ExecutionState, event: WaitEnded) -> None:
 
 
 def _fold_signal(state: ExecutionState, event: SignalReceived) -> None:
+    state.may_have_woken = True
     state.signals.append(SignalRecord(
         position=event.position, name=event.name, at=event.timestamp, value=event.value,
     ))
