@@ -653,13 +653,16 @@ class ExecutionHandle:
         *,
         costs: Iterable[Cost] = (),
         duration: float | None = None,
+        copied: bool = False,
     ) -> None:
-        """Record StepCompleted with the step's output (kept whole) and costs."""
+        """Record StepCompleted with the step's output (kept whole) and costs. ``copied``:
+        the output is the caller's own copy, held by nobody else (the runner's), so the
+        handle's state keeps it without copying it again."""
         with self._lock:
             self._ensure_fresh()
             attempt, duration = self._attempt_of(seq, duration)
             self._record(
-                StepCompleted, seq=seq, attempt=attempt,
+                StepCompleted, copied, seq=seq, attempt=attempt,
                 output=self._resumable(output, "step output"),
                 costs=_costs(costs) if costs else (), duration=duration,
             )
@@ -753,13 +756,15 @@ class ExecutionHandle:
             until=_utc(until, "pause deadline"),
         )
 
-    def resumed(self, value: Any = None, *, timed_out: bool = False) -> None:
+    def resumed(
+        self, value: Any = None, *, timed_out: bool = False, copied: bool = False
+    ) -> None:
         """Record ExecutionResumed with the answer to the pause (kept whole), or that its
-        deadline passed."""
+        deadline passed. ``copied``: as for :meth:`step_completed`."""
         with self._lock:
             self._ensure_fresh()
-            self._record(ExecutionResumed, value=self._resumable(value, "resume value"),
-                         timed_out=timed_out)
+            self._record(ExecutionResumed, copied,
+                         value=self._resumable(value, "resume value"), timed_out=timed_out)
 
     def wait_started(
         self, seq: int, kind: str, name: str = "", *, until: datetime | None = None
@@ -845,7 +850,9 @@ class ExecutionHandle:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _record(self, cls: type[Event], **fields: Any) -> None:
+    def _record(self, cls: type[Event], copied: bool = False, **fields: Any) -> None:
+        """Check, encode and record (or batch) one event. ``copied``: its values are copies
+        only this handle holds, so the state takes them as they are."""
         with self._lock:
             if self.journal._closed.is_set():
                 self._check_open()
@@ -866,7 +873,8 @@ class ExecutionHandle:
                          if type(w) is _OutOfLineValue]
             else:
                 stored = encode_event(event)  # refuses unsupported values before any change
-                event = _owned(event)
+                if not copied:
+                    event = _owned(event)
             apply(state, event)
             if self._batch is not None:
                 self._batch.append(stored)

@@ -777,7 +777,8 @@ class Engine:
             output = own_copy(output, f"output of step {scope.info.name!r}")
         seq, costs = scope.info.seq, tuple(scope.costs)
         self._hold(
-            lambda: self.handle.step_completed(seq, output, costs=costs, duration=duration)
+            lambda: self.handle.step_completed(seq, output, costs=costs, duration=duration,
+                                               copied=True)
         )
 
     def failed(
@@ -1009,7 +1010,7 @@ class Engine:
                 # ExecutionResumed rides with the next commit (a step's start, before its
                 # code runs; a pause; the end): a resume costs no commit of its own. Until
                 # then the lease keeps any other resumer out.
-                self._hold(lambda: self.handle.resumed(recorded))
+                self._hold(lambda: self.handle.resumed(recorded, copied=True))
                 return value
             self._check_all_replayed()
             self._pauses_called += 1
