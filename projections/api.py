@@ -18,7 +18,7 @@ from journal.storage import Listener, ViewStore, forks
 from projections.bulk import BULK_PAGE, bulk_rebuild
 from projections.errors import ViewsBehind
 from projections.projector import READ_ONLY_ERRORS, Projector
-from projections.stall import Stall, stall_reason
+from projections.stall import Stall, find_stalled
 from projections.tables import COSTS, EXECUTIONS, STEPS
 from projections.views import (
     COST_DIMENSIONS,
@@ -254,7 +254,7 @@ class Projections:
     def execution(self, execution_id: UUID | str) -> ExecutionSummary | None:
         """One execution as the view has it, or None if the view has not seen it."""
         rows = self.views.select(EXECUTIONS, "execution_id = ?", (as_uuid(execution_id),))
-        return self._execution(rows[0]) if rows else None
+        return self.summary_of(rows[0]) if rows else None
 
     def executions(
         self,
@@ -318,7 +318,7 @@ class Projections:
             EXECUTIONS, " AND ".join(where), params,
             order="started_at DESC, execution_id DESC", limit=limit,
         )
-        return [self._execution(r) for r in rows]
+        return [self.summary_of(r) for r in rows]
 
     def children(
         self, execution_id: UUID | str, *, after: int = 0, limit: int | None = 1000
@@ -331,7 +331,7 @@ class Projections:
             # (An id breaks ties, which only executions started by hand can make.)
             order="parent_seq, execution_id", limit=limit,
         )
-        return [self._execution(r) for r in rows]
+        return [self.summary_of(r) for r in rows]
 
     def forks(
         self, execution_id: UUID | str, *, limit: int | None = 1000
@@ -342,7 +342,7 @@ class Projections:
             EXECUTIONS, "forked_from = ?", (as_uuid(execution_id),),
             order="started_at, execution_id", limit=limit,
         )
-        return [self._execution(r) for r in rows]
+        return [self.summary_of(r) for r in rows]
 
     def steps(self, execution_id: UUID | str) -> list[StepSummary]:
         """The steps of one execution in seq order (empty if the view has not seen it)."""
@@ -434,49 +434,15 @@ class Projections:
             EXECUTIONS, "status = 'running' AND updated_at < ?", (cutoff,),
             order="updated_at", limit=limit,
         )
-        return [self._execution(r) for r in rows]
+        return [self.summary_of(r) for r in rows]
 
     def stalled(
         self, *, older_than: timedelta, now: datetime | None = None, limit: int = 1000
     ) -> list[Stall]:
-        """Open executions that are not moving, each with why (:mod:`projections.stall`),
-        longest stalled first.
-
-        Listed at once whatever their age: a running execution no live process drives (its
-        lease is free: an orphan) and a wait or pause past its deadline (nothing woke it).
-        Past ``older_than``: a running one quiet that long (its driver alive), and one
-        waiting or paused that long. One lease lookup per running execution.
-        """
-        now = _utc(now or datetime.now(UTC))
-        cutoff = now - older_than
-        e = EXECUTIONS.name
-        rows = self.views.select(
-            EXECUTIONS,
-            "status = 'running' OR (status IN ('paused', 'waiting') AND "
-            "(coalesce(waiting_since, updated_at) < ? OR wait_until <= ?))",
-            (cutoff, now),
-        )
-        open_steps: dict[UUID, list[StepSummary]] = {}
-        for r in self.views.select(
-            STEPS, f"status IN ('running', 'retrying') AND execution_id IN (SELECT "
-            f"execution_id FROM {e} WHERE {e}.status = 'running')", (), order="seq",
-        ):
-            step = StepSummary(**dict(zip(STEPS.names, r, strict=True)))
-            open_steps.setdefault(step.execution_id, []).append(step)
-        found: list[Stall] = []
-        for r in rows:
-            execution = self._execution(r)
-            holder = None
-            if execution.status == "running":
-                holder = self.journal.lease_holder(execution.execution_id)
-                if holder is not None and execution.updated_at >= cutoff:
-                    continue  # driven, and not quiet for long
-            reason = stall_reason(execution, open_steps.get(execution.execution_id, ()),
-                                  holder=holder, now=now)
-            if reason is not None:
-                found.append(Stall(execution=execution, reason=reason))
-        found.sort(key=lambda s: (s.reason.since, str(s.execution.execution_id)))
-        return found[:limit]
+        """Open executions that are not moving, each with why, longest stalled first
+        (:func:`projections.stall.find_stalled`)."""
+        return find_stalled(self, older_than=older_than, now=_utc(now or datetime.now(UTC)),
+                            limit=limit)
 
     # -- rows to values -----------------------------------------------------------------------
 
@@ -515,7 +481,8 @@ class Projections:
                 v.execute(f"DELETE FROM {STEPS.name} WHERE execution_id = ?", (eid,))
                 v.execute(f"DELETE FROM {EXECUTIONS.name} WHERE execution_id = ?", (eid,))
 
-    def _execution(self, r: Sequence[Any]) -> ExecutionSummary:
+    def summary_of(self, r: Sequence[Any]) -> ExecutionSummary:
+        """The summary an ``executions`` view row holds."""
         return ExecutionSummary(
             execution_id=r[0], workflow=r[1], status=r[2],
             started_at=r[3], updated_at=r[4], ended_at=r[5], duration=r[6],

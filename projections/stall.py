@@ -26,13 +26,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+from uuid import UUID
 
 import msgspec
 
 from journal.state import PAUSED, RUNNING, STEP_RETRYING, STEP_RUNNING, WAITING
+from projections.tables import EXECUTIONS, STEPS
 from projections.views import ExecutionSummary, StepSummary
+
+if TYPE_CHECKING:
+    from projections.api import Projections
 
 __all__ = [
     "CHILD",
@@ -46,6 +51,7 @@ __all__ = [
     "Stall",
     "StallReason",
     "driver_name",
+    "find_stalled",
     "stall_reason",
 ]
 
@@ -198,3 +204,44 @@ def stall_reason(
                        holder=holder,
                        text=f"{where} for {_span((now - began).total_seconds())}, "
                        f"{alive} ({who})")
+
+
+def find_stalled(
+    views: Projections, *, older_than: timedelta, now: datetime, limit: int = 1000
+) -> list[Stall]:
+    """Open executions that are not moving, each with why, longest stalled first.
+
+    Listed at once whatever their age: a running execution no live process drives (its
+    lease is free: an orphan) and a wait or pause past its deadline (nothing woke it).
+    Past ``older_than``: a running one quiet that long (its driver alive), and one
+    waiting or paused that long. One lease lookup per running execution.
+    """
+    cutoff = now - older_than
+    e = EXECUTIONS.name
+    rows = views.views.select(
+        EXECUTIONS,
+        "status = 'running' OR (status IN ('paused', 'waiting') AND "
+        "(coalesce(waiting_since, updated_at) < ? OR wait_until <= ?))",
+        (cutoff, now),
+    )
+    open_steps: dict[UUID, list[StepSummary]] = {}
+    for r in views.views.select(
+        STEPS, f"status IN ('running', 'retrying') AND execution_id IN (SELECT "
+        f"execution_id FROM {e} WHERE {e}.status = 'running')", (), order="seq",
+    ):
+        step = StepSummary(**dict(zip(STEPS.names, r, strict=True)))
+        open_steps.setdefault(step.execution_id, []).append(step)
+    found: list[Stall] = []
+    for r in rows:
+        execution = views.summary_of(r)
+        holder = None
+        if execution.status == "running":
+            holder = views.journal.lease_holder(execution.execution_id)
+            if holder is not None and execution.updated_at >= cutoff:
+                continue  # driven, and not quiet for long
+        reason = stall_reason(execution, open_steps.get(execution.execution_id, ()),
+                              holder=holder, now=now)
+        if reason is not None:
+            found.append(Stall(execution=execution, reason=reason))
+    found.sort(key=lambda s: (s.reason.since, str(s.execution.execution_id)))
+    return found[:limit]

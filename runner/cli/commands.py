@@ -172,10 +172,33 @@ def show_command(
     execution: Annotated[str, typer.Argument(help="Execution id, or a unique prefix of one.")],
     url: Url = DEFAULT_URL,
     as_json: Json = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", dir_okay=False,
+        help="Write the timeline as a self-contained HTML page to this file instead.")
+    ] = None,
 ) -> None:
     """Show one execution's timeline: steps, attempts, errors, logs, pause or wait, calls,
     children (or its parent), signals, costs."""
+    if html is not None:
+        from runner.cli.html import write_page
+
+        write_page(url=url, execution=execution, path=html)
+        return
     reads.show(execution=execution, url=url, as_json=as_json)
+
+
+@app.command("ui")
+def ui_command(
+    url: Url = DEFAULT_URL,
+    host: Annotated[str, typer.Option(help="Address to listen on (local only by default).")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free one).")
+                    ] = 8765,
+) -> None:
+    """Serve the timeline pages of every execution, read-only, until Ctrl-C."""
+    from runner.cli.ui import serve_ui
+
+    serve_ui(url=url, host=host, port=port)
 
 
 @app.command("tail")
