@@ -48,6 +48,7 @@ from journal.events import (
     ExecutionResumed,
     ExecutionStarted,
     LogRecorded,
+    ReplayDiverged,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -90,6 +91,7 @@ CODES: dict[type[Event], str] = {
     WaitEnded: "N",  # next
     SignalReceived: "G",
     ValueRecorded: "V",
+    ReplayDiverged: "Y",  # (why it stopped)
 }
 
 #: The topic of v1/v2 rows (``module:qualname``): read forever, never written again.

@@ -43,6 +43,7 @@ __all__ = [
     "ExecutionStarted",
     "LogRecorded",
     "OutOfLine",
+    "ReplayDiverged",
     "SignalReceived",
     "StepCompleted",
     "StepFailed",
@@ -120,6 +121,9 @@ class ExecutionStarted(Event, frozen=True, kw_only=True, array_like=True):
     #: copied, and it runs live from there.
     forked_from: UUID | None = None
     forked_seq: int = 0
+    #: Enqueued (``Runner.enqueue``): no process drives it yet; the first ``serve()`` to
+    #: claim it runs it (status ``queued`` until its ExecutionClaimed).
+    queued: bool = False
     payload_fields: ClassVar[tuple[str, ...]] = ("input",)
 
 
@@ -279,6 +283,22 @@ class ValueRecorded(Event, frozen=True, kw_only=True, array_like=True):
     payload_fields: ClassVar[tuple[str, ...]] = ("value",)
 
 
+class ReplayDiverged(Event, frozen=True, kw_only=True, array_like=True):
+    """A process could not replay the execution with its code: at call ``seq`` the journal
+    recorded ``recorded`` and the code (``version``) called ``called``. Nothing else was
+    written and the execution stays where it was (running, paused or waiting), so that
+    ``journal stuck`` can say why it is not moving and which code to deploy. A later claim
+    (code that replays it) clears it."""
+
+    seq: int
+    version: str = ""
+    recorded: str = ""
+    called: str = ""
+    message: str = ""
+    host: str = ""
+    pid: int = 0
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     ExecutionStarted,
     StepStarted,
@@ -295,6 +315,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     WaitEnded,
     SignalReceived,
     ValueRecorded,
+    ReplayDiverged,
 )
 
 TERMINAL_EVENTS: tuple[type[Event], ...] = (

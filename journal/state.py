@@ -36,6 +36,7 @@ from journal.events import (
     ExecutionResumed,
     ExecutionStarted,
     LogRecorded,
+    ReplayDiverged,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -51,11 +52,13 @@ __all__ = [
     "COMPLETED",
     "FAILED",
     "PAUSED",
+    "QUEUED",
     "RUNNING",
     "TERMINAL_STATUSES",
     "WAITING",
     "CallRecord",
     "CostTotals",
+    "DivergedRecord",
     "DriverInfo",
     "ExecutionState",
     "PauseRecord",
@@ -69,6 +72,8 @@ __all__ = [
 ]
 
 NEW = "new"
+#: Enqueued (``ExecutionStarted.queued``): recorded, and no process has claimed it yet.
+QUEUED = "queued"
 RUNNING = "running"
 PAUSED = "paused"
 #: Sleeping, or waiting for a signal: resumed by ``serve()`` when due, holding nothing.
@@ -219,6 +224,18 @@ class DriverInfo(msgspec.Struct, frozen=True, kw_only=True):
     quiet_for: float | None = None
 
 
+class DivergedRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The last replay that failed (``ReplayDiverged``), until code that replays it claims
+    the execution."""
+
+    seq: int
+    version: str
+    message: str
+    at: datetime
+    host: str = ""
+    pid: int = 0
+
+
 class ExecutionState(msgspec.Struct, kw_only=True):
     """Everything the log says about one execution, rebuilt by folding its events."""
 
@@ -264,6 +281,8 @@ class ExecutionState(msgspec.Struct, kw_only=True):
     #: deadline at some point (a run of steps and plain pauses never has one, so its commits
     #: write none). Set by the fold, so a commit asks in O(1).
     may_have_woken: bool = False
+    #: The last replay that diverged, if no process has claimed the execution since.
+    diverged: DivergedRecord | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -453,6 +472,7 @@ _CHECKS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     WaitEnded: _check_wait_ended,
     SignalReceived: _check_live,
     ValueRecorded: _check_free_seq,
+    ReplayDiverged: _check_live,
 }
 
 
@@ -461,6 +481,8 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
     check(state, event)
     state.position = event.position
     state.updated_at = event.timestamp
+    if state.diverged is not None and type(event) not in _KEEP_DIVERGED:
+        state.diverged = None  # someone's code went on with it
     _FOLDS[type(event)](state, event)
     return state
 
@@ -521,7 +543,7 @@ def _fold_step_failed(state: ExecutionState, event: StepFailed) -> None:
 
 
 def _fold_started(state: ExecutionState, event: ExecutionStarted) -> None:
-    state.status = RUNNING
+    state.status = QUEUED if event.queued else RUNNING
     state.workflow = event.workflow
     state.input = event.input
     state.idempotency_key = event.idempotency_key
@@ -616,11 +638,19 @@ def _fold_failed(state: ExecutionState, event: ExecutionFailed) -> None:
 
 
 def _fold_claimed(state: ExecutionState, event: ExecutionClaimed) -> None:
+    if state.status == QUEUED:
+        state.status = RUNNING
     state.claims += 1
     state.driver = DriverInfo(
         host=event.host, pid=event.pid, runner=event.runner, reason=event.reason,
         at=event.timestamp, quiet_for=event.quiet_for,
     )
+
+
+def _fold_diverged(state: ExecutionState, event: ReplayDiverged) -> None:
+    state.diverged = DivergedRecord(seq=event.seq, version=event.version,
+                                    message=event.message, at=event.timestamp,
+                                    host=event.host, pid=event.pid)
 
 
 def _fold_cancelled(state: ExecutionState, event: ExecutionCancelled) -> None:
@@ -646,13 +676,20 @@ _FOLDS: dict[type[Event], Callable[[ExecutionState, Any], None]] = {
     WaitEnded: _fold_wait_ended,
     SignalReceived: _fold_signal,
     ValueRecorded: _fold_value,
+    ReplayDiverged: _fold_diverged,
 }
+
+#: Events that say nothing of whether code replays the execution: a divergence recorded
+#: before them still stands.
+_KEEP_DIVERGED: set[type[Event]] = {ReplayDiverged, LogRecorded, SignalReceived}
 
 
 def register_variant(variant: type[Event], base: type[Event]) -> None:
     """Fold ``variant`` (a subclass read differently, e.g. with raw payloads) as ``base``."""
     _CHECKS[variant] = _CHECKS[base]
     _FOLDS[variant] = _FOLDS[base]
+    if base in _KEEP_DIVERGED:
+        _KEEP_DIVERGED.add(variant)
 
 
 def fold(execution_id: UUID, events: list[Event]) -> ExecutionState:

@@ -35,11 +35,13 @@ from tests.journal.golden.make_golden import (
     PATH_V2,
     PATH_V3,
     PATH_V4,
+    PATH_V5,
     V3_LEGACY_ROWS,
     golden_streams,
     golden_streams_v2,
     golden_streams_v3,
     golden_streams_v4,
+    golden_streams_v5,
 )
 
 Row = tuple[str, int, str, bytes]
@@ -168,7 +170,7 @@ def test_golden_streams_cover_every_event_type_and_value_type() -> None:
     topics = {topic for path in (PATH, PATH_V2)
               for records in _load(path).values() for topic, _ in records}
     assert topics == {legacy_topic_of(cls) for cls in LEGACY_TYPES}
-    compact = {row[2] for path in (PATH_V3, PATH_V4)
+    compact = {row[2] for path in (PATH_V3, PATH_V4, PATH_V5)
                for rows in _load_rows(path).values() for row in rows} - topics
     assert compact == {topic_of(cls) for cls in EVENT_TYPES}
     completed = golden_streams()["completed"]
@@ -216,6 +218,7 @@ def test_topic_codes_never_change() -> None:
         "WaitEnded": "N",
         "SignalReceived": "G",
         "ValueRecorded": "V",
+        "ReplayDiverged": "Y",
     }
 
 
@@ -248,3 +251,27 @@ def test_v4_rows_decode_and_fold_to_their_waits_signals_and_values() -> None:
     assert retried.version == "3f2a9c1e0b7d4455" and retried.forked_seq == 2
     assert retried.steps[1].status == "retrying" and retried.steps[1].max_attempts == 3
     assert retried.steps[1].retry_at is not None and retried.calls[2].value == "add-check"
+
+
+def test_v5_rows_decode_and_fold_to_a_queue_and_divergences() -> None:
+    stored = _load_rows(PATH_V5)
+    expected = golden_streams_v5()
+    assert list(stored) == list(expected)
+    for name, rows in stored.items():
+        for got, want in zip(_decode_rows(rows), expected[name], strict=True):
+            _assert_same(got, want, f"{name}@{want.position}")
+    queued = _decode_rows(stored["queued"])
+    assert fold(queued[0].execution_id, queued[:2]).status == "queued"
+    done = fold(queued[0].execution_id, queued)
+    assert done.status == "completed" and done.driver is not None
+    assert done.driver.reason == "dequeue" and done.version == "v1"
+    paused = fold(UUID(stored["paused"][0][0]), _decode_rows(stored["paused"]))
+    assert paused.status == "paused" and paused.diverged is not None
+    assert (paused.diverged.seq, paused.diverged.version, paused.diverged.host) == (1, "v2", "h4")
+    cleared = _decode_rows(stored["cleared"])
+    before = fold(cleared[0].execution_id, cleared[:4])
+    assert before.diverged is not None and before.diverged.message == "renamed"
+    after = fold(cleared[0].execution_id, cleared)
+    assert after.diverged is None and after.steps[1].attempts == 2
+    lean = fold(cleared[0].execution_id, _decode_rows(stored["cleared"][:4], lean=True))
+    assert lean.diverged is not None  # a log line (lean, too) keeps it

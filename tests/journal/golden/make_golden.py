@@ -10,14 +10,17 @@ v4 (rows as v3) adds durable time and outside events: WaitStarted/WaitEnded (tim
 waits that consumed a signal or timed out), SignalReceived (before and during a wait, and one
 never consumed), ValueRecorded, a pause with a deadline that timed out, a stream that
 sleeps after being resumed, a parent whose child's end came as its signal, and a fork with a
-code version, a retry's back-off and a patch marker. (Rows of
+code version, a retry's back-off and a patch marker. v5 (rows as v3) adds the queue and
+replay divergence: an enqueued ExecutionStarted (``queued``) claimed by a server, and
+ReplayDiverged recorded twice (a paused run whose resume diverged, and an orphan whose
+divergence a later claim cleared). (Rows of
 the old types written before their new fields existed are the v3 file's: today's code reads
 them with those fields at their defaults.)
 
 Run ONCE per storage-format version (``python -m tests.journal.golden.make_golden``) and
 commit the output. Never regenerate an existing file: test_golden.py checks that the bytes
 an old version wrote still decode to :func:`golden_streams`, and regenerating would hide
-exactly the incompatibility it is there to catch. For a new format, write v4_stream.msgpack.
+exactly the incompatibility it is there to catch. For a new format, write v6_stream.msgpack.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from journal.events import (
     ExecutionStarted,
     LogRecorded,
     OutOfLine,
+    ReplayDiverged,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -59,6 +63,7 @@ PATH = Path(__file__).with_name("v1_stream.msgpack")
 PATH_V2 = Path(__file__).with_name("v2_stream.msgpack")
 PATH_V3 = Path(__file__).with_name("v3_stream.msgpack")
 PATH_V4 = Path(__file__).with_name("v4_stream.msgpack")
+PATH_V5 = Path(__file__).with_name("v5_stream.msgpack")
 T0 = datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 EVERY_VALUE = {
@@ -261,6 +266,39 @@ def golden_streams_v4() -> dict[str, list[Event]]:
             "retried": retried}
 
 
+def golden_streams_v5() -> dict[str, list[Event]]:
+    """The events of v5_stream.msgpack (v3 rows): a queued start, replay divergences."""
+    t = T0 + timedelta(hours=2)
+    queued = _stream(
+        UUID("00000000-0000-4000-8000-00000000000b"),
+        (ExecutionStarted, {"workflow": "golden", "input": {"n": 1}, "version": "v1",
+                            "queued": True}),
+        (SignalReceived, {"name": "early", "value": 1}),
+        (ExecutionClaimed, {"host": "h3", "pid": 3, "runner": "q" * 32, "reason": "dequeue"}),
+        (StepStarted, {"name": "work", "seq": 1}),
+        (StepCompleted, {"seq": 1, "output": "done"}),
+        (ExecutionCompleted, {"output": "done"}),
+    )
+    paused = _stream(
+        UUID("00000000-0000-4000-8000-00000000000c"),
+        (ExecutionStarted, {"workflow": "golden", "version": "v1"}),
+        (ExecutionPaused, {"reason": "approve", "until": t + timedelta(days=1)}),
+        (ReplayDiverged, {"seq": 1, "version": "v2", "recorded": "pause 'approve'",
+                          "called": "step 'check'", "message": "diverged at seq 1",
+                          "host": "h4", "pid": 4}),
+    )
+    cleared = _stream(
+        UUID("00000000-0000-4000-8000-00000000000d"),
+        (ExecutionStarted, {"workflow": "golden", "version": "v1"}),
+        (StepStarted, {"name": "a", "seq": 1}),
+        (ReplayDiverged, {"seq": 1, "version": "v2", "message": "renamed"}),
+        (LogRecorded, {"level": "info", "message": "still diverged"}),
+        (ExecutionClaimed, {"host": "h5", "pid": 5, "runner": "c" * 32, "reason": "recover",
+                            "quiet_for": 12.5}),
+        (StepStarted, {"name": "a", "seq": 1, "attempt": 2}),
+    )
+    return {"queued": queued, "paused": paused, "cleared": cleared}
+
 
 def encode_streams(streams: dict[str, list[Event]] | None = None) -> bytes:
     """A v1/v2 golden file's bytes: {name: [[topic, state bytes], ...]} as msgpack."""
@@ -290,6 +328,7 @@ if __name__ == "__main__":
         (PATH_V2, lambda: encode_streams(golden_streams_v2())),
         (PATH_V3, lambda: encode_rows(golden_streams_v3(), V3_LEGACY_ROWS)),
         (PATH_V4, lambda: encode_rows(golden_streams_v4(), {})),
+        (PATH_V5, lambda: encode_rows(golden_streams_v5(), {})),
     )
     for path, encode in files:
         if path.exists():
