@@ -48,6 +48,7 @@ from journal.events import (
     ExecutionStarted,
     LogRecorded,
     OutOfLine,
+    ReplayDiverged,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -166,6 +167,7 @@ class Journal:
         parent: UUID | None = None,
         parent_seq: int = 0,
         version: str = "",
+        queued: bool = False,
     ) -> ExecutionHandle:
         """Record ExecutionStarted and return a handle on the new execution.
 
@@ -177,13 +179,15 @@ class Journal:
         handle's next commit (its first step's start, say), or within a second like a log
         line; a start costs no commit of its own. A collision then surfaces at that commit
         as ``ConcurrencyConflict``. ``parent``/``parent_seq``: the execution (and its call)
-        that starts this one as its child; ``version``: of the workflow code.
+        that starts this one as its child; ``version``: of the workflow code;
+        ``queued``: no process drives it yet (status ``queued``, due at once for
+        ``serve()``; never deferred: the start is all that is written).
         """
         if not isinstance(workflow, str) or not workflow:
             raise ValueError(f"workflow must be a non-empty str, not {workflow!r}")
         eid = self.new_execution_id(execution_id=execution_id, idempotency_key=idempotency_key)
         handle = ExecutionHandle(self, ExecutionState(execution_id=eid))
-        if deferred:
+        if deferred and not queued:
             started = handle._resumable(self.capture.redact(input), "input")
             if type(started) is not _OutOfLineValue:  # blobs go with their own commit
                 with handle._lock:
@@ -200,7 +204,7 @@ class Journal:
                 workflow=workflow,
                 input=handle._resumable(self.capture.redact(input), "input"),
                 idempotency_key=idempotency_key, parent=parent, parent_seq=parent_seq,
-                version=version,
+                version=version, queued=queued,
             )
         except ConcurrencyConflict:
             existing = self.execution(eid)
@@ -529,7 +533,7 @@ _RESUMABLE: dict[type[Event], tuple[str, ...]] = {
 _WAKE_TOPICS = frozenset(
     CODES[t] for t in (WaitStarted, WaitEnded, SignalReceived, ExecutionPaused,
                        ExecutionResumed, ExecutionCompleted, ExecutionFailed,
-                       ExecutionCancelled)
+                       ExecutionCancelled, ExecutionStarted, ExecutionClaimed)
 )
 
 
@@ -807,6 +811,15 @@ class ExecutionHandle:
     def cancelled(self, reason: str = "") -> None:
         """Record ExecutionCancelled. Terminal."""
         self._record(ExecutionCancelled, reason=reason)
+
+    def diverged(
+        self, *, seq: int, version: str = "", recorded: str = "", called: str = "",
+        message: str = "", host: str = "", pid: int = 0,
+    ) -> None:
+        """Record ReplayDiverged: code (``version``) could not replay the execution at
+        call ``seq``. Its status does not change. Call it while holding the lease."""
+        self._record(ReplayDiverged, seq=seq, version=version, recorded=recorded,
+                     called=called, message=message, host=host, pid=pid)
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[ExecutionHandle]:

@@ -299,6 +299,8 @@ class ExecutionState(msgspec.Struct, kw_only=True):
         """When this execution must be looked at again by itself: its timer or timeout, or
         now if a signal it waits for is there already; None if only the outside wakes it."""
         wait = self.wait
+        if self.status == QUEUED:
+            return self.started_at  # due at once: the first serve() to look takes it
         if self.status == WAITING and wait is not None:
             if wait.kind != WAIT_TIMER and self.unconsumed(wait.signal) is not None:
                 return self.updated_at
@@ -544,6 +546,7 @@ def _fold_step_failed(state: ExecutionState, event: StepFailed) -> None:
 
 def _fold_started(state: ExecutionState, event: ExecutionStarted) -> None:
     state.status = QUEUED if event.queued else RUNNING
+    state.may_have_woken = event.queued
     state.workflow = event.workflow
     state.input = event.input
     state.idempotency_key = event.idempotency_key

@@ -53,6 +53,7 @@ from journal.state import (
     CHILD_RECHECK,
     FAILED,
     PAUSED,
+    QUEUED,
     RUNNING,
     TERMINAL_STATUSES,
     WAITING,
@@ -76,6 +77,7 @@ from runner.context import AsyncContext, Context
 from runner.errors import (
     AlreadyResumed,
     ExecutionBusy,
+    NonDeterministicWorkflow,
     RunnerError,
     SecretInput,
     ValueClassMissing,
@@ -312,10 +314,7 @@ class Runner:
     ) -> tuple[Engine | None, Run | None]:
         """Claim and start: (engine to drive, None) for a new execution; (engine, the run
         found) for an orphan to continue by replay; (None, the run) when nothing runs."""
-        recorded = _bind_input(wf, args, kwargs)
-        secret = _redacted_at(recorded, self.journal.capture.redact(recorded), "")
-        if secret is not None:  # resume would replay "[REDACTED]": refuse before writing
-            raise SecretInput(workflow=wf.name, parameter=secret)
+        recorded = self._checked_input(wf, args, kwargs)
         eid = self.journal.new_execution_id(
             execution_id=execution_id, idempotency_key=idempotency_key
         )
@@ -349,17 +348,62 @@ class Runner:
                 engine.lease = lease
                 return engine, None
             state = handle.state
-            if state.status != RUNNING:  # ended, or paused: returned as it is
+            if state.status not in (RUNNING, QUEUED):  # ended, or paused: returned as it is
                 lease.release()
                 return None, Run.of(state)
-            # Running with its lease free: its driver died. Continue where it stopped.
+            # Running with its lease free: its driver died. Continue where it stopped. (Or
+            # enqueued and not taken yet: run it here.)
             engine, _ = self._load(eid, UNSET, for_resume=False)
         except BaseException:
             lease.release()
             raise
         engine.lease = lease
-        engine.claim_reason = "continue"
+        engine.claim_reason = "dequeue" if state.status == QUEUED else "continue"
         return engine, Run.of(state)
+
+    def _checked_input(
+        self, wf: _Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """The workflow's arguments as recorded; a secret among them is refused before
+        anything is written (resume would replay "[REDACTED]")."""
+        recorded = _bind_input(wf, args, kwargs)
+        secret = _redacted_at(recorded, self.journal.capture.redact(recorded), "")
+        if secret is not None:
+            raise SecretInput(workflow=wf.name, parameter=secret)
+        return recorded
+
+    # -- the queue -----------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        workflow: Callable[..., Any] | str,
+        /,
+        *args: Any,
+        idempotency_key: str | None = None,
+        execution_id: UUID | str | None = None,
+        **kwargs: Any,
+    ) -> Run:
+        """Record a new execution and return at once, status ``queued``: the first
+        ``serve()`` process (of any service with the workflow registered) to look runs it,
+        as ``run()`` would. One commit, no lease, nothing runs here: for a request handler
+        that must answer before the work is done.
+
+        With an ``idempotency_key`` already used, the execution it named is returned as it
+        is (queued, running, ended...). ``run()`` with the key of a queued execution runs
+        it at once, in the calling process.
+        """
+        wf = self._lookup(workflow)
+        recorded = self._checked_input(wf, args, kwargs)
+        handle = self.journal.start(
+            wf.name, recorded, idempotency_key=idempotency_key, execution_id=execution_id,
+            version=wf.version, queued=True,
+        )
+        return Run.of(handle.state)
+
+    def versions(self) -> dict[str, str]:
+        """The registered workflows, by name, with the version of each one's code (what a
+        ``serve()`` process says it runs, for ``journal stuck``)."""
+        return {name: wf.version for name, wf in self._workflows.items()}
 
     # -- resuming ------------------------------------------------------------------------------
 
@@ -565,7 +609,10 @@ class Runner:
                     self.journal.storage.settle_wake((eid, None, position))
                 raise
             state = engine.state
-            if state.status == RUNNING:
+            if state.status == QUEUED:  # enqueued: nobody drives it yet
+                drive = True
+                engine.claim_reason = "dequeue"
+            elif state.status == RUNNING:
                 cutoff = datetime.now(UTC) - stale_after
                 # Running with its lease free: its driver died. Found by its wake-up (a
                 # signal came), it is taken at once; found stale, only if still stale.
@@ -982,6 +1029,8 @@ class Runner:
                 engine.flush()
                 return Run.of(engine.state)
             if halt is not None:
+                if isinstance(halt, NonDeterministicWorkflow):
+                    self._record_divergence(engine, halt)
                 raise halt
             if error is not None:
                 if not isinstance(error, Exception):
@@ -998,6 +1047,27 @@ class Runner:
             return Run.of(engine.state)
         except Cancelled:
             return Run.of(self.journal.state(engine.id))
+
+    def _record_divergence(self, engine: Engine, error: NonDeterministicWorkflow) -> None:
+        """Say in the log that this code cannot replay the execution (``ReplayDiverged``),
+        so that ``journal stuck`` tells why it does not move; once per seq and code version
+        (a serve() loop that tries again writes nothing more). A dry replay (``check``)
+        writes nothing; a failure to write is logged, and the divergence raised anyway."""
+        if engine.dry or not engine.may_write():
+            return
+        version = self._lookup(engine.workflow, engine.id).version
+        known = engine.handle.state.diverged
+        if known is not None and (known.seq, known.version) == (error.seq, version):
+            return
+        try:
+            engine.handle.diverged(
+                seq=error.seq, version=version,
+                recorded=_call_text(error.recorded_kind, error.recorded),
+                called=_call_text(error.called_kind, error.called),
+                message=str(error), host=_HOST, pid=os.getpid(),
+            )
+        except JournalError as e:
+            logger.warning("runner: the divergence of %s was not recorded: %s", engine.id, e)
 
     # -- background flushing -------------------------------------------------------------------
 
@@ -1100,6 +1170,12 @@ def _flush_quietly(engine: Engine, error: BaseException) -> None:
                 "step in flight"
             )
             return
+
+
+def _call_text(kind: str | None, name: str | None) -> str:
+    """``step 'charge'``: a call of a divergence, as ReplayDiverged keeps it ("" for none:
+    the workflow returned there)."""
+    return "" if name is None else f"{kind or 'call'} {name!r}"
 
 
 def _skipped(eid: UUID, error: Exception, on_error: OnRecoveryError | None) -> None:

@@ -91,7 +91,7 @@ def _rebuild_step_failed(facts: dict[str, object]) -> StepFailedError:
 
 
 class NonDeterministicWorkflow(RunnerError):
-    """Replay reached a call that differs from what the journal recorded; nothing was written.
+    """Replay reached a call that differs from what the journal recorded; no step ran.
 
     ``recorded`` and ``called`` are the names of the two calls (a step's or a pause's name,
     as ``recorded_kind``/``called_kind`` say); ``called`` is ``None`` when the workflow
@@ -120,9 +120,9 @@ class NonDeterministicWorkflow(RunnerError):
         now = "nothing more (it returned)" if called is None else f"{called_kind} {called!r}"
         super().__init__(
             f"workflow {workflow!r}, execution {execution_id}: at seq {seq} the journal recorded "
-            f"{rec} but the workflow now calls {now}; nothing was written. The workflow code "
-            "changed since this execution started: finish it with the code it started with, "
-            "or cancel it and start a new execution."
+            f"{rec} but the workflow now calls {now}; no step ran and its outcome is "
+            "unchanged. The workflow code changed since this execution started: finish it "
+            "with the code it started with, or cancel it and start a new execution."
         )
 
 

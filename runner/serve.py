@@ -12,7 +12,9 @@ appended (PostgreSQL's LISTEN/NOTIFY), or for the polling interval (SQLite).
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,8 @@ from uuid import UUID
 from journal import InvalidTransition, JournalError
 from journal.errors import DecodingError
 from journal.state import RUNNING, TERMINAL_STATUSES
+from journal.storage.base import WORKER_HEARTBEAT, WorkerRow
+from journal.storage.leases import process_started
 from runner.errors import RunnerError, ValueClassMissing, WorkflowNotFound
 
 if TYPE_CHECKING:
@@ -72,6 +76,8 @@ class Server:
         #: it: a long catch-up must not make due timers late.
         self._searcher = ThreadPoolExecutor(1, thread_name_prefix="runner-serve-recover")
         self._searching: Future[None] | None = None
+        self._beat_at = 0.0  # when this process last said it is alive (monotonic)
+        self._versions: dict[str, str] = {}
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -86,6 +92,7 @@ class Server:
         try:
             while not self.stopping.is_set():
                 try:
+                    self._heartbeat()
                     idle = self._round(pool)
                     if self.recover_every and time.monotonic() >= next_recover and (
                             self._searching is None or self._searching.done()):
@@ -102,8 +109,30 @@ class Server:
         finally:
             listener.close()
             self._drain(pool)
+            self._sign_off()
             if restore is not None:
                 restore()
+
+    def _heartbeat(self) -> None:
+        """Say (every WORKER_HEARTBEAT seconds) that this process serves the journal, with
+        the workflows and code versions it runs: ``journal stuck`` tells an execution no
+        live process can drive from one waiting for its turn by it."""
+        if time.monotonic() - self._beat_at < WORKER_HEARTBEAT:
+            return
+        if self._beat_at == 0.0:
+            self._versions = self.runner.versions()  # fingerprints: worked out once
+        self.journal.storage.put_worker(WorkerRow(
+            runner=self.runner.id, host=socket.gethostname(), pid=os.getpid(),
+            started_at=process_started().timestamp(),
+            seen_at=time.time(), workflows=self._versions,
+        ))
+        self._beat_at = time.monotonic()
+
+    def _sign_off(self) -> None:
+        try:
+            self.journal.storage.drop_worker(self.runner.id)
+        except JournalError as e:  # it drops out of the live ones by itself
+            logger.info("runner: serve() could not sign off: %s", e)
 
     def stop(self) -> None:
         """Ask the loop to stop taking work and drain (safe from any thread or a signal)."""

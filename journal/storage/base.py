@@ -10,6 +10,7 @@ against one, or sees a driver exception: every error leaves here translated
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from abc import ABC, abstractmethod
@@ -50,6 +51,40 @@ Blob = tuple[str, bytes]
 #: (execution id, when it is due as a POSIX timestamp or None: never by itself, the stream
 #: position it was worked out at): when ``serve()`` must look at a waiting execution again.
 Wake = tuple[UUID, float | None, int]
+
+
+#: How often a serving process says it is alive, and for how long after its last word it
+#: still counts as alive (three missed beats: a process killed -9 drops out within it).
+WORKER_HEARTBEAT = 10.0
+WORKER_ALIVE_FOR = 30.0
+
+
+class WorkerRow(NamedTuple):
+    """A process that serves the journal: its runner id, host and pid, when it started and
+    was last seen alive (POSIX timestamps), and the workflows it runs, by name, with the
+    version of each one's code."""
+
+    runner: str
+    host: str
+    pid: int
+    started_at: float
+    seen_at: float
+    workflows: dict[str, str]
+
+
+def workflows_text(workflows: dict[str, str]) -> str:
+    """How a worker's workflows are stored (JSON, keys sorted)."""
+    return json.dumps(workflows, sort_keys=True)
+
+
+def worker_row(row: Sequence[Any]) -> WorkerRow:
+    """A stored worker row as a :class:`WorkerRow` (an unreadable workflow list: none)."""
+    try:
+        workflows = json.loads(row[5])
+    except ValueError:
+        workflows = {}
+    return WorkerRow(str(row[0]), str(row[1]), int(row[2]), float(row[3]), float(row[4]),
+                     workflows if isinstance(workflows, dict) else {})
 
 
 class Listener(ABC):
@@ -141,6 +176,21 @@ class Storage(ABC):
         """Set (or, due None, forget) an execution's wake-up, if the one kept is still the
         one worked out at ``wake``'s position: a signal that came meanwhile is not undone.
         False if it was not."""
+
+    # -- the processes serving it ----------------------------------------------------------
+
+    @abstractmethod
+    def put_worker(self, worker: WorkerRow) -> bool:
+        """Say that ``worker`` is alive (insert or renew its row). False when this journal
+        has no place for workers (an older journal opened without ``create``)."""
+
+    @abstractmethod
+    def drop_worker(self, runner: str) -> None:
+        """Forget the worker of ``runner`` (it stopped cleanly)."""
+
+    @abstractmethod
+    def workers(self, seen_since: float) -> list[WorkerRow]:
+        """The workers seen alive since ``seen_since`` (a POSIX timestamp), by host, pid."""
 
     @abstractmethod
     def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:

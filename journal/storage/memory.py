@@ -22,6 +22,7 @@ from journal.storage.base import (
     StreamRow,
     ViewStore,
     Wake,
+    WorkerRow,
 )
 from journal.storage.leases import ProcessLeases
 from journal.storage.schema import SQLITE
@@ -57,6 +58,7 @@ class MemoryStorage(Storage):
         self._refs: dict[str, set[UUID]] = {}
         self._snapshots: dict[UUID, tuple[int, bytes]] = {}
         self._wakes: dict[UUID, tuple[float, int]] = {}
+        self._workers: dict[str, WorkerRow] = {}
         self._last_id = 0
         self._lock = threading.RLock()
         self._appended = threading.Condition(self._lock)
@@ -124,6 +126,22 @@ class MemoryStorage(Storage):
             else:
                 self._wakes[eid] = (due, position)
             return True
+
+    def put_worker(self, worker: WorkerRow) -> bool:
+        with self._lock:
+            kept = self._workers.get(worker.runner)
+            self._workers[worker.runner] = worker if kept is None else kept._replace(
+                seen_at=worker.seen_at, workflows=dict(worker.workflows))
+            return True
+
+    def drop_worker(self, runner: str) -> None:
+        with self._lock:
+            self._workers.pop(runner, None)
+
+    def workers(self, seen_since: float) -> list[WorkerRow]:
+        with self._lock:
+            return sorted((w for w in self._workers.values() if w.seen_at >= seen_since),
+                          key=lambda w: (w.host, w.pid))
 
     def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:
         with self._lock:

@@ -51,6 +51,9 @@ from journal.storage.base import (
     StreamRow,
     ViewStore,
     Wake,
+    WorkerRow,
+    worker_row,
+    workflows_text,
 )
 from journal.storage.errors import is_connection_lost, translate
 from journal.storage.leases import LeaseKeeper, identity
@@ -64,6 +67,7 @@ from journal.storage.schema import (
     POSTGRES,
     SNAPSHOTS,
     WAKEUPS,
+    WORKERS,
     Table,
 )
 
@@ -330,6 +334,18 @@ class PostgresStorage(Storage):
         )
         self._forget_settled_sql = f"DELETE FROM {w} WHERE execution_id = %s AND position = %s"
         self._delete_wakes_sql = f"DELETE FROM {w} WHERE execution_id = ANY(%s)"
+        k = self._tables[WORKERS.name]
+        self._put_worker_sql = (
+            f"INSERT INTO {k} (runner, host, pid, started_at, seen_at, workflows) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (runner) DO UPDATE SET "
+            "seen_at = excluded.seen_at, workflows = excluded.workflows"
+        )
+        self._drop_worker_sql = f"DELETE FROM {k} WHERE runner = %s"
+        self._workers_sql = (
+            f"SELECT runner, host, pid, started_at, seen_at, workflows FROM {k} "
+            "WHERE seen_at >= %s ORDER BY host, pid"
+        )
+        self._workers: bool | None = None
         self._delete_sql = f"DELETE FROM {e} WHERE originator_id = ANY(%s)"
         self._refs_of_sql = f"SELECT DISTINCT sha256 FROM {r} WHERE execution_id = ANY(%s)"
         self._delete_refs_sql = f"DELETE FROM {r} WHERE execution_id = ANY(%s)"
@@ -724,6 +740,35 @@ class PostgresStorage(Storage):
             return bool(cur.rowcount)
 
         return self._run(op, execution_id=eid, position=position)
+
+    def _has_workers(self, conn: psycopg.Connection[Any]) -> bool:
+        if not self._workers:
+            self._workers = not self._missing(conn, [WORKERS])
+        return self._workers
+
+    def put_worker(self, worker: WorkerRow) -> bool:
+        def op(conn: psycopg.Connection[Any]) -> bool:
+            if not self._has_workers(conn):
+                return False
+            conn.execute(self._put_worker_sql, (*worker[:5], workflows_text(worker.workflows)))
+            return True
+
+        return self._run(op)
+
+    def drop_worker(self, runner: str) -> None:
+        def op(conn: psycopg.Connection[Any]) -> None:
+            if self._has_workers(conn):
+                conn.execute(self._drop_worker_sql, (runner,))
+
+        self._run(op)
+
+    def workers(self, seen_since: float) -> list[WorkerRow]:
+        def op(conn: psycopg.Connection[Any]) -> list[WorkerRow]:
+            if not self._has_workers(conn):
+                return []
+            return [worker_row(r) for r in conn.execute(self._workers_sql, (seen_since,))]
+
+        return self._run(op)
 
     def _has_snapshots(self, conn: psycopg.Connection[Any]) -> bool:
         if self._snapshots is None:

@@ -28,6 +28,7 @@ __all__ = [
     "SQLITE",
     "TYPES",
     "WAKEUPS",
+    "WORKERS",
     "Column",
     "Dialect",
     "Index",
@@ -366,7 +367,19 @@ WAKEUPS = Table(
     indexes=(Index("journal_wakeups_due_idx", ("due_at",)),),
 )
 
-JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS, SNAPSHOTS, WAKEUPS)
+#: The processes that serve this journal (``Runner.serve``), the workflows and code versions
+#: each runs, and when each last said it was alive: what tells an execution that no live
+#: process can drive (its workflow, or its version, is deployed nowhere) from one that only
+#: waits for its turn. Not the log: rows come and go with the processes.
+WORKERS = Table(
+    "journal_workers",
+    (Column("runner", "text", nullable=False), Column("host", "text", nullable=False),
+     Column("pid", "int", nullable=False), Column("started_at", "float", nullable=False),
+     Column("seen_at", "float", nullable=False), Column("workflows", "text", nullable=False)),
+    key=("runner",),
+)
+
+JOURNAL_TABLES = (EVENTS, BLOBS, BLOB_REFS, SNAPSHOTS, WAKEUPS, WORKERS)
 
 #: PostgreSQL only: who holds each execution's lease and when they last renewed it (a lease
 #: outlives a dropped session for a grace period; see ``storage.postgres.AdvisoryLeases``).

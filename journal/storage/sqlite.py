@@ -27,7 +27,18 @@ from uuid import UUID
 
 from journal.errors import JournalError, JournalNotFound, NotAJournal
 from journal.storage import forks
-from journal.storage.base import Blob, LogRow, Storage, StoredEvent, StreamRow, ViewStore, Wake
+from journal.storage.base import (
+    Blob,
+    LogRow,
+    Storage,
+    StoredEvent,
+    StreamRow,
+    ViewStore,
+    Wake,
+    WorkerRow,
+    worker_row,
+    workflows_text,
+)
 from journal.storage.errors import path_problem, translate, translate_os_error
 from journal.storage.leases import LeaseKeeper, identity
 from journal.storage.schema import (
@@ -39,6 +50,7 @@ from journal.storage.schema import (
     SNAPSHOTS,
     SQLITE,
     WAKEUPS,
+    WORKERS,
 )
 
 __all__ = ["SQLiteStorage", "sqlite_path"]
@@ -52,6 +64,7 @@ logger = logging.getLogger("journal")
 
 _E, _B, _R, _S = EVENTS.name, BLOBS.name, BLOB_REFS.name, SNAPSHOTS.name
 _W = WAKEUPS.name
+_K = WORKERS.name
 _SET_WAKE = (f"INSERT INTO {_W} (execution_id, due_at, position) VALUES (?, ?, ?) "
              "ON CONFLICT (execution_id) DO UPDATE SET due_at = excluded.due_at, "
              "position = excluded.position")
@@ -350,6 +363,33 @@ class SQLiteStorage(Storage):
                     (due, eid.hex, position),
                 )
             return bool(cur.rowcount)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def put_worker(self, worker: WorkerRow) -> bool:
+        with self._write_lock, self._conn() as c:
+            if not self._has_table(c, _K):
+                return False
+            c.execute(
+                f"INSERT INTO {_K} (runner, host, pid, started_at, seen_at, workflows) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (runner) DO UPDATE SET "
+                "seen_at = excluded.seen_at, workflows = excluded.workflows",
+                (*worker[:5], workflows_text(worker.workflows)),
+            )
+            return True
+
+    def drop_worker(self, runner: str) -> None:
+        with self._write_lock, self._conn() as c:
+            if self._has_table(c, _K):
+                c.execute(f"DELETE FROM {_K} WHERE runner = ?", (runner,))
+
+    def workers(self, seen_since: float) -> list[WorkerRow]:
+        with self._conn() as c:
+            if not self._has_table(c, _K):
+                return []
+            return [worker_row(r) for r in c.execute(
+                f"SELECT runner, host, pid, started_at, seen_at, workflows FROM {_K} "
+                "WHERE seen_at >= ? ORDER BY host, pid", (seen_since,))]
 
     def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
         removed = 0

@@ -102,8 +102,14 @@ def test_without_the_patch_check_names_every_affected_execution(journal: Journal
         assert "ctx.patched" in r.hint
         assert r.recorded_version and r.recorded_version != r.current_version
     with pytest.raises(NonDeterministicWorkflow, match="at seq 2"):
-        unpatched.resume(old[0], "yes")  # as without check: refused, nothing written
-    assert rows(journal) == head
+        unpatched.resume(old[0], "yes")  # as without check: refused, no step ran
+    # Only the divergence is written (once, however often it is tried), for `journal stuck`.
+    with pytest.raises(NonDeterministicWorkflow, match="at seq 2"):
+        unpatched.resume(old[0], "yes")
+    assert rows(journal) == head + 1
+    state = journal.state(old[0])
+    assert state.status == "paused" and state.diverged is not None
+    assert state.diverged.seq == 2 and state.diverged.version == results[0].current_version
 
 
 def test_a_marker_the_code_no_longer_has_is_named(journal: Journal) -> None:

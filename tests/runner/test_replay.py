@@ -237,7 +237,11 @@ def test_non_determinism_names_seq_recorded_and_called(journal: Journal) -> None
         v2.resume(run.id, "x")
     assert (info.value.seq, info.value.recorded, info.value.called) == (2, "b", "c")
     assert "seq 2" in str(info.value) and "'b'" in str(info.value) and "'c'" in str(info.value)
-    assert journal.state(run.id).position == position  # nothing written
+    # No step ran; only the divergence is recorded (the status stays paused).
+    after = journal.state(run.id)
+    assert after.position == position + 1 and after.status == "paused"
+    assert after.diverged is not None and after.diverged.seq == 2
+    assert type(journal.events(run.id)[-1]).__name__ == "ReplayDiverged"
 
     v3 = Runner(journal)
 
@@ -251,10 +255,13 @@ def test_non_determinism_names_seq_recorded_and_called(journal: Journal) -> None
         v3.resume(run.id, "x")
     assert (info.value.seq, info.value.recorded, info.value.recorded_kind) == (2, "b", "step")
     assert info.value.called_kind == "pause"
-    assert journal.state(run.id).position == position
+    other = journal.state(run.id)  # another code version: its divergence is recorded too
+    assert other.position == position + 2 and other.diverged is not None
+    assert other.diverged.version != after.diverged.version
 
     done = v1.resume(run.id, "x")  # the original code still finishes it
     assert done.status == "completed" and done.output == "old"
+    assert journal.state(run.id).diverged is None
 
 
 def test_step_only_calls_outside_a_step() -> None:
