@@ -147,7 +147,15 @@ def execution_row(s: ExecutionState) -> tuple[Any, ...]:
         s.cost.usd, s.cost.input_tokens, s.cost.output_tokens, *waits,
         s.parent, s.parent_seq if s.parent is not None else None,
         s.version or None, s.forked_from, s.forked_seq if s.forked_from is not None else None,
+        *_diverged(s),
     )
+
+
+def _diverged(s: ExecutionState) -> tuple[Any, ...]:
+    d = s.diverged
+    if d is None:
+        return (None, None, None, None)
+    return (d.seq, d.version or None, d.at, d.message)
 
 
 #: A pause waits for a human: its kind in the ``wait_kind`` column.

@@ -46,6 +46,10 @@ EXECUTIONS = Table(
         # The version of the code it started with (NULL: not recorded, an older release),
         # and the execution it was forked from, at which seq (NULL: not a fork).
         _c("code_version", "text"), _c("forked_from", "uuid"), _c("forked_seq", "int"),
+        # The last replay that diverged (ReplayDiverged) and no claim has cleared since: at
+        # which seq, under which code version, when, and what it said.
+        _c("diverged_seq", "int"), _c("diverged_version", "text"), _c("diverged_at", "ts"),
+        _c("diverged_message", "text"),
     ),
     key=("execution_id",),
     indexes=(

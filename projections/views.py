@@ -90,6 +90,12 @@ class ExecutionSummary(msgspec.Struct, frozen=True, kw_only=True):
     #: The seq from which the fork ran live (the calls before it were copied), None
     #: without ``forked_from``.
     forked_seq: int | None = None
+    #: The last replay that diverged and that no claim has cleared since (``ReplayDiverged``):
+    #: at which seq, under which code version, when and what it said; None: none did.
+    diverged_seq: int | None = None
+    diverged_version: str | None = None
+    diverged_at: datetime | None = None
+    diverged_message: str | None = None
 
 
 class StepSummary(msgspec.Struct, frozen=True, kw_only=True):
