@@ -29,7 +29,14 @@ from projections.views import (
     StepSummary,
 )
 
-__all__ = ["BULK_FROM", "CATCH_UP_PAGE", "LARGE_BACKLOG", "STATUSES", "Projections"]
+__all__ = [
+    "BULK_FROM",
+    "CATCH_UP_PAGE",
+    "EXECUTION_SORTS",
+    "LARGE_BACKLOG",
+    "STATUSES",
+    "Projections",
+]
 
 STATUSES = ("running", "paused", "waiting", "completed", "failed", "cancelled")
 #: Events per page when catching up a backlog (each execution is written once per page, so
@@ -40,6 +47,20 @@ LARGE_BACKLOG = 10_000
 #: Catching up views at position 0 from a log of more than this many events builds them in
 #: bulk (``rebuild``'s path) instead of page by page.
 BULK_FROM = 50_000
+
+#: The orders ``executions(sort=)`` lists in (an id breaks ties, so pages never overlap):
+#: ``started`` newest start first; ``updated`` latest event first; ``duration`` longest
+#: first, the open executions (no duration yet) after the ended ones, longest running
+#: first; ``cost`` most expensive first (as a float for the order: SQLite keeps the exact
+#: sum as text, which would sort "9" after "10").
+EXECUTION_SORTS: dict[str, str] = {
+    "started": "started_at DESC, execution_id DESC",
+    "updated": "updated_at DESC, execution_id DESC",
+    "duration": "(duration IS NULL), duration DESC, started_at, execution_id DESC",
+    "cost": "CAST(cost_usd AS DOUBLE PRECISION) DESC, started_at DESC, execution_id DESC",
+}
+#: The sorts a keyset (``before=``) pages, by the column it compares.
+_KEYSET = {"started": "started_at", "updated": "updated_at"}
 
 class Projections:
     """Read models of ``journal`` (executions, steps, costs) in the journal's own database.
@@ -265,21 +286,41 @@ class Projections:
         error_type: str | None = None,
         error_contains: str | None = None,
         ended_since: datetime | None = None,
+        started_before: datetime | None = None,
+        updated_since: datetime | None = None,
+        pause_reason: str | None = None,
+        with_logs: bool = False,
+        sort: str = "started",
         before: ExecutionSummary | None = None,
+        offset: int = 0,
         limit: int = 50,
     ) -> list[ExecutionSummary]:
-        """Executions newest first (by start), optionally filtered; keyset-paginated.
+        """Executions, optionally filtered, in ``sort`` order (see ``EXECUTION_SORTS``):
+        newest start first by default; paginated by ``offset``, or by keyset.
 
-        For the next page pass the last execution of this one as ``before=``.
-        ``since`` keeps executions started at or after it, ``ended_since`` those that ended
-        at or after it, ``error_type`` those that failed with that error type, or whose
-        failed step (``error_step``) did: the type's qualified name as recorded
-        (``myapp.errors.RateLimited``) or its last dotted parts (``RateLimited``);
+        For the next page pass the last execution of this one as ``before=`` (the sorts by
+        start and by last event only: a keyset on a float or a sum would repeat or skip
+        rows that tie; use ``offset`` for the others).
+        ``since`` keeps executions started at or after it, ``started_before`` those started
+        before it, ``ended_since`` those that ended at or after it, ``updated_since`` those
+        with an event at or after it, ``error_type`` those that failed with that error
+        type, or whose failed step (``error_step``) did: the type's qualified name as
+        recorded (``myapp.errors.RateLimited``) or its last dotted parts (``RateLimited``);
         ``error_contains`` those whose error message, or their failed step's, holds that
-        text (case ignored).
+        text (case ignored); ``pause_reason`` those paused with that reason;
+        ``with_logs`` those that recorded a log line.
         """
         if status is not None and status not in STATUSES:
             raise ValueError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+        order = EXECUTION_SORTS.get(sort)
+        if order is None:
+            raise ValueError(f"cannot sort executions by {sort!r}: use one of "
+                             f"{', '.join(EXECUTION_SORTS)}")
+        if before is not None and sort not in _KEYSET:
+            raise ValueError(f"before= pages the sorts by {' and '.join(_KEYSET)} only; "
+                             f"page the sort by {sort} with offset=")
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit cannot be negative ({offset}, {limit})")
         where: list[str] = []
         params: list[Any] = []
         if status is not None:
@@ -311,13 +352,29 @@ class Projections:
         if ended_since is not None:
             where.append("ended_at >= ?")
             params.append(_utc(ended_since))
+        if started_before is not None:
+            where.append("started_at < ?")
+            params.append(_utc(started_before))
+        if updated_since is not None:
+            where.append("updated_at >= ?")
+            params.append(_utc(updated_since))
+        if pause_reason is not None:
+            where.append("status = 'paused' AND pause_reason = ?")
+            params.append(pause_reason)
+        if with_logs:
+            where.append("log_count > 0")
         if before is not None:
-            where.append("(started_at, execution_id) < (?, ?)")
-            params += [before.started_at, before.execution_id]
-        rows = self.views.select(
-            EXECUTIONS, " AND ".join(where), params,
-            order="started_at DESC, execution_id DESC", limit=limit,
-        )
+            column = _KEYSET[sort]
+            where.append(f"({column}, execution_id) < (?, ?)")
+            params += [getattr(before, column), before.execution_id]
+        v = self.views
+        sql = f"SELECT {EXECUTIONS.select_list} FROM {EXECUTIONS.name}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        # (ViewStore.select has no OFFSET: the one query that pages by it is spelled here.)
+        sql += f" ORDER BY {order} LIMIT ? OFFSET ?"
+        load = v.dialect.loader(EXECUTIONS)
+        rows = [load(r) for r in v.query(sql, [*params, int(limit), int(offset)])]
         return [self.summary_of(r) for r in rows]
 
     def children(
@@ -495,6 +552,8 @@ class Projections:
             wait_kind=r[28], wait_name=r[29], wait_until=r[30], waiting_since=r[31],
             parent_id=r[32], parent_seq=r[33],
             code_version=r[34], forked_from=r[35], forked_seq=r[36],
+            diverged_seq=r[37], diverged_version=r[38], diverged_at=r[39],
+            diverged_message=r[40],
         )
 
     # -- lifetime --------------------------------------------------------------------------------

@@ -243,6 +243,52 @@ def tail_command(
             pass
 
 
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+@app.command("logs")
+def logs_command(
+    execution: Annotated[str | None, typer.Argument(
+        help="Only this execution (id or unique prefix); default: all.")] = None,
+    url: Url = DEFAULT_URL,
+    grep: Annotated[str | None, typer.Option(
+        help="Only lines with this text in their message or fields, case ignored.")] = None,
+    level: Annotated[LogLevel | None, typer.Option(
+        help="Only lines at this level or above (warning: warnings and errors).")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only executions of this workflow.")
+                        ] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only lines logged since: a duration (1h, 2d) or an ISO date/time.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="The last this many lines.")] = 100,
+    as_json: Json = False,
+) -> None:
+    """Log lines (ctx.log) of one execution or of all: the last --limit that match, oldest
+    first, newest at the bottom.
+
+    Each line: time (UTC), id, workflow, level, message, fields. Example: journal logs
+    --level warning --grep timeout --since 1h
+    """
+    from runner.cli import render
+    from runner.cli.queries import log_lines
+
+    if execution is not None and workflow is not None:
+        raise _UsageError("--workflow chooses among all executions: give it without an ID")
+    with _session(url, read_only=True) as (journal, views):
+        when = parse_since(since) if since else None
+        _catch_up(views)
+        eid = resolve_id(journal, views, execution) if execution else None
+        lines = log_lines(journal, views, execution_id=eid, workflow=workflow, since=when,
+                          grep=grep, level=level, limit=limit)
+    if as_json:
+        _echo_json(lines)
+    elif not lines:
+        typer.echo("no log lines" + (" match" if grep or level or since else ""))
+    else:
+        out = render.console()
+        for line in lines:
+            out.print(render.log_line(line))
+
+
 @app.command("stuck")
 def stuck_command(
     url: Url = DEFAULT_URL,

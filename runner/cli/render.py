@@ -33,6 +33,7 @@ from runner.cli.timeline import (
 from runner.cli.timeparse import format_age, format_seconds
 
 if TYPE_CHECKING:
+    from runner.cli.queries import LogLine
     from runner.cli.triage import ErrorGroup
     from runner.diff import RunDiff
 
@@ -43,6 +44,7 @@ __all__ = [
     "errors_table",
     "event_line",
     "executions_table",
+    "log_line",
     "short_id",
     "stall_document",
     "stats_table",
@@ -395,6 +397,19 @@ def event_line(nid: int, event: Event, step_names: dict[int, str]) -> Text:
     return Text.assemble(
         f"{at} {short_id(event.execution_id)} #{event.position:<3} ", (kind, style),
         step, attempt, f"  {entry.detail}" if entry.detail else "",
+    )
+
+
+def log_line(line: LogLine) -> Text:
+    """``journal logs``: one line per log line (time UTC to the millisecond, short id,
+    workflow, level, message, fields), as a log file reads: long lines wrap, nothing is
+    cut but the fields past 160 characters (``--json`` has them whole)."""
+    at = line.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    fields = f"  {preview(line.fields, 160)}" if line.fields else ""
+    return Text.assemble(
+        f"{at} {short_id(line.execution_id)} {line.workflow} ",
+        (f"{line.level:<7}", LEVEL_STYLE.get(line.level.lower(), "")),
+        f" {line.message}", (fields, "dim"),
     )
 
 
