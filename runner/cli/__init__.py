@@ -7,8 +7,10 @@ costs, following), :mod:`~runner.cli.retention` (export, prune, archive, import)
 :mod:`~runner.cli.deploys` (``check``, ``fork``, ``retry`` and ``diff``: steps by name, the
 executions a bulk retry takes, the lines and documents they print),
 :mod:`~runner.cli.triage` (``errors``: failures by root cause), :mod:`~runner.cli.jsonout`
-(``--json``) and :mod:`~runner.cli.render` (Rich output). It sits in ``runner`` because it
-uses all three packages.
+(``--json``) and :mod:`~runner.cli.render` (Rich output). The timeline as a self-contained
+HTML page (``show --html``) is :mod:`~runner.cli.html`, and :mod:`~runner.cli.ui` serves
+those pages read-only (``journal ui``). It sits in ``runner`` because it uses all three
+packages.
 
 ``app`` and ``main`` are loaded on first use, so importing the library modules (the demo
 uses :mod:`~runner.cli.timeline`) does not import Typer and Rich.

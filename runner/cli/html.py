@@ -23,6 +23,7 @@ escaped. :mod:`runner.cli.ui` serves the same pages, with links between executio
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from journal.state import TERMINAL_STATUSES
 from runner.cli.jsonout import preview
 from runner.cli.render import short_id, usd
 from runner.cli.timeline import CallLine, Entry, StepLine, Timeline, format_utc, waits_for
@@ -174,12 +176,11 @@ class Scale:
 
     def x(self, t: float) -> float:
         """Where offset ``t`` (seconds) is drawn, in percent, clamped to the chart."""
-        times = [k[0] for k in self.knots]
-        if t <= times[0]:
+        if t <= self.knots[0][0]:
             return self.knots[0][1]
-        if t >= times[-1]:
+        if t >= self.knots[-1][0]:
             return self.knots[-1][1]
-        i = bisect_right(times, t) - 1
+        i = bisect_right(self.knots, t, key=lambda k: k[0]) - 1
         (t0, x0), (t1, x1) = self.knots[i], self.knots[i + 1]
         return x0 if t1 == t0 else x0 + (x1 - x0) * (t - t0) / (t1 - t0)
 
@@ -207,7 +208,7 @@ def span_of(timeline: Timeline) -> float:
 
 
 def _terminal(timeline: Timeline) -> bool:
-    return timeline.summary.get("status") in ("completed", "failed", "cancelled")
+    return timeline.summary.get("status") in TERMINAL_STATUSES
 
 
 def attempts_of(entries: Sequence[Entry], *, ended: bool = False) -> dict[int, list[Attempt]]:
@@ -271,7 +272,8 @@ def _wait_outcome(call: CallLine) -> str:
 
 def gaps_of(timeline: Timeline) -> list[Gap]:
     """The times the execution waited, in time order: its pauses (from each ``execution
-    paused`` entry to the ``execution resumed`` after it) and its waiting calls."""
+    paused`` entry to the ``execution resumed`` after it) and its waiting calls. One still
+    open in an execution that ended (cancelled while it waited) ends with it."""
     gaps: list[Gap] = []
     pause: Entry | None = None
     for e in timeline.entries:
@@ -295,6 +297,10 @@ def gaps_of(timeline: Timeline) -> list[Gap]:
                 outcome=_wait_outcome(c), child=c.child,
             ))
     gaps.sort(key=lambda g: (g.start, g.seq or 0))
+    if _terminal(timeline):
+        end, how = span_of(timeline), f"execution {timeline.summary['status']}"
+        gaps = [g if g.end is not None else dataclasses.replace(g, end=end, outcome=how)
+                for g in gaps]
     return gaps
 
 
@@ -438,6 +444,7 @@ h1{font-size:1.35rem;margin:.2rem 0 .6rem}h2{font-size:1.05rem;margin:1.6rem 0 .
 code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
 pre{background:var(--soft);padding:.7rem;overflow:auto;white-space:pre-wrap;margin:.4rem 0}
 a{color:#1f5fbf}nav{margin-bottom:.6rem}nav a{margin-right:.8rem}
+nav a.current{color:var(--fg);font-weight:600;text-decoration:none}
 .badge{display:inline-block;padding:0 .45rem;border-radius:.6rem;color:#fff;font-size:12px;
 vertical-align:middle;background:var(--dim)}
 .s-completed{background:var(--ok)}.s-failed{background:var(--bad)}
@@ -481,7 +488,7 @@ text-shadow:0 0 2px #000,0 0 3px #000}
 .mark{position:absolute;top:.35rem;width:3px;height:1.2rem;background:#555;border-radius:1px}
 .mark[data-level=error]{background:var(--bad)}.mark[data-level=warning]{background:var(--pause)}
 .mark[data-kind=signal]{background:var(--wait)}
-details{margin:.4rem 0}summary{cursor:pointer;color:#333}
+time{white-space:nowrap}details{margin:.4rem 0}summary{cursor:pointer;color:#333}
 .attempts{margin:0;padding-left:1.1rem}
 """
 
@@ -696,9 +703,8 @@ def _marks_lane(kind: str, title: str, marks: Sequence[Mark], scale: Scale) -> s
             f"<small>{_e(title)}</small></div><div class=\"track\">{ticks_}</div></div>")
 
 
-def chart(timeline: Timeline, link: Linker = _no_links) -> str:
+def chart(lay: Layout, link: Linker = _no_links) -> str:
     """The timeline: an axis, a lane per step and per wait, the log lines and signals."""
-    lay = layout(timeline)
     parts = ["<div class=\"axis\"><div class=\"label muted\">"
              f"{_e(seconds_text(lay.span))} in all</div><div class=\"track\">"
              + "".join(f"<span class=\"tick{' end' if x > 90 else ''}\" style=\"left:{_pct(x)}\">"
@@ -720,14 +726,14 @@ def chart(timeline: Timeline, link: Linker = _no_links) -> str:
     return f"<div class=\"chart\">{''.join(parts)}</div>{note}"
 
 
-def _steps_table(timeline: Timeline) -> str:
-    attempts = attempts_of(timeline.entries, ended=_terminal(timeline))
+def _steps_table(timeline: Timeline, lay: Layout) -> str:
+    attempts = {lane.step.seq: lane.attempts for lane in lay.lanes if lane.step is not None}
     body = []
     for st in timeline.steps:
         tries = "".join(f"<li data-attempt=\"{a.attempt}\" data-status=\"{_e(a.status)}\">"
                         f"{_e(_attempt_text(a))}</li>" for a in attempts.get(st.seq, ()))
-        tb = (f"<details><summary>traceback</summary><pre>{_e(st.traceback)}</pre></details>"
-              if st.traceback else "")
+        tb = (f"<details class=\"traceback step-traceback\"><summary>traceback</summary>"
+              f"<pre>{_e(st.traceback.rstrip())}</pre></details>" if st.traceback else "")
         error = f"<span class=\"error\">{_e(st.error)}</span>{tb}" if st.error else ""
         body.append(_row(
             [str(st.seq), _e(st.name), badge(st.status), str(st.attempts),
@@ -741,7 +747,7 @@ def _steps_table(timeline: Timeline) -> str:
                  f"<span class=\"cost\">{_e(usd(total))}</span>", "", "", ""],
                 nums=(3, 5))
     head = _head(["seq", "step", "status", "attempts", "took", "cost", "tokens in / out",
-                  "attempts", "error"], nums=(0, 3, 4, 5, 6))
+                  "each attempt", "error"], nums=(0, 3, 4, 5, 6))
     return (f"<h2>steps</h2><table class=\"steps\">{head}<tbody>{''.join(body)}</tbody>"
             f"<tfoot>{foot}</tfoot></table>")
 
@@ -809,8 +815,8 @@ def _log_table(timeline: Timeline) -> str:
 
 
 def _failure(timeline: Timeline) -> str:
-    """The execution's error, its traceback open (what a reader of a failure wants), and
-    the tracebacks of its failed steps (the cause), folded."""
+    """The execution's error and its traceback, open: what a reader of a failure wants
+    (a failed step's own, its cause, is with the step, folded)."""
     error = timeline.summary.get("error")
     if error is None:
         return ""
@@ -819,11 +825,6 @@ def _failure(timeline: Timeline) -> str:
         parts.append("<details class=\"traceback\" open><summary>traceback of the "
                      f"execution's failure</summary><pre>{_e(error.traceback.rstrip())}</pre>"
                      "</details>")
-    for st in timeline.steps:
-        if st.status == "failed" and st.traceback and st.traceback != error.traceback:
-            parts.append(f"<details class=\"traceback\"><summary>traceback of step "
-                         f"{_e(st.name)} #{st.seq}</summary><pre>{_e(st.traceback.rstrip())}"
-                         "</pre></details>")
     return "".join(parts)
 
 
@@ -849,14 +850,15 @@ def page_body(
 ) -> str:
     """The markup of an execution's page (``notice``: a warning shown first, as text)."""
     s = timeline.summary
+    lay = layout(timeline)
     parts = [
         f"<p class=\"warn\">{_e(notice)}</p>" if notice else "",
         f"<h1>{_e(s['workflow'])} {badge(s['status'])} "
         f"<small class=\"muted mono\">{_e(short_id(s['execution_id']))}</small></h1>",
         _summary(timeline, link),
-        "<h2>timeline</h2>", chart(timeline, link),
+        "<h2>timeline</h2>", chart(lay, link),
         _failure(timeline),
-        _steps_table(timeline) if timeline.steps else "",
+        _steps_table(timeline, lay) if timeline.steps else "",
         _calls_table(timeline, link) if timeline.calls else "",
         _related(timeline, forks, link),
         _signals_table(timeline, link) if timeline.signals else "",

@@ -30,9 +30,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from journal.errors import JournalError
+from journal.errors import ExecutionNotFound, JournalError
+from projections import STATUSES
 from runner.cli import html as pages
-from runner.cli.lookup import AmbiguousPrefix, UnknownExecution
+from runner.cli.lookup import AmbiguousPrefix
 from runner.cli.plumbing import catch_up, echo, fail, one_line, scrub, session
 from runner.cli.render import CHILD_MARK, short_id, usd
 from runner.cli.timeparse import format_seconds
@@ -41,7 +42,15 @@ if TYPE_CHECKING:
     from journal import Journal
     from projections import ExecutionSummary, Projections
 
-__all__ = ["Response", "allowed_host", "index_body", "serve_ui"]
+__all__ = [
+    "Pages",
+    "Response",
+    "allowed_host",
+    "error_page",
+    "execution_href",
+    "index_body",
+    "serve_ui",
+]
 
 #: Executions on one page of the index, by default and at most.
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
@@ -86,8 +95,6 @@ def allowed_host(header: str | None, bound: str) -> bool:
 
 
 def _nav(status: str | None = None, workflow: str | None = None) -> str:
-    from projections import STATUSES
-
     links = [f"<a href=\"{escape(_query({'workflow': workflow}))}\""
              + (" class=\"current\"" if status is None else "") + ">all</a>"]
     for s in STATUSES:
@@ -180,6 +187,8 @@ class Pages:
 
     def index(self, query: Mapping[str, list[str]]) -> Response:
         status, workflow = _one(query, "status"), _one(query, "workflow")
+        if status is not None and status not in STATUSES:
+            raise _BadRequest(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
         limit = _limit(_one(query, "limit"))
         before_id = _one(query, "before")
         with self._lock:
@@ -221,13 +230,11 @@ class Pages:
             if parts.path.startswith("/e/") and len(parts.path) > 3:
                 return self.execution(unquote(parts.path[3:]))
             return error_page(HTTPStatus.NOT_FOUND, f"no page {parts.path!r}")
-        except UnknownExecution as e:
+        except ExecutionNotFound as e:  # (UnknownExecution: what was typed matches none)
             return error_page(HTTPStatus.NOT_FOUND, str(e))
         except AmbiguousPrefix as e:
             return error_page(HTTPStatus.BAD_REQUEST, str(e), links=[str(m) for m in e.matches])
         except _BadRequest as e:
-            return error_page(HTTPStatus.BAD_REQUEST, str(e))
-        except ValueError as e:  # a status the views do not know
             return error_page(HTTPStatus.BAD_REQUEST, str(e))
         except JournalError as e:
             return error_page(HTTPStatus.SERVICE_UNAVAILABLE, scrub(str(e), self.url))

@@ -114,10 +114,13 @@ class Recorded:
     failed: UUID
     waiting: UUID
     stalled: UUID
+    forked: UUID
+    cancelled: UUID
 
     @property
     def all(self) -> list[UUID]:
-        return [self.run, self.child, self.failed, self.waiting, self.stalled]
+        return [self.run, self.child, self.failed, self.waiting, self.stalled, self.forked,
+                self.cancelled]
 
 
 def _runner(journal: Journal) -> Runner:
@@ -130,7 +133,8 @@ def _runner(journal: Journal) -> Runner:
 @pytest.fixture
 def recorded(journal_url: str) -> Recorded:
     """A pipeline run to its end (woken from its sleep by serve(), resumed from its pause),
-    a failed run, a pipeline left waiting on its sleep, a run left mid-step."""
+    a failed run, a pipeline left waiting on its sleep, a run left mid-step, a fork of the
+    failed run (which fails again), a pipeline cancelled in its sleep."""
     doc = uuid.uuid4().hex[:8]
     with Journal.open(journal_url) as journal, _runner(journal) as runner:
         run = runner.run(pipeline, doc).id
@@ -141,10 +145,13 @@ def recorded(journal_url: str) -> Recorded:
         failed = runner.run(broken, doc).id
         waiting = runner.run(pipeline, doc + "-2").id
         stalled = stall(journal)
+        forked = runner.fork(failed, from_seq=1).id
+        cancelled = runner.run(pipeline, doc + "-3").id
+        runner.cancel(cancelled)
         call = next(c for c in journal.state(run).calls.values() if c.kind == "child")
     return Recorded(url=journal_url, run=run, child=UUID(call.value["execution_id"]),
-                    failed=failed,
-                    waiting=waiting, stalled=stalled)
+                    failed=failed, waiting=waiting, stalled=stalled, forked=forked,
+                    cancelled=cancelled)
 
 
 # -- reading a page ---------------------------------------------------------------------------
@@ -199,10 +206,6 @@ class Page(HTMLParser):
             if ok:
                 found.append(e)
         return found
-
-    @property
-    def text(self) -> str:
-        return self.elements[0].text if self.elements else ""
 
 
 def _write(cli: Invoke, url: str, eid: UUID, path: Path) -> Page:
@@ -291,12 +294,21 @@ def test_show_html_of_failed_waiting_and_running_executions(
     assert tracebacks and "open" in tracebacks[0].attrs
     assert "Traceback (most recent call last)" in tracebacks[0].text
     assert "ValueError: <script>alert(" in failed.all("p", class_="error")[0].text
+    forks = failed.all("li", class_="fork")
+    assert len(forks) == 1 and str(recorded.forked) in forks[0].text
+    fork = _write(cli, recorded.url, recorded.forked, tmp_path / "fork.html")
+    assert f"{recorded.failed} at seq 1" in fork.all("dl", class_="summary")[0].text
 
     waiting = _write(cli, recorded.url, recorded.waiting, tmp_path / "waiting.html")
     timer = waiting.all("div", class_="gap", data_kind="timer")
     assert len(timer) == 1 and timer[0].attrs["data-outcome"] == "waiting"
     assert waiting.all("div", class_="wait open")  # drawn to the end of the chart
     assert "waiting for" in waiting.all("dl", class_="summary")[0].text
+
+    cancelled = _write(cli, recorded.url, recorded.cancelled, tmp_path / "cancelled.html")
+    timer = cancelled.all("div", class_="gap", data_kind="timer")
+    assert timer[0].attrs["data-outcome"] == "execution cancelled"  # it waits no more
+    assert not cancelled.all("div", class_="open")
 
     running = _write(cli, recorded.url, recorded.stalled, tmp_path / "running.html")
     assert running.all("div", class_="attempt")[0].attrs["data-status"] == "running"
@@ -313,7 +325,6 @@ def test_show_html_escapes_every_user_value(
         # The only elements are the page's own: no <img> from a step name, one <script>.
         assert not page.all("img") and len(page.all("script")) == 1
         assert "<img" not in markup and markup.count("<script") == 1
-        assert "onerror=alert(1)>" not in markup.replace("&gt;", "")
         assert not [e for e in page.elements if any(k.startswith("on") for k in e.attrs)]
     hostile = [e for e in Page((tmp_path / f"{recorded.run}.html").read_text()).all(
         "div", class_="step") if e.attrs["data-step"] == HOSTILE_STEP]
@@ -450,20 +461,22 @@ def test_ui_serves_the_index_and_the_pages(recorded: Recorded) -> None:
         page = Page(index.body)
         rows = page.all("tr", class_="execution")
         assert [r.attrs["data-id"] for r in rows] == [
-            str(e) for e in (recorded.stalled, recorded.waiting, recorded.failed,
-                             recorded.child, recorded.run)]  # newest first
+            str(e) for e in (recorded.cancelled, recorded.forked, recorded.stalled,
+                             recorded.waiting, recorded.failed, recorded.child, recorded.run)]
         assert {a.attrs["href"] for a in page.all("a") if a.attrs["href"].startswith("/e/")} == {
             f"/e/{e}" for e in recorded.all}
         assert "$0.0175" in rows[-1].text and "completed" in rows[-1].text
-        assert "ValueError in explode #1" in rows[2].text
+        assert "ValueError in explode #1" in rows[4].text  # newest first
 
         failed = Page(_request(base, "/?status=failed").body).all("tr", class_="execution")
-        assert [r.attrs["data-id"] for r in failed] == [str(recorded.failed)]
-        first = Page(_request(base, "/?limit=2").body)
-        assert len(first.all("tr", class_="execution")) == 2
+        assert [r.attrs["data-id"] for r in failed] == [str(recorded.forked), str(recorded.failed)]
+        first = Page(_request(base, "/?limit=4").body)
+        assert len(first.all("tr", class_="execution")) == 4
         older = first.all("a", class_="older")[0].attrs["href"]
-        second = Page(_request(base, older).body).all("tr", class_="execution")
-        assert [r.attrs["data-id"] for r in second] == [str(recorded.failed), str(recorded.child)]
+        second = Page(_request(base, older).body)
+        assert [r.attrs["data-id"] for r in second.all("tr", class_="execution")] == [
+            str(recorded.failed), str(recorded.child), str(recorded.run)]
+        assert not second.all("a", class_="older")  # the last page
         assert _request(base, "/?status=lost").status == 400
 
         run = _request(base, f"/e/{str(recorded.run)[:8]}")
@@ -474,6 +487,10 @@ def test_ui_serves_the_index_and_the_pages(recorded: Recorded) -> None:
         assert f"/e/{recorded.child}" in links and "/" in links  # the child, the way back
         child = Page(_request(base, f"/e/{recorded.child}").body)
         assert f"/e/{recorded.run}" in {a.attrs["href"] for a in child.all("a")}  # its parent
+        fork = Page(_request(base, f"/e/{recorded.forked}").body)
+        assert f"/e/{recorded.failed}" in {a.attrs["href"] for a in fork.all("a")}
+        source = Page(_request(base, f"/e/{recorded.failed}").body)
+        assert f"/e/{recorded.forked}" in {a.attrs["href"] for a in source.all("a")}
 
         head = _request(base, f"/e/{recorded.run}", method="HEAD")
         assert head.status == 200 and head.body == "" and int(head.headers["Content-Length"]) > 0
@@ -482,6 +499,9 @@ def test_ui_serves_the_index_and_the_pages(recorded: Recorded) -> None:
             assert refused.status == 405 and refused.headers["Allow"] == "GET, HEAD"
         unknown = _request(base, "/e/ffffffff")
         assert unknown.status == 404 and "no execution matches" in unknown.body
+        hostile = _request(base, "/e/%3Cscript%3Ealert(1)%3C/script%3E")
+        assert hostile.status == 404 and hostile.body.count("<script") == 1
+        assert "&lt;script&gt;alert(1)" in hostile.body
         assert _request(base, "/nowhere").status == 404
         _stop(process)
 
