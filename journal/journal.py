@@ -310,6 +310,10 @@ class Journal:
         """Who holds the execution's lease now (``host:pid since ...``), if it can be told."""
         return self.storage.leases.holder(as_uuid(execution_id))
 
+    def lease_holders(self, execution_ids: Iterable[UUID | str]) -> dict[UUID, str | None]:
+        """:meth:`lease_holder` of many executions, in one round trip where it can be."""
+        return self.storage.leases.holders([as_uuid(e) for e in execution_ids])
+
     # -- reading ---------------------------------------------------------------------------
 
     def events(self, execution_id: UUID | str, *, after: int = 0) -> list[Event]:

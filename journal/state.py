@@ -234,6 +234,9 @@ class DivergedRecord(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime
     host: str = ""
     pid: int = 0
+    #: The call the journal holds at ``seq``, and the one the code made ("": none).
+    recorded: str = ""
+    called: str = ""
 
 
 class ExecutionState(msgspec.Struct, kw_only=True):
@@ -653,7 +656,8 @@ def _fold_claimed(state: ExecutionState, event: ExecutionClaimed) -> None:
 def _fold_diverged(state: ExecutionState, event: ReplayDiverged) -> None:
     state.diverged = DivergedRecord(seq=event.seq, version=event.version,
                                     message=event.message, at=event.timestamp,
-                                    host=event.host, pid=event.pid)
+                                    host=event.host, pid=event.pid,
+                                    recorded=event.recorded, called=event.called)
 
 
 def _fold_cancelled(state: ExecutionState, event: ExecutionCancelled) -> None:

@@ -155,7 +155,12 @@ def _diverged(s: ExecutionState) -> tuple[Any, ...]:
     d = s.diverged
     if d is None:
         return (None, None, None, None)
-    return (d.seq, d.version or None, d.at, d.message)
+    if d.recorded or d.called:  # in a few words (the whole error is in the event)
+        what = (f"the journal recorded {d.recorded or 'nothing'}, the code calls "
+                f"{d.called or 'nothing more'}")
+    else:
+        what = d.message
+    return (d.seq, d.version or None, d.at, what)
 
 
 #: A pause waits for a human: its kind in the ``wait_kind`` column.

@@ -16,7 +16,17 @@ running    ``in step NAME for D, driver alive (host:pid)``
 retrying   ``retrying NAME k/n, next attempt at T, last error E`` (k: the next attempt)
 orphaned   ``orphaned in step NAME (driver gone since T)``: running, and no live process
            holds its lease (T: its last event, the last sign of life)
+queued     ``queued since T`` (``Runner.enqueue``): no ``serve()`` process has taken it yet
+diverged   ``diverged at seq k under code version V: ...``: a process tried to replay it
+           and its code no longer matches the log (``ReplayDiverged``)
+stranded   ``stranded: code version V not deployed (...)``: it diverged under every code
+           version live processes run; or ``stranded: workflow W is not served by any live
+           process``: processes serve the journal, none runs its workflow
 =========  ===============================================================================
+
+Who serves the journal comes from ``journal_workers`` (each ``serve()`` process says every
+few seconds which workflows and code versions it runs). With nobody serving at all, an
+orphan and a queued run say so (``no serve() process is alive``): nothing will take them.
 
 A wait whose deadline has passed says ``, overdue`` (nothing woke it: is ``journal serve``
 running?). Times are UTC, durations as ``3m05s``.
@@ -25,6 +35,7 @@ running?). Times are UTC, durations as ``3m05s``.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -32,7 +43,8 @@ from uuid import UUID
 
 import msgspec
 
-from journal.state import PAUSED, RUNNING, STEP_RETRYING, STEP_RUNNING, WAITING
+from journal.state import PAUSED, QUEUED, RUNNING, STEP_RETRYING, STEP_RUNNING, WAITING
+from journal.storage.base import WORKER_ALIVE_FOR, WorkerRow
 from projections.tables import EXECUTIONS, STEPS
 from projections.views import ExecutionSummary, StepSummary
 
@@ -41,13 +53,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHILD",
+    "DIVERGED",
     "HUMAN",
     "KINDS",
     "ORPHANED",
+    "QUEUED_RUN",
     "RETRYING",
     "RUNNING_STEP",
     "SIGNAL",
     "SLEEPING",
+    "STRANDED",
     "Stall",
     "StallReason",
     "driver_name",
@@ -63,11 +78,17 @@ CHILD: Final = "child"
 RUNNING_STEP: Final = "running"
 ORPHANED: Final = "orphaned"
 RETRYING: Final = "retrying"
+QUEUED_RUN: Final = "queued"
+DIVERGED: Final = "diverged"
+STRANDED: Final = "stranded"
 #: Every kind :func:`stall_reason` gives.
-KINDS: tuple[str, ...] = (HUMAN, SLEEPING, SIGNAL, CHILD, RUNNING_STEP, ORPHANED, RETRYING)
+KINDS: tuple[str, ...] = (HUMAN, SLEEPING, SIGNAL, CHILD, RUNNING_STEP, ORPHANED, RETRYING,
+                          QUEUED_RUN, DIVERGED, STRANDED)
 
 #: The open statuses, the ones a reason is given for.
-OPEN: tuple[str, ...] = (RUNNING, PAUSED, WAITING)
+OPEN: tuple[str, ...] = (QUEUED, RUNNING, PAUSED, WAITING)
+
+_NOBODY = "no serve() process is alive"
 
 
 class StallReason(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,16 +160,63 @@ def _open_step(steps: Sequence[StepSummary]) -> StepSummary | None:
     return max(live, key=lambda s: s.seq) if live else None
 
 
+def _served_by(workers: Sequence[WorkerRow], workflow: str) -> list[WorkerRow]:
+    return [w for w in workers if workflow in w.workflows]
+
+
+def _stranded(e: ExecutionSummary, workers: Sequence[WorkerRow] | None,
+              needs_driver: bool) -> StallReason | None:
+    """Stranded: processes serve the journal, and none can drive ``e`` (its workflow is
+    nowhere, or it diverged and its own code version runs nowhere)."""
+    if not workers or not (needs_driver or e.diverged_seq is not None):
+        return None
+    serving = _served_by(workers, e.workflow)
+    since = e.diverged_at or e.updated_at
+    if not serving:
+        who = ", ".join(f"{w.host}:{w.pid}" for w in workers)
+        return StallReason(kind=STRANDED, since=since,
+                           text=f"stranded: workflow {e.workflow} is not served by any live "
+                           f"process (serving: {who})")
+    if e.diverged_seq is None:
+        return None
+    live = sorted({w.workflows[e.workflow] for w in serving})
+    if e.code_version is not None and e.code_version in live:
+        return None  # its own code runs somewhere: a divergence there is a real one
+    started = e.code_version or "unknown"
+    return StallReason(kind=STRANDED, since=since,
+                       text=f"stranded: code version {started} not deployed (live: "
+                       f"{', '.join(live)}; diverged at seq {e.diverged_seq})")
+
+
 def stall_reason(
     execution: ExecutionSummary, steps: Sequence[StepSummary] = (), *,
     holder: str | None = None, now: datetime | None = None,
+    workers: Sequence[WorkerRow] | None = None,
 ) -> StallReason | None:
-    """Why ``execution`` (running, paused or waiting) is not moving, from its view row, its
-    ``steps`` rows (only the running and retrying ones matter), who holds its lease
-    (``journal.lease_holder``) and ``now``; None for an execution that has ended."""
+    """Why ``execution`` (queued, running, paused or waiting) is not moving, from its view
+    row, its ``steps`` rows (only the running and retrying ones matter), who holds its
+    lease (``journal.lease_holder``), the live ``serve()`` processes (``workers``; None:
+    not known) and ``now``; None for an execution that has ended."""
     now = now or datetime.now(UTC)
     e = execution
+    if e.status not in OPEN:
+        return None
     since = e.waiting_since or e.updated_at
+    overdue = e.wait_until is not None and e.wait_until <= now
+    needs_driver = e.status == QUEUED or overdue or (e.status == RUNNING and holder is None)
+    stranded = _stranded(e, workers, needs_driver)
+    if stranded is not None:
+        return stranded
+    if e.diverged_seq is not None:
+        under = f" under code version {e.diverged_version}" if e.diverged_version else ""
+        return StallReason(kind=DIVERGED, since=e.diverged_at or e.updated_at,
+                           text=f"diverged at seq {e.diverged_seq}{under} (started with "
+                           f"{e.code_version or 'unknown'}): "
+                           f"{_short(e.diverged_message or '')}")
+    nobody = f"; {_NOBODY}" if workers is not None and not workers else ""
+    if e.status == QUEUED:
+        return StallReason(kind=QUEUED_RUN, since=e.started_at,
+                           text=f"queued since {_utc(e.started_at)}{nobody}")
     if e.status == PAUSED:
         reason = e.pause_reason if e.pause_reason is not None else (e.wait_name or "")
         until = e.wait_until
@@ -168,8 +236,6 @@ def stall_reason(
         return StallReason(kind=SIGNAL, since=since, until=until,
                            text=f"waiting for signal {name} since {_utc(since)}"
                            f"{_deadline(until, now)}")
-    if e.status != RUNNING:
-        return None
     step = _open_step(steps)
     last = e.last_started_step
     if step is not None:
@@ -181,7 +247,8 @@ def stall_reason(
     if holder is None:
         return StallReason(kind=ORPHANED, since=e.updated_at,
                            step=step.name if step else None,
-                           text=f"orphaned {where} (driver gone since {_utc(e.updated_at)})")
+                           text=f"orphaned {where} (driver gone since {_utc(e.updated_at)})"
+                           f"{nobody}")
     who = driver_name(holder)
     if step is not None and step.status == STEP_RETRYING:
         total = f"/{step.max_attempts}" if step.max_attempts else ""
@@ -212,18 +279,25 @@ def find_stalled(
     """Open executions that are not moving, each with why, longest stalled first.
 
     Listed at once whatever their age: a running execution no live process drives (its
-    lease is free: an orphan) and a wait or pause past its deadline (nothing woke it).
-    Past ``older_than``: a running one quiet that long (its driver alive), and one
-    waiting or paused that long. One lease lookup per running execution.
+    lease is free: an orphan), a wait or pause past its deadline (nothing woke it), one
+    whose replay diverged, and a queued one no live ``serve()`` runs the workflow of.
+    Past ``older_than``: a running one quiet that long (its driver alive), one waiting or
+    paused that long, and one queued that long. One lease look-up for all running ones
+    (a round trip on PostgreSQL), one read of the live workers.
     """
     cutoff = now - older_than
     e = EXECUTIONS.name
     rows = views.views.select(
         EXECUTIONS,
-        "status = 'running' OR (status IN ('paused', 'waiting') AND "
-        "(coalesce(waiting_since, updated_at) < ? OR wait_until <= ?))",
+        "status IN ('running', 'queued') OR (status IN ('paused', 'waiting') AND "
+        "(coalesce(waiting_since, updated_at) < ? OR wait_until <= ? OR "
+        "diverged_seq IS NOT NULL))",
         (cutoff, now),
     )
+    workers = views.journal.storage.workers(time.time() - WORKER_ALIVE_FOR)
+    summaries = [views.summary_of(r) for r in rows]
+    holders = views.journal.lease_holders(
+        [x.execution_id for x in summaries if x.status == RUNNING])
     open_steps: dict[UUID, list[StepSummary]] = {}
     for r in views.views.select(
         STEPS, f"status IN ('running', 'retrying') AND execution_id IN (SELECT "
@@ -232,15 +306,17 @@ def find_stalled(
         step = StepSummary(**dict(zip(STEPS.names, r, strict=True)))
         open_steps.setdefault(step.execution_id, []).append(step)
     found: list[Stall] = []
-    for r in rows:
-        execution = views.summary_of(r)
-        holder = None
-        if execution.status == "running":
-            holder = views.journal.lease_holder(execution.execution_id)
-            if holder is not None and execution.updated_at >= cutoff:
+    for execution in summaries:
+        holder = holders.get(execution.execution_id)
+        quiet = execution.updated_at < cutoff
+        if execution.diverged_seq is None:
+            if execution.status == RUNNING and holder is not None and not quiet:
                 continue  # driven, and not quiet for long
+            if execution.status == QUEUED and execution.started_at >= cutoff and (
+                    _served_by(workers, execution.workflow)):
+                continue  # a live serve() takes it in a moment
         reason = stall_reason(execution, open_steps.get(execution.execution_id, ()),
-                              holder=holder, now=now)
+                              holder=holder, now=now, workers=workers)
         if reason is not None:
             found.append(Stall(execution=execution, reason=reason))
     found.sort(key=lambda s: (s.reason.since, str(s.execution.execution_id)))

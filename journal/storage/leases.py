@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -99,6 +100,11 @@ class LeaseKeeper(ABC):
             if execution_id in self._held:
                 return f"this process ({identity()})"
         return self._holder(execution_id)
+
+    def holders(self, execution_ids: Iterable[UUID]) -> dict[UUID, str | None]:
+        """:meth:`holder` of each of ``execution_ids`` (one round trip where the keeper can
+        ask for many at once: ``journal stuck`` over thousands of running executions)."""
+        return {eid: self.holder(eid) for eid in execution_ids}
 
     def _holder(self, execution_id: UUID) -> str | None:
         return None

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -1124,9 +1124,9 @@ class AdvisoryLeases(LeaseKeeper):
             f"WITH gone AS (DELETE FROM {t} WHERE execution_id = %s AND holder = %s) "
             "SELECT pg_advisory_unlock(%s)"
         )
-        self._row_sql = (
-            f"SELECT holder, extract(epoch FROM now() - renewed_at) FROM {t} "
-            "WHERE execution_id = %s"
+        self._rows_sql = (
+            f"SELECT execution_id, holder, extract(epoch FROM now() - renewed_at) FROM {t} "
+            "WHERE execution_id = ANY(%s)"
         )
 
     def _key(self, execution_id: UUID) -> int:
@@ -1240,28 +1240,54 @@ class AdvisoryLeases(LeaseKeeper):
                 raise translate(e, self.url) from e
 
     def _holder(self, execution_id: UUID) -> str | None:
-        key = self._key(execution_id) & 0xFFFFFFFFFFFFFFFF
+        return self._holders([execution_id]).get(execution_id)
+
+    def holders(self, execution_ids: Iterable[UUID]) -> dict[UUID, str | None]:
+        wanted = list(execution_ids)
+        with self._lock:
+            mine = {eid for eid in wanted if eid in self._held}
+        found: dict[UUID, str | None] = {eid: f"this process ({identity()})" for eid in mine}
+        found.update(self._holders([eid for eid in wanted if eid not in mine]))
+        return found
+
+    def _holders(self, execution_ids: list[UUID]) -> dict[UUID, str | None]:
+        """Who holds each lease: the session holding its advisory lock, else a renewal row
+        younger than the grace period (a session that dropped may come back). One session
+        and two queries, however many are asked."""
+        if not execution_ids:
+            return {}
+        by_key: dict[tuple[int, int], UUID] = {}
+        for eid in execution_ids:
+            key = self._key(eid) & 0xFFFFFFFFFFFFFFFF
+            by_key[(key >> 32, key & 0xFFFFFFFF)] = eid
         try:
             with _session(self.conninfo) as conn:
-                row = conn.execute(
-                    "SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks l "
+                locks = conn.execute(
+                    "SELECT l.classid::bigint, l.objid::bigint, a.application_name, "
+                    "a.client_addr::text, a.pid FROM pg_locks l "
                     "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
-                    "WHERE l.locktype = 'advisory' AND l.classid = %s::bigint::oid "
-                    "AND l.objid = %s::bigint::oid AND l.objsubid = 1 AND l.granted",
-                    (key >> 32, key & 0xFFFFFFFF),
-                ).fetchone()
-                lease_row = conn.execute(self._row_sql, (execution_id,)).fetchone()
+                    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
+                    "AND l.classid = ANY(%s::bigint[]::oid[]) "
+                    "AND l.objid = ANY(%s::bigint[]::oid[])",
+                    ([k[0] for k in by_key], [k[1] for k in by_key]),
+                ).fetchall()
+                rows = conn.execute(self._rows_sql, (execution_ids,)).fetchall()
         except psycopg.Error:
-            return None
-        if row is None:
-            if lease_row is not None and float(lease_row[1]) < self.grace:
-                return (f"{lease_row[0]} (its session is down, renewed "
-                        f"{float(lease_row[1]):.1f} s ago; it may come back)")
-            return None
-        name, addr, pid = row
+            return dict.fromkeys(execution_ids)
+        found: dict[UUID, str | None] = dict.fromkeys(execution_ids)
+        for eid, holder, age in rows:
+            if float(age) < self.grace:
+                found[eid] = (f"{holder} (its session is down, renewed {float(age):.1f} s "
+                              "ago; it may come back)")
         prefix = "journal lease "
-        who = name[len(prefix):] if name and name.startswith(prefix) else (name or "a session")
-        return f"{who} (server pid {pid}{f', from {addr}' if addr else ''})"
+        for classid, objid, name, addr, pid in locks:
+            held = by_key.get((int(classid), int(objid)))
+            if held is None:
+                continue
+            who = name[len(prefix):] if name and name.startswith(prefix) else (
+                name or "a session")
+            found[held] = f"{who} (server pid {pid}{f', from {addr}' if addr else ''})"
+        return found
 
     def _release(self, execution_id: UUID) -> None:
         self._renewed.pop(execution_id, None)

@@ -74,6 +74,17 @@ def parent(ctx: Context) -> object:
     return ctx.child(kid)
 
 
+def first(ctx: Context) -> object:
+    ctx.step("draft", lambda: "draft")
+    return ctx.pause("sign")
+
+
+def renamed(ctx: Context) -> object:
+    """``first`` after a deploy that renamed its step: its replay diverges at seq 1."""
+    ctx.step("write", lambda: "draft")
+    return ctx.pause("sign")
+
+
 WORKFLOWS = (hang, block, backoff, approve, nap, pay, kid, parent)
 
 
@@ -82,6 +93,19 @@ def make_runner(journal: Journal) -> Runner:
     r = Runner(journal)
     for wf in WORKFLOWS:
         r.register(wf)
+    # Two workflows that change their code under an explicit version: "signing" keeps
+    # its version across the change (a bug: its runs diverge where that version runs),
+    # "contract" moves to v2 (its v1 runs are stranded once only v2 is deployed).
+    r.register(first, name="signing", version="s1")
+    r.register(first, name="contract", version="v1")
+    return r
+
+
+def deployed(journal: Journal) -> Runner:
+    """The runner after the deploy that renamed the step of both."""
+    r = Runner(journal)
+    r.register(renamed, name="signing", version="s1")
+    r.register(renamed, name="contract", version="v2")
     return r
 
 

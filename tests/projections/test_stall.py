@@ -28,8 +28,10 @@ import pytest
 import runner._engine as engine
 from journal import Journal
 from journal.events import StepFailed, StepStarted
+from journal.storage.base import WorkerRow
 from projections import ExecutionSummary, Projections, Stall
 from projections.stall import KINDS, driver_name, stall_reason
+from runner import NonDeterministicWorkflow
 from tests.projections import stalling
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +84,22 @@ def stalled(journal_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                     "sleeping": runner.run(stalling.nap, 3600).id,
                     "signal": runner.run(stalling.pay, 3600).id,
                     "child": runner.run(stalling.parent).id,
+                    # Enqueued an hour ago in effect: --older-than 0s lists it; the default
+                    # does not while a live serve() runs its workflow.
+                    "queued": runner.enqueue(stalling.nap, 60).id,
+                    "diverged": runner.run("signing").id,
+                    "stranded": runner.run("contract").id,
                 }
+                with stalling.deployed(journal) as after:
+                    for kind in ("diverged", "stranded"):
+                        with pytest.raises(NonDeterministicWorkflow):
+                            after.resume(ids[kind], "ok")
+                    # The processes serving the journal now: the deploy's code for the two
+                    # that changed, the same code as before for the rest.
+                    serving = {**runner.versions(), **after.versions()}
+                journal.storage.put_worker(WorkerRow(
+                    runner="f" * 32, host="web-1", pid=4242, started_at=time.time(),
+                    seen_at=time.time() + 3600, workflows=serving))
                 for wf, args in ((stalling.block, ()), (stalling.backoff, (str(tmp_path),))):
                     t = threading.Thread(target=runner.run, args=(wf, *args), daemon=True)
                     t.start()
@@ -151,6 +168,13 @@ def test_each_stall_reason_from_a_real_situation(stalled: SimpleNamespace) -> No
     assert text["running"].startswith("in step block for ")
     assert f"driver alive ({os.uname().nodename}:{os.getpid()})" in text["running"], text
     assert text["orphaned"].startswith("orphaned in step hang (driver gone since ")
+    assert text["queued"].startswith("queued since ")
+    assert text["diverged"].startswith("diverged at seq 1 under code version s1 (started "
+                                       "with s1): ")
+    assert text["diverged"].endswith(
+        ": the journal recorded step 'draft', the code calls step 'write'")
+    assert text["stranded"] == "stranded: code version v1 not deployed (live: v2; diverged at " \
+        "seq 1)"
     assert text["retrying"].startswith("retrying flaky 2/3, next attempt at ")
     assert "last error TimeoutError: upstream timeout after 31s" in text["retrying"]
     retry = kinds["retrying"].reason
@@ -177,14 +201,16 @@ def test_each_stall_reason_from_a_real_situation(stalled: SimpleNamespace) -> No
     out = _journal("stuck", url=stalled.url)
     assert out.returncode == 0, out.stderr
     assert str(ids["orphaned"])[:8] in out.stdout and "orphaned in step hang" in out.stdout
-    for kind in ("running", "retrying", "human", "sleeping", "signal"):
+    for kind in ("running", "retrying", "human", "sleeping", "signal", "queued"):
         assert str(ids[kind])[:8] not in out.stdout, (kind, out.stdout)
+    for kind in ("diverged", "stranded"):  # listed at once too: nothing will move them
+        assert str(ids[kind])[:8] in out.stdout, (kind, out.stdout)
     assert all(len(line) <= 80 for line in out.stdout.splitlines()), out.stdout
     table = _journal("stuck", "--older-than", "0s", url=stalled.url).stdout
     assert all(len(line) <= 80 for line in table.splitlines()), table
     for kind, eid in ids.items():
         assert str(eid)[:8] in table, (kind, table)
-    for status in ("running", "paused", "waiting"):
+    for status in ("running", "paused", "waiting", "queued"):
         assert f" {status} " in table, table
 
 
