@@ -32,6 +32,7 @@ from journal.events import (
     ExecutionResumed,
     ExecutionStarted,
     LogRecorded,
+    ReplayDiverged,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -236,7 +237,9 @@ def describe(event: Event, step_names: dict[int, str]) -> Entry:
         "event": event_label(event),
     }
     if isinstance(event, ExecutionStarted):
-        return Entry(**common, detail=f"{event.workflow} input={preview(event.input, 60)}")
+        queued = " (queued for a serve() process)" if event.queued else ""
+        return Entry(**common, detail=f"{event.workflow} input={preview(event.input, 60)}"
+                     f"{queued}")
     if isinstance(event, StepStarted):
         return Entry(**common, seq=event.seq, step=event.name, attempt=event.attempt,
                      detail=f"input={preview(event.input, 60)}" if event.input is not None
@@ -296,11 +299,19 @@ def describe(event: Event, step_names: dict[int, str]) -> Entry:
         return Entry(**common, detail=event.reason)
     if isinstance(event, ExecutionClaimed):
         return Entry(**common, detail=claim_text(event))
+    if isinstance(event, ReplayDiverged):
+        where = f" by {event.host}:{event.pid}" if event.host else ""
+        version = f" (code version {event.version})" if event.version else ""
+        return Entry(**common, seq=event.seq,
+                     detail=f"replay{where}{version} does not match: the journal recorded "
+                     f"{event.recorded or 'nothing'}, the code calls "
+                     f"{event.called or 'nothing more'}; nothing ran")
     return Entry(**common)
 
 
 _CLAIM_VERBS = {"start": "started", "resume": "resumed", "recover": "recovered",
-                "continue": "continued (same idempotency key)"}
+                "continue": "continued (same idempotency key)",
+                "dequeue": "taken from the queue", "wake": "woken"}
 
 
 def claim_text(event: ExecutionClaimed) -> str:
@@ -351,6 +362,11 @@ def summarize(
         "code_version": state.version or None,
         "forked_from": None if state.forked_from is None else str(state.forked_from),
         "forked_seq": None if state.forked_from is None else state.forked_seq,
+        "diverged": None if state.diverged is None else {
+            "seq": state.diverged.seq, "version": state.diverged.version,
+            "recorded": state.diverged.recorded, "called": state.diverged.called,
+            "at": state.diverged.at, "by": f"{state.diverged.host}:{state.diverged.pid}",
+        },
         "input": state.input,
         "output": state.output,
         "error": state.error,
