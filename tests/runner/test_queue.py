@@ -1,0 +1,139 @@
+"""``Runner.enqueue``: a run recorded in one process and run by a ``journal serve`` process
+elsewhere (another directory, none of this process's state), exactly once; the serving
+process seen alive by others, with its code versions; a queued run's idempotency key, its
+cancellation, and its stall reason. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from journal import Journal
+from journal.errors import ExecutionNotFound
+from journal.storage.base import WORKER_ALIVE_FOR
+from projections import Projections
+from runner import SecretInput, WorkflowNotFound
+from tests.runner import queued
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _serve(url: str, cwd: Path, ledger: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT), "QUEUE_LEDGER": str(ledger)}
+    env.pop("JOURNAL_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "journal", "serve", "--app", "tests.runner.queued:runner",
+         "--url", url, "--workers", "4", "--poll-interval", "0.1", "--grace", "10"],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_enqueued_runs_are_run_once_by_a_serve_process_elsewhere(
+    journal_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = tmp_path / "ledger"
+    monkeypatch.setenv("QUEUE_LEDGER", str(ledger))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with Journal.open(journal_url) as journal, queued.make_runner(journal) as runner:
+        runs = [runner.enqueue(queued.work, n) for n in range(12)]
+        assert {r.status for r in runs} == {"queued"} and not ledger.exists()  # none ran
+        again = runner.enqueue(queued.work, 99, idempotency_key="order-7")
+        assert runner.enqueue(queued.work, 99, idempotency_key="order-7").id == again.id
+        dropped = runner.enqueue(queued.work, 100)
+        assert runner.cancel(dropped.id, reason="not needed").status == "cancelled"
+        with Projections(journal) as views:
+            views.catch_up()
+            assert {e.status for e in views.executions(limit=100)} == {"queued", "cancelled"}
+            # No serve() process is alive: nothing will take them, and stuck says so.
+            stalls = views.stalled(older_than=timedelta(hours=1))
+            assert {s.execution.execution_id for s in stalls} == {r.id for r in [*runs, again]}
+            assert all(s.reason.kind == "queued" and s.reason.text.endswith(
+                "; no serve() process is alive") for s in stalls), stalls
+        versions = runner.versions()
+
+    proc = _serve(journal_url, elsewhere, ledger)
+    try:
+        with Journal.open(journal_url) as journal:
+            ids = [r.id for r in [*runs, again]]
+            until(lambda: proc.poll() is not None or all(
+                journal.state(i).status == "completed" for i in ids), "the queue to drain")
+            assert proc.poll() is None, proc.communicate()
+            for r, n in zip(runs, range(12), strict=True):
+                state = journal.state(r.id)
+                assert state.output == n * 2 and state.driver is not None
+                assert (state.driver.reason, state.driver.pid) == ("dequeue", proc.pid)
+            assert journal.state(dropped.id).status == "cancelled"
+            # Alive, as this process sees it: the serving process and the code it runs.
+            [worker] = journal.storage.workers(time.time() - WORKER_ALIVE_FOR)
+            assert worker.pid == proc.pid and worker.workflows == versions
+            # A workflow that process does not run stays queued, and stuck (its own
+            # process, from elsewhere) says why at once.
+            with queued.make_runner(journal) as here:
+                here.register(queued.work, name="billing")
+                orphan = here.enqueue("billing", 5).id
+            out = subprocess.run(
+                [sys.executable, "-m", "journal", "stuck", "--json", "--url", journal_url],
+                cwd=elsewhere, capture_output=True, text=True, timeout=60, check=False)
+            assert out.returncode == 0, out.stderr
+            [stall] = json.loads(out.stdout)
+            assert stall["execution_id"] == str(orphan) and stall["kind"] == "stranded"
+            assert stall["reason"] == (
+                "stranded: workflow billing is not served by any live process (serving: "
+                f"{socket.gethostname()}:{proc.pid})")
+            assert journal.state(orphan).status == "queued"
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    ran = sorted(int(line.split()[0]) for line in ledger.read_text().splitlines())
+    assert ran == [*range(12), 99]  # each step once; the cancelled one never
+    with Journal.open(journal_url) as journal:
+        assert journal.storage.workers(0.0) == []  # it signed off as it stopped
+
+
+def test_run_with_the_key_of_a_queued_execution_runs_it_here(journal_url: str) -> None:
+    with Journal.open(journal_url) as journal, queued.make_runner(journal) as runner:
+        first = runner.enqueue(queued.work, 4, idempotency_key="k")
+        done = runner.run(queued.work, 4, idempotency_key="k")
+        assert done.id == first.id and (done.status, done.output) == ("completed", 8)
+        state = journal.state(first.id)
+        assert state.driver is not None and state.driver.reason == "dequeue"
+        assert state.driver.pid == os.getpid()
+        # Done: enqueueing it again returns it as it is, and nothing more is written.
+        head = state.position
+        assert runner.enqueue(queued.work, 4, idempotency_key="k").status == "completed"
+        assert journal.state(first.id).position == head
+
+
+def test_enqueue_refuses_what_run_refuses_and_writes_nothing(journal_url: str) -> None:
+    with Journal.open(journal_url) as journal, queued.make_runner(journal) as runner:
+        with pytest.raises(WorkflowNotFound):
+            runner.enqueue("nowhere", 1)
+        with pytest.raises(TypeError):
+            runner.enqueue(queued.work)  # its argument is missing
+        with pytest.raises(SecretInput, match="api_key"):
+            runner.enqueue(queued.call, {"api_key": "sk-" + "a" * 40})
+        assert journal.storage.head() == 0
+        with pytest.raises(ExecutionNotFound):
+            journal.state(Journal.new_execution_id(idempotency_key="x"))
