@@ -208,6 +208,9 @@ class ExecutionCancelled(Event, frozen=True, kw_only=True, array_like=True):
     """Someone cancelled the execution. Terminal."""
 
     reason: str = ""
+    #: Who held its lease when it was cancelled (a live driver stops at its next call; a
+    #: step in flight finishes first), as the journal names them; "" if nobody did.
+    holder: str = ""
 
 
 class ExecutionClaimed(Event, frozen=True, kw_only=True, array_like=True):

@@ -812,9 +812,9 @@ class ExecutionHandle:
         """Record ExecutionFailed. Terminal."""
         self._record(ExecutionFailed, error=_error(error))
 
-    def cancelled(self, reason: str = "") -> None:
-        """Record ExecutionCancelled. Terminal."""
-        self._record(ExecutionCancelled, reason=reason)
+    def cancelled(self, reason: str = "", *, holder: str = "") -> None:
+        """Record ExecutionCancelled (``holder``: who drives it now, if anyone). Terminal."""
+        self._record(ExecutionCancelled, reason=reason, holder=holder)
 
     def diverged(
         self, *, seq: int, version: str = "", recorded: str = "", called: str = "",

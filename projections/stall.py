@@ -34,7 +34,6 @@ running?). Times are UTC, durations as ``3m05s``.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -45,6 +44,7 @@ import msgspec
 
 from journal.state import PAUSED, QUEUED, RUNNING, STEP_RETRYING, STEP_RUNNING, WAITING
 from journal.storage.base import WORKER_ALIVE_FOR, WorkerRow
+from journal.storage.leases import driver_name
 from projections.tables import EXECUTIONS, STEPS
 from projections.views import ExecutionSummary, StepSummary
 
@@ -137,15 +137,6 @@ def _short(message: str, width: int = 120) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-_WHO = re.compile(r"^\S+:\d+")
-
-
-def driver_name(holder: str) -> str:
-    """``host:pid`` from a lease holder's description (``host:pid since ...``), else the
-    description itself."""
-    text = holder.removeprefix("this process (")
-    found = _WHO.match(text)
-    return found.group(0) if found else holder
 
 
 def _deadline(until: datetime | None, now: datetime) -> str:

@@ -664,14 +664,18 @@ class Runner:
     # -- cancelling ----------------------------------------------------------------------------
 
     def cancel(self, execution_id: UUID | str, *, reason: str = "") -> Run:
-        """Record ExecutionCancelled. A runner driving it stops at its next transition.
+        """Record ExecutionCancelled. A runner driving it stops at its next transition
+        (the event names it: who held the lease as it was cancelled).
 
         Raises ``InvalidTransition`` if the execution has already ended.
         """
         for _ in range(10):
             handle = self.journal.execution(execution_id)
+            holder = ""
+            if handle.state.status == RUNNING:  # paused, waiting, queued: nobody holds it
+                holder = self.journal.lease_holder(handle.id) or ""
             try:
-                handle.cancelled(reason)
+                handle.cancelled(reason, holder=holder)
             except ConcurrencyConflict:
                 continue  # a runner appended meanwhile: cancel after what it wrote
             state = handle.state

@@ -12,6 +12,7 @@ writers are still fenced by the log's optimistic concurrency.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 from abc import ABC, abstractmethod
@@ -19,7 +20,20 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
-__all__ = ["Lease", "LeaseKeeper", "ProcessLeases", "identity", "process_started"]
+__all__ = [
+    "Lease", "LeaseKeeper", "ProcessLeases", "driver_name", "identity", "process_started",
+]
+
+
+_WHO = re.compile(r"^\S+:\d+")
+
+
+def driver_name(holder: str) -> str:
+    """``host:pid`` from a lease holder's description (``host:pid since ...``, as
+    :func:`identity` gives it), else the description itself."""
+    text = holder.removeprefix("this process (")
+    found = _WHO.match(text)
+    return found.group(0) if found else holder
 
 
 def identity() -> str:

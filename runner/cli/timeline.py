@@ -43,6 +43,7 @@ from journal.events import (
     child_signal,
 )
 from journal.state import CALL_DONE, CallRecord, ExecutionState, fold
+from journal.storage.leases import driver_name
 from runner.cli.jsonout import preview
 
 if TYPE_CHECKING:
@@ -296,7 +297,9 @@ def describe(event: Event, step_names: dict[int, str]) -> Entry:
     if isinstance(event, ExecutionFailed):
         return Entry(**common, detail=f"{event.error.type}: {event.error.message}")
     if isinstance(event, ExecutionCancelled):
-        return Entry(**common, detail=event.reason)
+        held = (f"while {driver_name(event.holder)} drove it (it stops at its next call)"
+                if event.holder else "")
+        return Entry(**common, detail="; ".join(t for t in (event.reason, held) if t))
     if isinstance(event, ExecutionClaimed):
         return Entry(**common, detail=claim_text(event))
     if isinstance(event, ReplayDiverged):
@@ -314,11 +317,17 @@ _CLAIM_VERBS = {"start": "started", "resume": "resumed", "recover": "recovered",
                 "dequeue": "taken from the queue", "wake": "woken"}
 
 
-def claim_text(event: ExecutionClaimed) -> str:
-    """``recovered by host:pid after 226 s quiet (runner 1a2b3c4d)``: who took it over."""
+def claim_text(event: ExecutionClaimed, previous: ExecutionClaimed | None = None) -> str:
+    """``driver box:41 gone; recovered by box:42 after 226 s quiet (runner 1a2b3c4d)``: who
+    took it over (and, given the ``previous`` claim, from whom)."""
     verb = _CLAIM_VERBS.get(event.reason, event.reason)
     quiet = f" after {event.quiet_for:.0f} s quiet" if event.quiet_for is not None else ""
-    return f"{verb} by {event.host}:{event.pid}{quiet} (runner {event.runner[:8]})"
+    gone = ""
+    if previous is not None and event.reason in ("recover", "continue") and (
+            previous.host, previous.pid, previous.runner) != (event.host, event.pid,
+                                                              event.runner):
+        gone = f"driver {previous.host}:{previous.pid} gone; "
+    return f"{gone}{verb} by {event.host}:{event.pid}{quiet} (runner {event.runner[:8]})"
 
 
 def summarize(
@@ -496,10 +505,15 @@ def build_timeline(
     start = events[0].timestamp if events else None
     names: dict[int, str] = {}
     entries = []
+    claim: ExecutionClaimed | None = None
     for event in events:
         if isinstance(event, StepStarted):
             names[event.seq] = event.name
         entry = describe(event, names)
+        if isinstance(event, ExecutionClaimed):
+            if claim is not None:
+                entry = msgspec.structs.replace(entry, detail=claim_text(event, claim))
+            claim = event
         offset = (event.timestamp - start).total_seconds() if start else 0.0
         entries.append(msgspec.structs.replace(entry, offset=offset))
     kids = child_lines(state, children)

@@ -275,3 +275,6 @@ def test_v5_rows_decode_and_fold_to_a_queue_and_divergences() -> None:
     assert after.diverged is None and after.steps[1].attempts == 2
     lean = fold(cleared[0].execution_id, _decode_rows(stored["cleared"][:4], lean=True))
     assert lean.diverged is not None  # a log line (lean, too) keeps it
+    held = _decode_rows(stored["held"])
+    assert fold(held[0].execution_id, held).status == "cancelled"
+    assert held[-1].holder.startswith("h6:6 ")  # type: ignore[attr-defined]

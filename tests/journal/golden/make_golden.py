@@ -11,9 +11,10 @@ waits that consumed a signal or timed out), SignalReceived (before and during a 
 never consumed), ValueRecorded, a pause with a deadline that timed out, a stream that
 sleeps after being resumed, a parent whose child's end came as its signal, and a fork with a
 code version, a retry's back-off and a patch marker. v5 (rows as v3) adds the queue and
-replay divergence: an enqueued ExecutionStarted (``queued``) claimed by a server, and
+replay divergence: an enqueued ExecutionStarted (``queued``) claimed by a server,
 ReplayDiverged recorded twice (a paused run whose resume diverged, and an orphan whose
-divergence a later claim cleared). (Rows of
+divergence a later claim cleared), and a cancellation that names the live driver it
+stopped (``ExecutionCancelled.holder``). (Rows of
 the old types written before their new fields existed are the v3 file's: today's code reads
 them with those fields at their defaults.)
 
@@ -297,7 +298,14 @@ def golden_streams_v5() -> dict[str, list[Event]]:
                             "quiet_for": 12.5}),
         (StepStarted, {"name": "a", "seq": 1, "attempt": 2}),
     )
-    return {"queued": queued, "paused": paused, "cleared": cleared}
+    held = _stream(
+        UUID("00000000-0000-4000-8000-00000000000e"),
+        (ExecutionStarted, {"workflow": "golden"}),
+        (StepStarted, {"name": "slow", "seq": 1}),
+        (ExecutionCancelled, {"reason": "duplicate",
+                              "holder": "h6:6 since 2026-01-01T00:00:00+00:00"}),
+    )
+    return {"queued": queued, "paused": paused, "cleared": cleared, "held": held}
 
 
 def encode_streams(streams: dict[str, list[Event]] | None = None) -> bytes:
