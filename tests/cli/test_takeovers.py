@@ -12,8 +12,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,18 +19,12 @@ from typing import Any
 import pytest
 
 from journal import Journal
+from tests.polling import until
 from tests.projections import stalling
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()
 
-
-def _until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _show(url: str, eid: object, cwd: Path) -> dict[str, Any]:
@@ -53,7 +45,7 @@ def test_show_names_the_driver_that_died_and_who_took_over(
         [sys.executable, "-m", "tests.projections.stalling", "hang", journal_url, str(marker)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _until(marker.exists, "the driver's step to start")
+        until(marker.exists, "the driver's step to start")
         killed.send_signal(signal.SIGKILL)
         killed.communicate(timeout=30)
     finally:
@@ -63,7 +55,7 @@ def test_show_names_the_driver_that_died_and_who_took_over(
     monkeypatch.setattr(stalling, "sleep_forever", lambda marker: "finished here")
     with Journal.open(journal_url) as journal, stalling.make_runner(journal) as runner:
         recovered: list[Any] = []
-        _until(lambda: bool(recovered.extend(runner.recover(stale_after=timedelta(0)))
+        until(lambda: bool(recovered.extend(runner.recover(stale_after=timedelta(0)))
                             or recovered), "the killed driver's lease to go")
         [run] = recovered
         assert run.status == "completed" and run.output == "finished here"
@@ -86,7 +78,7 @@ def test_a_cancellation_names_the_live_driver_it_stops(journal_url: str, tmp_pat
             def started() -> bool:
                 return any(type(e).__name__ == "StepStarted" for _, e in journal.notifications())
 
-            _until(started, "the step to start")
+            until(started, "the step to start")
             [eid] = {e.execution_id for _, e in journal.notifications()}
             env = {k: v for k, v in os.environ.items() if k != "JOURNAL_URL"}
             out = subprocess.run(

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -32,17 +32,11 @@ from journal.storage.base import WorkerRow
 from projections import ExecutionSummary, Projections, Stall
 from projections.stall import KINDS, driver_name, stall_reason
 from runner import NonDeterministicWorkflow
+from tests.polling import until
 from tests.projections import stalling
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _journal(*args: str, url: str) -> subprocess.CompletedProcess[str]:
@@ -104,10 +98,10 @@ def stalled(journal_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                     t = threading.Thread(target=runner.run, args=(wf, *args), daemon=True)
                     t.start()
                     threads.append(t)
-                _until(marker.exists, "the killed driver's step to start")
+                until(marker.exists, "the killed driver's step to start")
                 killed.send_signal(signal.SIGKILL)
                 killed.communicate(timeout=30)
-                _until(lambda: {"block", "hang", "failed"} <= _in_flight(journal).keys(),
+                until(lambda: {"block", "hang", "failed"} <= _in_flight(journal).keys(),
                        "the steps in flight and the first failure")
                 seen = _in_flight(journal)
                 ids.update(running=seen["block"], retrying=seen["failed"],
@@ -149,7 +143,7 @@ def test_each_stall_reason_from_a_real_situation(stalled: SimpleNamespace) -> No
             views.catch_up()
             return "orphaned" in _by_kind(views.stalled(older_than=timedelta(0)))
 
-        _until(orphaned, "the killed driver's lease to go")
+        until(orphaned, "the killed driver's lease to go")
         rows = views.stalled(older_than=timedelta(0))
     by_id = {s.execution.execution_id: s for s in rows}
     # (And the child, waiting for its signal "go".)

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,17 +22,11 @@ from journal.errors import ExecutionNotFound
 from journal.storage.base import WORKER_ALIVE_FOR
 from projections import Projections
 from runner import SecretInput, WorkflowNotFound
+from tests.polling import until
 from tests.runner import queued
 
 PROJECT = Path(__file__).resolve().parents[2]
 
-
-def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _serve(url: str, cwd: Path, ledger: Path) -> subprocess.Popen[str]:
