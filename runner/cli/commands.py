@@ -10,11 +10,12 @@ on stderr that says why, with any password masked.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from uuid import UUID
@@ -25,7 +26,7 @@ from typer.core import TyperGroup
 from journal.errors import mask_url
 from journal.events import TERMINAL_EVENTS, StepStarted
 from journal.storage import DEFAULT_URL
-from projections import Projections
+from projections import ExecutionSummary, Projections
 from runner.cli import reads
 from runner.cli.apps import describe_mismatch, load_runner
 from runner.cli.jsonout import dumps, preview
@@ -448,26 +449,123 @@ def _app_runner(spec: str, url: str) -> Iterator[Runner]:
 
 @app.command("resume")
 def resume_command(
-    execution: Annotated[str, typer.Argument(help="Paused execution id, or a unique prefix.")],
     app_spec: AppSpec,
+    execution: Annotated[str | None, typer.Argument(
+        help="Paused execution id, or a unique prefix; or choose them with --status, "
+        "--workflow, --since, --reason.")] = None,
     url: Url = DEFAULT_URL,
     value: Annotated[str | None, typer.Option(
-        help='The answer to the pause, as JSON (e.g. \'{"approved": true}\').')] = None,
+        help='The answer to the pause (to each, in bulk), as JSON (e.g. \'{"approved": '
+        'true}\').')] = None,
+    status: Annotated[StatusName | None, typer.Option(
+        help="paused: the only status an execution is resumed from.")] = None,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only those started since: a duration (1h, 2d) or an ISO date/time.")] = None,
+    reason: Annotated[str | None, typer.Option(
+        help="Only those paused for this reason (ctx.pause's, e.g. human_review).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only list what would be resumed; write nothing.")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", help="Resume without asking (needed when stdin is not a terminal).")
+    ] = False,
     as_json: Json = False,
 ) -> None:
-    """Answer a paused execution and continue it through the service's Runner."""
+    """Answer a paused execution, or every one a filter chooses, and continue each through
+    the service's Runner until it ends or pauses again.
+
+    In bulk it lists what it chose and asks first (--yes: without asking; refused when stdin
+    is not a terminal), prints how each run ended and a summary; Ctrl-C stops after saying
+    what was done. Example: journal resume --app myservice.jobs:runner --reason
+    human_review --since 2d --value '{"approved": true}' --dry-run
+    """
+    filters = (status, workflow, since, reason)
+    if execution is not None and any(f is not None for f in filters):
+        raise _UsageError("--status, --workflow, --since and --reason choose executions to "
+                          "resume in bulk: give them without an ID")
+    if execution is None and all(f is None for f in filters):
+        raise _UsageError("give an execution ID, or choose paused executions with --status "
+                          "paused, --workflow, --since or --reason")
+    if status is not None and status != "paused":
+        raise _UsageError(f"--status {status}: only paused executions are resumed (a failed "
+                          "or cancelled one is retried: `journal retry`)")
     try:
         answer = json.loads(value) if value is not None else None
     except ValueError as e:
-        _fail(f"invalid --value: not JSON ({e})")
+        _fail(f"invalid --value: not JSON ({e}); nothing was resumed")
+    with _reported(url):
+        started = parse_since(since) if since else None
+    if execution is None:
+        _resume_many(app_spec, url=url, workflow=workflow, since=started, reason=reason,
+                     answer=answer, dry_run=dry_run, yes=yes, as_json=as_json)
+        return
     with _app_runner(app_spec, url) as runner:
         with Projections(runner.journal) as views:
             eid = resolve_id(runner.journal, views, execution)
+            if dry_run:
+                _act_on_many([_chosen(views, eid, ("paused",), "resume")], verb="resume",
+                             past="resumed", url=url, dry_run=True, yes=yes,
+                             act=lambda r: _Done(""), note=_resume_note(runner))
+                return
         run = runner.resume(eid, answer)
     if as_json:
         _echo_json(run)
     else:
         typer.echo(_run_line(run))
+
+
+def _chosen(views: Projections, eid: UUID, statuses: Sequence[str], verb: str
+            ) -> ExecutionSummary:
+    """The view row of one execution a dry run lists as a bulk one would; one that is not
+    in ``statuses`` is refused as acting on it would be (nothing is written either way)."""
+    from journal.errors import InvalidTransition
+
+    _catch_up(views)
+    row = views.execution(eid)
+    status = row.status if row is not None else "not in the views yet"
+    if row is None or row.status not in statuses:
+        raise InvalidTransition(eid, status, verb, f"only {' or '.join(statuses)} executions "
+                                f"are {verb}d here, and this one is {status}")
+    return row
+
+
+def _resume_note(runner: Runner) -> Callable[[ExecutionSummary], str]:
+    """What a listed paused execution waits for and since when, and whether this app can
+    resume it at all (its workflow registered)."""
+    def note(r: ExecutionSummary) -> str:
+        text = f": {r.pause_reason}" if r.pause_reason else ""
+        if r.paused_at is not None:
+            text += f" since {format_utc(r.paused_at)}"
+        if r.workflow not in runner.workflows:
+            text += f"; its workflow {r.workflow!r} is not in the app: it cannot be resumed"
+        return text
+    return note
+
+
+def _resume_many(app_spec: str, *, url: str, workflow: str | None, since: Any,
+                 reason: str | None, answer: Any, dry_run: bool, yes: bool,
+                 as_json: bool) -> None:
+    from runner.cli import deploys
+
+    say: Callable[[str], None] = (
+        (lambda line: typer.echo(line, err=True)) if as_json else typer.echo)
+    with _app_runner(app_spec, url) as runner:
+        with Projections(runner.journal) as views:
+            _catch_up(views)  # what paused a moment ago is chosen too
+            rows = deploys.resume_candidates(views, workflow=workflow, since=since,
+                                             reason=reason)
+
+        def resume(r: ExecutionSummary) -> _Done:
+            run = runner.resume(r.execution_id, answer)
+            return _Done("resumed " + _run_line(run), run.status, {"run": run})
+
+        entries = _act_on_many(
+            rows, verb="resume", past="resumed", url=url, dry_run=dry_run, yes=yes,
+            act=resume, say=say, note=_resume_note(runner),
+            under_way=" (Ctrl-C stopped it mid-run: it is left running for `journal "
+            "recover` or `journal serve` to continue)")
+    if as_json:
+        _echo_json(entries)
 
 
 @app.command("recover")
@@ -884,6 +982,12 @@ def cancel_command(
                               "executions to cancel in bulk: give them without an ID")
         with _session(url) as (journal, views):
             eid = resolve_id(journal, views, execution)
+            if dry_run:
+                _act_on_many([_chosen(views, eid, deploys.CANCELLABLE, "cancel")],
+                             verb="cancel", past="cancelled", url=url, dry_run=True, yes=yes,
+                             act=lambda r: _Done(""),
+                             note=lambda r: deploys.driver_note(journal.lease_holder(eid)))
+                return
             holder = journal.lease_holder(eid)
             with Runner(journal) as runner:
                 run = runner.cancel(eid, reason=reason)
@@ -901,7 +1005,6 @@ def cancel_command(
 
 def _cancel_many(url: str, *, status: str | None, workflow: str | None, since: Any,
                  error_type: str | None, reason: str, dry_run: bool, yes: bool) -> None:
-    from journal.errors import ExecutionNotFound, InvalidTransition
     from runner._runner import Runner
     from runner.cli import deploys
 
@@ -909,35 +1012,108 @@ def _cancel_many(url: str, *, status: str | None, workflow: str | None, since: A
         _catch_up(views)  # what started a moment ago is chosen too
         rows = deploys.cancel_candidates(views, status=status, workflow=workflow,
                                          since=since, error_type=error_type)
-        if not rows:
-            typer.echo("nothing to cancel")
-            return
-        if dry_run or not yes:
-            for r in rows:
-                note = deploys.driver_note(journal.lease_holder(r.execution_id))
-                typer.echo(f"would cancel {r.execution_id} ({r.workflow}, {r.status}){note}")
-        if dry_run:
-            typer.echo(f"would cancel {len(rows)} execution(s); nothing was cancelled")
-            return
-        if not yes:
-            if not sys.stdin.isatty():
-                _fail(f"refusing to cancel {len(rows)} execution(s) without --yes: stdin is "
-                      "not a terminal to confirm on; nothing was cancelled", url)
-            typer.confirm(f"cancel these {len(rows)} execution(s)?", abort=True)
-        cancelled = 0
         with Runner(journal) as runner:
-            for r in rows:
+
+            def cancel(r: ExecutionSummary) -> _Done:
                 holder = journal.lease_holder(r.execution_id)
-                try:
-                    runner.cancel(r.execution_id, reason=reason)
-                except (InvalidTransition, ExecutionNotFound) as e:  # ended meanwhile
-                    typer.echo(f"skipped {r.execution_id} ({r.workflow}): "
-                               f"{_one_line(str(e))}")
-                    continue
-                cancelled += 1
-                typer.echo(f"cancelled {r.execution_id} ({r.workflow}, was {r.status})"
-                           + deploys.driver_note(holder))
-    typer.echo(f"cancelled {cancelled} execution(s)" + (f" ({reason})" if reason else ""))
+                runner.cancel(r.execution_id, reason=reason)
+                return _Done(f"cancelled {r.execution_id} ({r.workflow}, was {r.status})"
+                             + deploys.driver_note(holder))
+
+            _act_on_many(
+                rows, verb="cancel", past="cancelled", url=url, dry_run=dry_run, yes=yes,
+                note=lambda r: deploys.driver_note(journal.lease_holder(r.execution_id)),
+                act=cancel, suffix=f" ({reason})" if reason else "")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Done:
+    """What acting on one execution of a bulk command did: the line that says so, and how
+    the execution ended (counted in the summary line; None: not counted)."""
+
+    line: str
+    status: str | None = None
+    entry: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _act_on_many(
+    rows: Sequence[ExecutionSummary], *, verb: str, past: str, url: str, dry_run: bool,
+    yes: bool, act: Callable[[ExecutionSummary], _Done],
+    note: Callable[[ExecutionSummary], str] = lambda r: "", suffix: str = "",
+    under_way: str = "", say: Callable[[str], None] = typer.echo,
+) -> list[dict[str, Any]]:
+    """A bulk command's one shape (``cancel``, ``resume`` by filter): list what the filter
+    chose, ask (``--yes``: do not; refused without a terminal to ask on; ``--dry-run``:
+    only list), act on each in turn saying how it ended, then one summary line; a Ctrl-C
+    says what was done, what was under way (``under_way``) and what was not (exit 130).
+
+    ``act`` raises ``InvalidTransition``/``ExecutionNotFound`` for one that ended (or was
+    answered) meanwhile: skipped; another ``JournalError`` leaves that one alone and the
+    others go on (exit 1 at the end). Returns one entry per execution (``--json``)."""
+    from journal.errors import ExecutionNotFound, InvalidTransition, JournalError
+
+    def entry(r: ExecutionSummary, action: str, **more: Any) -> dict[str, Any]:
+        return {"execution_id": r.execution_id, "workflow": r.workflow, "status": r.status,
+                "action": action, **more}
+
+    if not rows:
+        say(f"nothing to {verb}")
+        return []
+    if dry_run or not yes:
+        for r in rows:
+            say(f"would {verb} {r.execution_id} ({r.workflow}, {r.status}){note(r)}")
+    if dry_run:
+        say(f"would {verb} {len(rows)} execution(s); nothing was {past}")
+        return [entry(r, f"would {verb}") for r in rows]
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(f"refusing to {verb} {len(rows)} execution(s) without --yes: stdin is not "
+                  f"a terminal to confirm on; nothing was {past}", url)
+        typer.confirm(f"{verb} these {len(rows)} execution(s)?", abort=True)
+    entries: list[dict[str, Any]] = []
+    ended: dict[str, int] = {}
+    skipped = 0
+    failed: list[tuple[UUID, str]] = []
+
+    def summary() -> str:
+        done = len(entries) - skipped - len(failed)
+        line = f"{past} {done} execution(s)" + suffix
+        if ended:
+            line += " (" + ", ".join(f"{n} {s}" for s, n in sorted(ended.items())) + ")"
+        if skipped:
+            line += f"; skipped {skipped} that ended meanwhile"
+        if failed:
+            line += f"; {len(failed)} could not be {past}"
+        return line
+
+    for i, r in enumerate(rows):
+        try:
+            done = act(r)
+        except KeyboardInterrupt:
+            left = len(rows) - i - 1
+            say(f"interrupted: {summary()}; {r.execution_id} was under way{under_way}"
+                + (f"; {left} not {past}" if left else ""))
+            raise CommandExit(130) from None
+        except (InvalidTransition, ExecutionNotFound) as e:
+            skipped += 1
+            entries.append(entry(r, "skipped", reason=_one_line(str(e))))
+            say(f"skipped {r.execution_id} ({r.workflow}): {_one_line(str(e))}")
+            continue
+        except JournalError as e:  # this one cannot be acted on here: the others can
+            message = _one_line(_scrub(str(e), url))
+            failed.append((r.execution_id, message))
+            entries.append(entry(r, "error", error=message))
+            continue
+        if done.status is not None:
+            ended[done.status] = ended.get(done.status, 0) + 1
+        entries.append(entry(r, past, **done.entry))
+        say(done.line)
+    for eid, message in failed:
+        typer.echo(f"error: execution {eid} not {past}: {message}", err=True)
+    say(summary())
+    if failed:
+        raise CommandExit(1)
+    return entries
 
 
 # -- export, retention ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ __all__ = [
     "driver_note",
     "failure_text",
     "plan_retries",
+    "resume_candidates",
     "run_changes",
     "select_executions",
     "step_seq",
@@ -214,7 +215,7 @@ def _all(views: Projections, *, status: str, error_type: str | None, since: date
 def select_executions(
     views: Projections, *, status: str | None = None, workflow: str | None = None,
     since: datetime | None = None, error_type: str | None = None,
-    ended_since: datetime | None = None, page: int = 1000,
+    ended_since: datetime | None = None, pause_reason: str | None = None, page: int = 1000,
 ) -> Iterator[ExecutionSummary]:
     """Every execution the views have that matches (``Projections.executions``' filters:
     ``since`` by start, ``ended_since`` by end), newest start first, page after page."""
@@ -222,7 +223,7 @@ def select_executions(
     while True:
         rows = views.executions(status=status, workflow=workflow, since=since,
                                 error_type=error_type, ended_since=ended_since,
-                                before=before, limit=page)
+                                pause_reason=pause_reason, before=before, limit=page)
         yield from rows
         if len(rows) < page:
             return
@@ -246,6 +247,18 @@ def cancel_candidates(
             for r in select_executions(views, status=s, workflow=workflow, since=since,
                                        error_type=error_type)]
     return sorted(rows, key=lambda r: (r.started_at, str(r.execution_id)))
+
+
+def resume_candidates(
+    views: Projections, *, workflow: str | None = None, since: datetime | None = None,
+    reason: str | None = None,
+) -> list[ExecutionSummary]:
+    """The paused executions (of ``workflow``, started at or after ``since``, paused for
+    ``reason``) that match, the longest waiting first: what ``journal resume --status
+    paused ...`` answers."""
+    rows = list(select_executions(views, status="paused", workflow=workflow, since=since,
+                                  pause_reason=reason))
+    return sorted(rows, key=lambda r: (r.paused_at or r.updated_at, str(r.execution_id)))
 
 
 def driver_note(holder: str | None) -> str:
