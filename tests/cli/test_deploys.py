@@ -222,7 +222,8 @@ def test_retry_and_fork_run_from_a_step_with_the_code_deployed_now(
     # show and ls say where a fork comes from, and the code version of every execution.
     code, shown, _ = _fast("show", str(retried), url=journal_url)
     assert code == 0
-    assert f"forked from {failed} at seq 4\ncode version {version}\n" in shown
+    assert f"forked from {failed} at seq 4\nstarted " in shown
+    assert f"; code version {version}\n" in shown  # at the end of the line of its start
     summary = json.loads(_fast("show", str(retried), "--json", url=journal_url)[1])["summary"]
     assert (summary["forked_from"], summary["forked_seq"], summary["code_version"]) == (
         str(failed), 4, version)

@@ -18,7 +18,8 @@ def test_ls_lists_every_execution_with_its_facts(cli: Invoke, filled: Filled) ->
     for eid in filled.all:
         assert str(eid)[:8] in r.stdout
     assert "human_review" in r.stdout and "explode #1" in r.stdout
-    assert "$0.0135" in r.stdout  # fetch 0.0125 + publish 0.001 of the completed review
+    # fetch 0.0125 + publish 0.001 of the completed review: to the cent in the table.
+    assert "$0.01\n" in r.stdout and "$0.0135" not in r.stdout
 
     rows = json.loads(cli("ls", "--json", url=filled.url).stdout)
     by_id = {row["execution_id"]: row for row in rows}

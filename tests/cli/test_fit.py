@@ -1,0 +1,165 @@
+"""Output that fits: at 80 columns (``COLUMNS=80``) ids keep 8 characters or more, statuses,
+amounts (to the cent), workflow and step names are whole, no line is wider than 80; ``show``
+of a failed run is compact. And ``ls --sort/--offset/--before``, ``stats --workflow
+--limit``, help without placeholders or words cut, the catch-up progress line."""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from journal import Journal
+from runner import Context, Retry, Runner, add_cost
+from runner.cli import app
+from runner.cli.render import cents, compact_traceback
+
+WORKFLOW = "summarise_contract"
+STEPS = ("extract_clauses", "score_obligations")
+STATUSES = ("completed", "failed", "paused", "running")
+
+
+def _extract(doc: str) -> list[str]:
+    add_cost(usd=Decimal("12.345678"), input_tokens=123_456, output_tokens=7_890, model="m-1")
+    return [doc]
+
+
+def _score(clauses: list[str], fail: bool) -> int:
+    add_cost(usd=Decimal("0.001008"), input_tokens=10, model="m-2")
+    if fail:
+        raise TimeoutError("the model did not answer within 30s")
+    return len(clauses)
+
+
+def summarise_contract(ctx: Context, doc: str, fail: bool = False) -> int:
+    """Two steps with long names and costs; pauses for a person unless it fails."""
+    clauses = ctx.step(STEPS[0], _extract, doc)
+    out: int = ctx.step(STEPS[1], _score, clauses, fail, retry=Retry(attempts=2))
+    ctx.pause("legal_review", payload={"doc": doc})
+    return out
+
+
+@pytest.fixture
+def fitted(journal_url: str) -> dict[str, Any]:
+    """A paused, a failed (after a retry), a completed and a running (stalled) execution."""
+    with Journal.open(journal_url) as journal, Runner(journal) as runner:
+        runner.register(summarise_contract)
+        paused = runner.run(summarise_contract, "doc-1").id
+        failed = runner.run(summarise_contract, "doc-2", True).id
+        completed = runner.run(summarise_contract, "doc-3").id
+        runner.resume(completed, "ok")
+        handle = journal.start(WORKFLOW, {"doc": "doc-4"})
+        handle.step_started(STEPS[0])  # as a runner killed in its first step leaves it
+    return {"url": journal_url, "paused": paused, "failed": failed, "completed": completed,
+            "running": handle.id}
+
+
+def _cli(columns: int, *args: str, url: str) -> Result:
+    result = CliRunner().invoke(app, list(args), env={"JOURNAL_URL": url,
+                                                      "COLUMNS": str(columns)})
+    assert result.exit_code == 0, (args, result.output)
+    return result
+
+
+def _fits(out: str, columns: int = 80) -> list[str]:
+    lines = out.splitlines()
+    wide = [ln for ln in lines if len(ln.rstrip()) > columns]
+    assert not wide, wide
+    return lines
+
+
+_CUT = re.compile(r"\w…")  # a word Rich cut short
+
+
+@pytest.mark.parametrize("command", [("ls",), ("stuck", "--older-than", "0s"), ("errors",),
+                                     ("costs",), ("costs", "--by", "step"), ("stats",)])
+def test_tables_at_80_columns_keep_ids_statuses_names_and_amounts_whole(
+    fitted: dict[str, Any], command: tuple[str, ...]
+) -> None:
+    url = fitted["url"]
+    out = _cli(80, *command, url=url).stdout
+    lines = _fits(out)
+    text = " ".join(lines)
+    assert not _CUT.search(out.replace("s…", "s")), out  # (an open run's duration ends in …)
+    ids = [str(fitted[k]) for k in ("paused", "failed", "completed", "running")]
+    if command[0] == "ls":
+        for eid in ids:
+            assert re.search(rf"\b{eid[:8]}", text), (eid, out)
+        for status in STATUSES:
+            assert re.search(rf"\b{status}\b", text), (status, out)
+        assert WORKFLOW in text and f"{STEPS[1]} #2" in text
+        assert text.count("$12.35") == 3 and "0.0010" not in text  # 12.345678 + 0.001008...
+    elif command[0] == "stuck":
+        assert re.search(rf"\b{ids[3][:8]}\b", text) and re.search(rf"\b{ids[0][:8]}\b", text)
+        assert re.search(r"\brunning\b", text) and re.search(r"\bpaused\b", text)
+        assert WORKFLOW in text
+    elif command[0] == "errors":
+        assert re.search(rf"\b{ids[1][:8]}\b", text) and "TimeoutError" in text
+    elif command[0] == "costs":
+        if "step" in command:
+            assert STEPS[0] in text and STEPS[1] in text and "$37.04" in text
+            assert "<$0.01" in text  # 4 x 0.001008 = 0.004032: under a cent, not cut
+        else:
+            assert WORKFLOW in text and "$37.04" in text and "0.001008" not in text
+    else:
+        assert STEPS[0] in text and STEPS[1] in text and "33.3%" in text
+
+
+def test_amounts_stay_exact_in_json(fitted: dict[str, Any]) -> None:
+    rows = json.loads(_cli(80, "costs", "--json", "--by", "model", url=fitted["url"]).stdout)
+    assert {r["key"]: r["usd"] for r in rows} == {"m-1": "37.037034", "m-2": "0.004032"}
+    ls = json.loads(_cli(80, "ls", "--json", url=fitted["url"]).stdout)
+    assert {r["cost_usd"] for r in ls} == {"12.347694", "12.346686", "0"}
+
+
+def test_cents() -> None:
+    assert [cents(Decimal(x)) for x in ("0", "0.001008", "0.005", "0.0135", "1234.565",
+                                        "-2.5")] == [
+        "$0", "<$0.01", "$0.01", "$0.01", "$1,234.57", "-$2.50"]
+    assert cents(None) == ""
+
+
+def test_show_of_a_failed_run_is_compact_at_80_columns(fitted: dict[str, Any]) -> None:
+    url, eid = fitted["url"], fitted["failed"]
+    out = _cli(80, "show", str(eid)[:8], url=url).stdout
+    lines = _fits(out)
+    with Journal.open(url) as journal:
+        events = journal.state(eid).position
+    assert events == 9
+    assert len(lines) <= 40, out
+    assert str(eid) in out and "failed" in out and WORKFLOW in out
+    assert f"{STEPS[1]} #2 try 2" in out  # the second attempt, in the step column
+    # Each event on one line: its number first.
+    numbered = [ln.split()[0] for ln in lines if re.match(r"^\s*\d+\s+\+", ln)]
+    assert numbered == [str(n) for n in range(1, events + 1)], out
+    assert "Traceback (most recent call last)" in out and "runner frame(s) hidden" in out
+    assert "_score" in out and "^^^^" not in out and "_engine.py" not in out
+    wide = _cli(200, "show", str(eid), url=url).stdout
+    assert "+0." in wide and "took" in wide and "$12.35" in wide  # room for every column
+
+
+def test_compact_traceback_leaves_out_the_runners_frames() -> None:
+    text = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/venv/lib/python3.11/site-packages/runner/_engine.py", line 848, in run\n'
+        "    output = fn(*args, **kwargs)\n"
+        "             ^^^^^^^^^^^^^^^^^^^\n"
+        '  File "/srv/app/jobs.py", line 3, in score\n'
+        '    raise TimeoutError("late")\n'
+        "TimeoutError: late\n"
+    )
+    compact, hidden = compact_traceback(text)
+    assert hidden == 1
+    assert compact.splitlines() == [
+        "Traceback (most recent call last):", '  File "/srv/app/jobs.py", line 3, in score',
+        '    raise TimeoutError("late")', "TimeoutError: late"]
+
+
+def _ids(url: str, *args: str) -> list[UUID]:
+    rows = json.loads(_cli(250, "ls", "--json", *args, url=url).stdout)
+    return [UUID(r["execution_id"]) for r in rows]
