@@ -146,6 +146,11 @@ def _cell_len(cell: str | Text) -> int:
 _GAP = 2
 
 
+def _add_row(columns: Sequence[_Col], *cells: str | Text) -> None:
+    for column, cell in zip(columns, cells, strict=True):
+        column.cells.append(cell)
+
+
 def _fit(columns: Sequence[_Col], width: int | None, **table: Any) -> Table:
     """A borderless table of ``columns`` within ``width`` cells (the console's by default):
     the columns that may be dropped go (highest ``drop`` first) until those that never fold
@@ -239,14 +244,11 @@ def executions_table(rows: list[ExecutionSummary], *, now: datetime | None = Non
         elif r.status == "waiting" and r.wait_kind:
             step = f"{step} ⏳ {r.wait_kind}" + (f" {r.wait_name}" if r.wait_name else "")
         workflow = r.workflow if r.parent_id is None else CHILD_MARK + r.workflow
-        cells: list[str | Text] = [
-            short_id(r.execution_id), workflow, _status(r.status),
-            _when(r.started_at, narrow=narrow, now=now),
-            _when(r.ended_at, narrow=narrow, now=now),
-            format_seconds(duration) + ("" if r.ended_at else "…"), step,
-            cents(r.cost_usd)]
-        for c, cell in zip(cols, cells, strict=True):
-            c.cells.append(cell)
+        _add_row(cols, short_id(r.execution_id), workflow, _status(r.status),
+                 _when(r.started_at, narrow=narrow, now=now),
+                 _when(r.ended_at, narrow=narrow, now=now),
+                 format_seconds(duration) + ("" if r.ended_at else "…"), step,
+                 cents(r.cost_usd))
     return _fit(cols, width)
 
 
@@ -286,10 +288,8 @@ def errors_table(groups: list[ErrorGroup], *, now: datetime | None = None,
     cols = [_Col("count", "right"), _Col("error", fold=20), _Col("last seen", "right"),
             _Col("example")]
     for g in groups:
-        for c, cell in zip(cols, (
-                str(g.count), Text.assemble((g.error_type, "red"), f": {g.message}"),
-                format_age(g.last_at, now=now), short_id(g.example_id)), strict=True):
-            c.cells.append(cell)
+        _add_row(cols, str(g.count), Text.assemble((g.error_type, "red"), f": {g.message}"),
+                 format_age(g.last_at, now=now), short_id(g.example_id))
     return _fit(cols, width)
 
 
@@ -303,9 +303,8 @@ def costs_table(rows: list[CostSummary], by: str, *, width: int | None = None) -
         _Col("calls", "right", footer=f"{sum(r.calls for r in rows):,}"),
     ]
     for r in rows:
-        for c, cell in zip(cols, (r.key or "(none)", cents(r.usd), f"{r.input_tokens:,}",
-                                  f"{r.output_tokens:,}", f"{r.calls:,}"), strict=True):
-            c.cells.append(cell)
+        _add_row(cols, r.key or "(none)", cents(r.usd), f"{r.input_tokens:,}",
+                 f"{r.output_tokens:,}", f"{r.calls:,}")
     return _fit(cols, width)
 
 
@@ -317,11 +316,9 @@ def stats_table(rows: list[StepStats], *, width: int | None = None) -> Table:
             _Col("running", "right", drop=1), _Col("mean", "right", drop=2),
             _Col("p50", "right"), _Col("p95", "right")]
     for r in rows:
-        for c, cell in zip(cols, (
-                r.name, str(r.runs), str(r.failures), f"{r.failure_rate:.1%}", str(r.retries),
-                str(r.running), format_seconds(r.mean_duration),
-                format_seconds(r.p50_duration), format_seconds(r.p95_duration)), strict=True):
-            c.cells.append(cell)
+        _add_row(cols, r.name, str(r.runs), str(r.failures), f"{r.failure_rate:.1%}",
+                 str(r.retries), str(r.running), format_seconds(r.mean_duration),
+                 format_seconds(r.p50_duration), format_seconds(r.p95_duration))
     return _fit(cols, width)
 
 
@@ -407,10 +404,8 @@ def _calls_table(timeline: Timeline, width: int) -> Table:
             value = "" if c.kind != "value" and not c.signal else preview(c.value, 60)
         if c.signal:
             outcome += f" (#{c.signal})"
-        for col, cell in zip(cols, (
-                str(c.seq), call, _status(c.status), _when(c.at, narrow=narrow),
-                _when(c.until, narrow=narrow), outcome, value), strict=True):
-            col.cells.append(cell)
+        _add_row(cols, str(c.seq), call, _status(c.status), _when(c.at, narrow=narrow),
+                 _when(c.until, narrow=narrow), outcome, value)
     return _fit(cols, width, title="calls", title_justify="left")
 
 
@@ -439,11 +434,8 @@ def _signals_table(timeline: Timeline, width: int) -> Table:
             # Its name says whose end it is: the value need not say it again.
             name = f"end of child {sig.child}"
             value = {k: v for k, v in value.items() if k != "execution_id"}
-        for col, cell in zip(cols, (
-                str(sig.position), name, _when(sig.at, narrow=width < NARROW),
-                f"call #{sig.consumed_by}" if sig.consumed_by else "-", preview(value, 60)),
-                strict=True):
-            col.cells.append(cell)
+        _add_row(cols, str(sig.position), name, _when(sig.at, narrow=width < NARROW),
+                 f"call #{sig.consumed_by}" if sig.consumed_by else "-", preview(value, 60))
     return _fit(cols, width, title="signals", title_justify="left")
 
 
@@ -473,10 +465,8 @@ def _steps_table(timeline: Timeline, width: int) -> Table:
             _Col("attempts", "right"), _Col("duration", "right"), _Col("cost", "right"),
             _Col("error", fold=12, cut=True)]
     for st in timeline.steps:
-        for col, cell in zip(cols, (
-                str(st.seq), st.name, _status(st.status), str(st.attempts),
-                format_seconds(st.duration), cents(st.cost_usd), st.error or ""), strict=True):
-            col.cells.append(cell)
+        _add_row(cols, str(st.seq), st.name, _status(st.status), str(st.attempts),
+                 format_seconds(st.duration), cents(st.cost_usd), st.error or "")
     return _fit(cols, width, title="steps", title_justify="left")
 
 
@@ -497,9 +487,7 @@ def _events_table(timeline: Timeline, width: int) -> Table:
         step = f"{e.step} #{e.seq}" if e.step else ("" if e.seq is None else f"#{e.seq}")
         if e.attempt is not None and e.attempt > 1:
             step += f" try {e.attempt}"
-        for col, cell in zip(cols, (str(e.position), f"+{e.offset:.3f}s", kind, step),
-                             strict=True):
-            col.cells.append(cell)
+        _add_row(cols, str(e.position), f"+{e.offset:.3f}s", kind, step)
         if took is not None:
             took.cells.append("" if e.duration is None else format_seconds(e.duration))
         if cost is not None:
