@@ -484,7 +484,7 @@ border:1px solid var(--wait)}
 .caption{position:absolute;top:.35rem;font-size:12px;white-space:nowrap;padding:0 .35rem;
 color:#333;overflow:hidden;text-overflow:ellipsis}.caption.bad{color:var(--bad)}
 .caption.inside{top:.4rem;line-height:1.05rem;color:#fff;font-weight:600;
-text-shadow:0 0 2px #000,0 0 3px #000}
+background:rgba(20,20,20,.72);border-radius:3px}
 .mark{position:absolute;top:.35rem;width:3px;height:1.2rem;background:#555;border-radius:1px}
 .mark[data-level=error]{background:var(--bad)}.mark[data-level=warning]{background:var(--pause)}
 .mark[data-kind=signal]{background:var(--wait)}
