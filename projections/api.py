@@ -420,10 +420,21 @@ class Projections:
             for _, k, u, i, o, c in rows
         ]
 
-    def step_stats(self) -> list[StepStats]:
-        """Per step name: runs, failures, failure rate, retries, mean/p50/p95 duration."""
+    def step_stats(
+        self, *, workflow: str | None = None, limit: int | None = None
+    ) -> list[StepStats]:
+        """Per step name: runs, failures, failure rate, retries, mean/p50/p95 duration; of
+        the steps of ``workflow``'s executions only, if given. The most failures first
+        (where to look), then the most runs, then by name; ``limit``: the first that many."""
         v = self.views
         finished = "status IN ('completed', 'failed')"
+        st = STEPS.name
+        scope, args = "", []
+        if workflow is not None:
+            e = EXECUTIONS.name
+            scope = (f" WHERE EXISTS (SELECT 1 FROM {e} WHERE {e}.execution_id = "
+                     f"{st}.execution_id AND {e}.workflow = ?)")
+            args = [workflow]
         if v.dialect.percentiles:
             rows = v.query(
                 "SELECT name, "
@@ -439,9 +450,9 @@ class Projections:
                 f"FILTER (WHERE {finished}), "
                 "percentile_cont(0.95) WITHIN GROUP (ORDER BY duration) "
                 f"FILTER (WHERE {finished}) "
-                "FROM proj_steps GROUP BY name ORDER BY name"
+                f"FROM {st}{scope} GROUP BY name ORDER BY name", args,
             )
-            return [
+            stats = [
                 StepStats(
                     name=n, runs=runs, completed=c, failures=f,
                     failure_rate=f / runs if runs else 0.0, retries=int(r), running=running,
@@ -449,7 +460,8 @@ class Projections:
                 )
                 for n, runs, c, f, r, running, m, p50, p95 in rows
             ]
-        stats: list[StepStats] = []
+            return _worst_first(stats, limit)
+        stats = []
         counts = v.query(
             "SELECT name, "
             f"sum(CASE WHEN {finished} THEN 1 ELSE 0 END), "
@@ -457,14 +469,15 @@ class Projections:
             "sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), "
             "sum(attempts - 1), "
             "sum(CASE WHEN status IN ('running', 'retrying') THEN 1 ELSE 0 END) "
-            "FROM proj_steps GROUP BY name ORDER BY name"
+            f"FROM {st}{scope} GROUP BY name ORDER BY name", args,
         )
+        where = f"{scope} AND" if scope else " WHERE"
         for n, runs, c, f, r, running in counts:
             durations = [
                 d for (d,) in v.query(
-                    f"SELECT duration FROM proj_steps WHERE name = ? AND {finished} "
+                    f"SELECT duration FROM {st}{where} name = ? AND {finished} "
                     "AND duration IS NOT NULL ORDER BY duration",
-                    (n,),
+                    (*args, n),
                 )
             ]
             stats.append(
@@ -476,7 +489,7 @@ class Projections:
                     p95_duration=_percentile(durations, 0.95),
                 )
             )
-        return stats
+        return _worst_first(stats, limit)
 
     def stuck(
         self, *, older_than: timedelta, now: datetime | None = None, limit: int = 1000
@@ -586,6 +599,11 @@ def _views(only: Iterable[str] | None) -> list[str]:
     if unknown or not names:
         raise ValueError(f"unknown view {', '.join(unknown) or '(none)'}: use {', '.join(VIEWS)}")
     return names
+
+
+def _worst_first(stats: list[StepStats], limit: int | None) -> list[StepStats]:
+    ordered = sorted(stats, key=lambda s: (-s.failures, -s.runs, s.name))
+    return ordered if limit is None else ordered[:limit]
 
 
 def _type_is(column: str) -> str:

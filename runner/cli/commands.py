@@ -146,6 +146,9 @@ def _run_line(run: Run) -> str:
 # -- reading -------------------------------------------------------------------------------------
 
 
+LsSort = Literal["started", "duration", "cost"]
+
+
 @app.command("ls")
 def ls_command(
     url: Url = DEFAULT_URL,
@@ -154,18 +157,30 @@ def ls_command(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
     since: Annotated[str | None, typer.Option(
         help="Only executions started since: a duration (2h, 7d) or an ISO date/time.")] = None,
+    before: Annotated[str | None, typer.Option(
+        help="Only executions started before: a duration (2h, 7d) or an ISO date/time (the "
+        "next page: the start of the last one listed).")] = None,
     error_type: Annotated[str | None, typer.Option(
         help="Only executions that failed with this error type, or whose failed step did "
         "(TimeoutError, or its qualified name myapp.errors.RateLimited).")] = None,
     error_contains: Annotated[str | None, typer.Option(
         help="Only executions whose error message (or their failed step's) contains this "
         "text, case ignored.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    sort: Annotated[LsSort, typer.Option(
+        help="started: newest first; duration: longest first (open ones after the ended "
+        "ones); cost: most expensive first.")] = "started",
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many first.")] = 0,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 50,
     as_json: Json = False,
 ) -> None:
-    """List executions, newest first: id, workflow, status, started, duration, last step, cost."""
-    reads.ls(url=url, status=status, workflow=workflow, since=since, error_type=error_type,
-             error_contains=error_contains, limit=limit, as_json=as_json)
+    """List executions, newest first (or by --sort): id, workflow, status, started, ended,
+    duration, last step, cost.
+
+    Example: journal ls --status failed --since 1h --sort cost --limit 10
+    """
+    reads.ls(url=url, status=status, workflow=workflow, since=since, before=before,
+             error_type=error_type, error_contains=error_contains, sort=sort, offset=offset,
+             limit=limit, as_json=as_json)
 
 
 @app.command("show")
@@ -380,17 +395,28 @@ def costs_command(
 
 
 @app.command("stats")
-def stats_command(url: Url = DEFAULT_URL, as_json: Json = False) -> None:
-    """Step statistics: runs, failure rate, retries, p50/p95 duration per step name."""
+def stats_command(
+    url: Url = DEFAULT_URL,
+    workflow: Annotated[str | None, typer.Option(
+        help="Only the steps of this workflow's executions.")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=1, help="At most this many step names (the most failures first).")] = None,
+    as_json: Json = False,
+) -> None:
+    """Step statistics: runs, failure rate, retries, p50/p95 duration per step name, the
+    most failures first (then the most runs).
+
+    Example: journal stats --workflow review --limit 5
+    """
     from runner.cli import render
 
     with _session(url, read_only=True) as (_, views):
         _catch_up(views)
-        rows = views.step_stats()
+        rows = views.step_stats(workflow=workflow, limit=limit)
     if as_json:
         _echo_json(rows)
     elif not rows:
-        typer.echo("no steps recorded")
+        typer.echo("no steps recorded" + (f" for workflow {workflow}" if workflow else ""))
     else:
         render.console().print(render.stats_table(rows))
 

@@ -4,8 +4,9 @@ Typer (with the Click it vendors and the Pydantic it converts option values with
 to import and to run than these two read commands spend doing their work. So :func:`main`
 first looks at the command line: if it is ``journal ls`` or ``journal show ID`` with only
 options it fully understands (``--url``, ``--json``, and for ``ls`` ``--status``,
-``--workflow``, ``--since``, ``--limit``, ``--error-type``, ``--error-contains``, each as
-``--opt value`` or ``--opt=value``, the last one winning as in Click), it calls
+``--workflow``, ``--since``, ``--before``, ``--sort``, ``--offset``, ``--limit``,
+``--error-type``, ``--error-contains``, each as ``--opt value`` or ``--opt=value``, the last
+one winning as in Click), it calls
 :mod:`runner.cli.reads` directly, as the Typer command would. Anything else (``--help``, a
 typo, a value Typer would reject or convert, an option value starting with ``-``, ``--``,
 shell completion, an ASCII-only stdout that Click would rewrap) goes to the Typer app
@@ -24,15 +25,17 @@ from typing import IO, Any
 
 from runner.cli.plumbing import CommandExit, echo, plain_text_stream
 
-__all__ = ["STATUSES", "main", "parse", "run"]
+__all__ = ["SORTS", "STATUSES", "main", "parse", "run"]
 
 #: ``journal ls --status`` choices, as the Typer command declares them (a test checks).
 STATUSES = ("running", "paused", "waiting", "completed", "failed", "cancelled")
+#: ``journal ls --sort`` choices, likewise.
+SORTS = ("started", "duration", "cost")
 
 _OPTIONS: dict[str, dict[str, str]] = {
     "ls": {"--url": "url", "--status": "status", "--workflow": "workflow", "--since": "since",
-           "--limit": "limit", "--error-type": "error_type",
-           "--error-contains": "error_contains"},
+           "--before": "before", "--sort": "sort", "--offset": "offset", "--limit": "limit",
+           "--error-type": "error_type", "--error-contains": "error_contains"},
     "show": {"--url": "url"},
 }
 _MAX_LIMIT_DIGITS = 18  # beyond that, let Typer convert it
@@ -81,12 +84,16 @@ def parse(args: Sequence[str], environ: Mapping[str, str] | None = None,
         values[options[name]] = value
     if "status" in values and values["status"] not in STATUSES:
         return None
-    if "limit" in values:
-        limit = values["limit"]
-        if not (limit.isascii() and limit.isdigit() and limit[0] != "0"
-                and len(limit) <= _MAX_LIMIT_DIGITS):
-            return None
-        values["limit"] = int(limit)
+    if "sort" in values and values["sort"] not in SORTS:
+        return None
+    for name, least in (("limit", 1), ("offset", 0)):
+        if name in values:
+            number = values[name]
+            # Plain digits only (Typer takes "05" or "+5" too: let it), within the bound.
+            if not (number.isascii() and number.isdigit() and len(number) <= _MAX_LIMIT_DIGITS
+                    and (number == "0" or number[0] != "0") and int(number) >= least):
+                return None
+            values[name] = int(number)
     values.setdefault("url", None)
     if values["url"] is None:
         values["url"] = _default_url(environ)

@@ -7,28 +7,31 @@ without Typer's parsing machinery. Rich is imported only when a table is printed
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from runner.cli.plumbing import catch_up, echo, echo_json, session
 
 __all__ = ["ls", "show"]
 
 
 def ls(*, url: str, status: str | None = None, workflow: str | None = None,
-       since: str | None = None, error_type: str | None = None,
-       error_contains: str | None = None, limit: int = 50, as_json: bool = False) -> None:
-    """List executions, newest first: id, workflow, status, started, duration, last step, cost
+       since: str | None = None, before: str | None = None, error_type: str | None = None,
+       error_contains: str | None = None, sort: str = "started", offset: int = 0,
+       limit: int = 50, as_json: bool = False) -> None:
+    """List executions, newest first (``sort``: ``duration``, longest first; ``cost``, most
+    expensive first): id, workflow, status, started, ended, duration, last step, cost
     (``error_type``, ``error_contains``: only failures of that type, or with that text in
-    their message, the execution's or its failed step's)."""
+    their message, the execution's or its failed step's; ``before``: started before that
+    time, the next page of the default order; ``offset``: skip that many first)."""
     with session(url, read_only=True) as (_, views):
-        when: datetime | None = None
-        if since:
+        when = started_before = None
+        if since or before:
             from runner.cli.timeparse import parse_since
 
-            when = parse_since(since)
+            when = parse_since(since) if since else None
+            started_before = parse_since(before, option="--before") if before else None
         catch_up(views)
         rows = views.executions(status=status, workflow=workflow, since=when,
-                                error_type=error_type, error_contains=error_contains,
+                                started_before=started_before, error_type=error_type,
+                                error_contains=error_contains, sort=sort, offset=offset,
                                 limit=limit)
     if as_json:
         echo_json(rows)

@@ -163,3 +163,72 @@ def test_compact_traceback_leaves_out_the_runners_frames() -> None:
 def _ids(url: str, *args: str) -> list[UUID]:
     rows = json.loads(_cli(250, "ls", "--json", *args, url=url).stdout)
     return [UUID(r["execution_id"]) for r in rows]
+
+
+def test_ls_sorts_and_pages(fitted: dict[str, Any]) -> None:
+    url = fitted["url"]
+    rows = json.loads(_cli(250, "ls", "--json", url=url).stdout)
+    newest = [UUID(r["execution_id"]) for r in rows]
+    assert newest == [fitted[k] for k in ("running", "completed", "failed", "paused")]
+
+    by_cost = json.loads(_cli(250, "ls", "--json", "--sort", "cost", url=url).stdout)
+    costs = [Decimal(r["cost_usd"]) for r in by_cost]
+    assert costs == sorted(costs, reverse=True) and UUID(by_cost[0]["execution_id"]) == (
+        fitted["failed"])
+    by_time = json.loads(_cli(250, "ls", "--json", "--sort", "duration", url=url).stdout)
+    ended = [r for r in by_time if r["duration"] is not None]
+    assert [r["duration"] for r in ended] == sorted((r["duration"] for r in ended),
+                                                    reverse=True)
+    # The open ones after the ended ones, the longest running (the oldest start) first.
+    assert [UUID(r["execution_id"]) for r in by_time[len(ended):]] == [
+        fitted["paused"], fitted["running"]]
+
+    for sort in ("started", "duration", "cost"):
+        whole = _ids(url, "--sort", sort)
+        pages = [_ids(url, "--sort", sort, "--limit", "2", "--offset", str(n))
+                 for n in (0, 2, 4)]
+        assert pages[0] + pages[1] == whole and pages[2] == [], sort
+    second = rows[1]["started_at"]
+    assert _ids(url, "--before", second) == newest[2:]
+    assert _ids(url, "--before", second, "--status", "paused") == [fitted["paused"]]
+    assert _ids(url, "--before", "1h") == []
+    table = _cli(250, "ls", url=url).stdout
+    assert table.splitlines()[0].split()[:5] == ["id", "workflow", "status", "started", "ended"]
+
+    bad = CliRunner().invoke(app, ["ls", "--sort", "size"], env={"JOURNAL_URL": url})
+    assert bad.exit_code == 2 and "size" in bad.stderr
+    bad = CliRunner().invoke(app, ["ls", "--before", "later"], env={"JOURNAL_URL": url})
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: invalid --before 'later'")
+
+
+def test_ls_options_on_the_fast_path_are_the_typer_ones(fitted: dict[str, Any]) -> None:
+    from typing import get_args
+
+    from runner.cli import commands, fast, reads
+
+    assert get_args(commands.LsSort) == fast.SORTS
+    url = fitted["url"]
+    args = ["ls", "--sort", "cost", "--offset=1", "--before", "2999-01-01", "--limit", "2"]
+    call = fast.parse(args, {"JOURNAL_URL": url})
+    assert call == (reads.ls, {"url": url, "sort": "cost", "offset": 1,
+                               "before": "2999-01-01", "limit": 2})
+    assert fast.parse(["ls", "--offset", "0"], {})[1]["offset"] == 0  # type: ignore[index]
+    for odd in (["ls", "--sort", "Cost"], ["ls", "--offset", "-1"], ["ls", "--offset", "01"]):
+        assert fast.parse(odd, {}) is None, odd
+
+
+def test_stats_of_one_workflow_and_the_worst_steps_first(fitted: dict[str, Any]) -> None:
+    url = fitted["url"]
+    with Journal.open(url) as journal:
+        other = journal.start("other", {})
+        seq = other.step_started("elsewhere")
+        other.step_completed(seq, 1)
+    names = [r["name"] for r in json.loads(_cli(250, "stats", "--json", url=url).stdout)]
+    assert names == [STEPS[1], STEPS[0], "elsewhere"]  # 1 failure, then 3 runs, then 1 run
+    only = json.loads(_cli(250, "stats", "--json", "--workflow", WORKFLOW, url=url).stdout)
+    assert [r["name"] for r in only] == [STEPS[1], STEPS[0]]
+    assert only[1]["runs"] == 3 and only[1]["running"] == 1
+    top = json.loads(_cli(250, "stats", "--json", "--limit", "1", url=url).stdout)
+    assert [r["name"] for r in top] == [STEPS[1]]
+    none = _cli(80, "stats", "--workflow", "nope", url=url).stdout
+    assert none == "no steps recorded for workflow nope\n"
