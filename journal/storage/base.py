@@ -57,6 +57,9 @@ Wake = tuple[UUID, float | None, int]
 #: still counts as alive (three missed beats: a process killed -9 drops out within it).
 WORKER_HEARTBEAT = 10.0
 WORKER_ALIVE_FOR = 30.0
+#: A worker not seen for this long (killed, never signed off) is forgotten by the next one
+#: that says it is alive: the table holds the processes of about a day.
+WORKER_FORGOTTEN_AFTER = 86400.0
 
 
 class WorkerRow(NamedTuple):
@@ -181,8 +184,9 @@ class Storage(ABC):
 
     @abstractmethod
     def put_worker(self, worker: WorkerRow) -> bool:
-        """Say that ``worker`` is alive (insert or renew its row). False when this journal
-        has no place for workers (an older journal opened without ``create``)."""
+        """Say that ``worker`` is alive (insert or renew its row), and forget the workers
+        not seen for ``WORKER_FORGOTTEN_AFTER``. False when this journal has no place for
+        workers (an older journal opened without ``create``)."""
 
     @abstractmethod
     def drop_worker(self, runner: str) -> None:

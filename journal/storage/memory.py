@@ -14,6 +14,7 @@ from uuid import UUID
 from journal.errors import ConcurrencyConflict
 from journal.storage import forks
 from journal.storage.base import (
+    WORKER_FORGOTTEN_AFTER,
     Blob,
     Listener,
     LogRow,
@@ -132,6 +133,9 @@ class MemoryStorage(Storage):
             kept = self._workers.get(worker.runner)
             self._workers[worker.runner] = worker if kept is None else kept._replace(
                 seen_at=worker.seen_at, workflows=dict(worker.workflows))
+            for runner in [r for r, w in self._workers.items()
+                           if w.seen_at < worker.seen_at - WORKER_FORGOTTEN_AFTER]:
+                del self._workers[runner]
             return True
 
     def drop_worker(self, runner: str) -> None:

@@ -43,6 +43,7 @@ from journal.errors import (
 )
 from journal.storage import forks
 from journal.storage.base import (
+    WORKER_FORGOTTEN_AFTER,
     Blob,
     Listener,
     LogRow,
@@ -341,6 +342,7 @@ class PostgresStorage(Storage):
             "seen_at = excluded.seen_at, workflows = excluded.workflows"
         )
         self._drop_worker_sql = f"DELETE FROM {k} WHERE runner = %s"
+        self._forget_workers_sql = f"DELETE FROM {k} WHERE seen_at < %s"
         self._workers_sql = (
             f"SELECT runner, host, pid, started_at, seen_at, workflows FROM {k} "
             "WHERE seen_at >= %s ORDER BY host, pid"
@@ -751,6 +753,7 @@ class PostgresStorage(Storage):
             if not self._has_workers(conn):
                 return False
             conn.execute(self._put_worker_sql, (*worker[:5], workflows_text(worker.workflows)))
+            conn.execute(self._forget_workers_sql, (worker.seen_at - WORKER_FORGOTTEN_AFTER,))
             return True
 
         return self._run(op)

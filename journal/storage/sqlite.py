@@ -28,6 +28,7 @@ from uuid import UUID
 from journal.errors import JournalError, JournalNotFound, NotAJournal
 from journal.storage import forks
 from journal.storage.base import (
+    WORKER_FORGOTTEN_AFTER,
     Blob,
     LogRow,
     Storage,
@@ -376,6 +377,8 @@ class SQLiteStorage(Storage):
                 "seen_at = excluded.seen_at, workflows = excluded.workflows",
                 (*worker[:5], workflows_text(worker.workflows)),
             )
+            c.execute(f"DELETE FROM {_K} WHERE seen_at < ?",
+                      (worker.seen_at - WORKER_FORGOTTEN_AFTER,))
             return True
 
     def drop_worker(self, runner: str) -> None:
