@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import os
 import subprocess
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 from uuid import UUID
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from journal.errors import mask_url
 from journal.events import TERMINAL_EVENTS, StepStarted
@@ -63,7 +64,14 @@ _UsageError = _click_class("UsageError")
 
 
 class _OneLineErrors(TyperGroup):
-    """Usage errors as one line on stderr (Typer's default draws a multi-line box)."""
+    """Usage errors as one line on stderr (Typer's default draws a multi-line box); help
+    without placeholders (see ``_plain_help``)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag
+        return option
 
     def main(  # type: ignore[override]
         self,
@@ -100,6 +108,90 @@ class _OneLineErrors(TyperGroup):
         if not standalone_mode:
             return code
         sys.exit(code if isinstance(code, int) else 0)
+
+
+#: One example per command, printed as the last paragraph of its help (a test checks each
+#: command has one).
+EXAMPLES = {
+    "ls": "journal ls --status failed --since 1h --sort cost --limit 10",
+    "show": "journal show 3f2a9c1e (a unique prefix of the id is enough)",
+    "ui": "journal ui --port 8765, then open http://127.0.0.1:8765",
+    "tail": "journal tail 3f2a9c1e",
+    "logs": "journal logs --level warning --grep timeout --since 1h",
+    "stuck": "journal stuck --older-than 10m",
+    "errors": "journal errors --since 24h",
+    "costs": "journal costs --by model --since 24h",
+    "stats": "journal stats --workflow review --limit 5",
+    "diff": "journal diff 3f2a9c1e 7b0d2e4f",
+    "resume": "journal resume --app myservice.jobs:runner --reason human_review --since 2d "
+              "--value '{\"approved\": true}' --dry-run",
+    "recover": "journal recover --app myservice.jobs:runner --stale-after 2m",
+    "check": "journal check --app myservice.jobs:runner --workflow review",
+    "fork": "journal fork 3f2a9c1e --from-step analyse --app myservice.jobs:runner",
+    "retry": "journal retry --app myservice.jobs:runner --status failed --error-type "
+             "TimeoutError --since 1h --dry-run",
+    "signal": "journal signal 3f2a9c1e payment --value '{\"paid\": 12.5}'",
+    "serve": "journal serve --app myservice.jobs:runner --workers 8",
+    "cancel": "journal cancel --status paused --workflow review --since 2d --dry-run",
+    "export": "journal export --status failed --out ./failed",
+    "prune": "journal prune --older-than 30d --archive ./archive --dry-run",
+    "import": "journal import ./archive/*.json",
+    "rebuild": "journal rebuild --only costs",
+    "demo": "journal demo --url sqlite:///demo.db",
+}
+
+
+def _reflowed(text: str) -> str:
+    """Help text with each paragraph on one line: Typer's Rich help keeps a docstring's own
+    line breaks past the first paragraph, and wrapping those again at 80 columns leaves
+    ragged half-lines (``\b`` paragraphs, which Click never rewraps, stay as written)."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
+
+
+def _metavar(param: Any) -> str:
+    """What an option's value is called in help: nothing for a flag (Typer would print
+    ``<bool>``), the option's name for the others (``--since SINCE``: the help says what it
+    takes), so no ``<running|paused|...>`` has to fold in the middle of a word."""
+    if getattr(param, "is_flag", False):
+        return ""
+    return str(param.name or "value").upper()
+
+
+def _plain_help(command: Any) -> None:
+    """A command's help as it reads best at 80 columns and wider: paragraphs reflowed, the
+    command's example last, no ``<type>`` placeholders, and an option's choices listed in
+    its help (words Rich can wrap between)."""
+    example = EXAMPLES.get(command.name or "")
+    text = _reflowed(command.help or "")
+    command.help = text + (f"\n\nExample: {example}" if example else "")
+    for param in command.params:
+        if param.param_type_name == "argument":
+            # Its name is in its column already; its help says what it takes (no <str>).
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None or param.metavar.startswith("<"):
+            param.metavar = _metavar(param)
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is not None and descriptor.is_choice and param.help:
+            choices = ", ".join(str(c) for c in descriptor.choices or ())
+            if choices not in param.help:
+                param.help = f"{_reflowed(param.help)} One of: {choices}."
+        elif param.help:
+            param.help = _reflowed(param.help)
+
+
+class _Command(TyperCommand):
+    """Every command of the app (set below, after they are all declared): plain help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""  # a flag
+        return option
 
 
 app = typer.Typer(
@@ -174,10 +266,7 @@ def ls_command(
     as_json: Json = False,
 ) -> None:
     """List executions, newest first (or by --sort): id, workflow, status, started, ended,
-    duration, last step, cost.
-
-    Example: journal ls --status failed --since 1h --sort cost --limit 10
-    """
+    duration, last step, cost."""
     reads.ls(url=url, status=status, workflow=workflow, since=since, before=before,
              error_type=error_type, error_contains=error_contains, sort=sort, offset=offset,
              limit=limit, as_json=as_json)
@@ -281,8 +370,7 @@ def logs_command(
     """Log lines (ctx.log) of one execution or of all: the last --limit that match, oldest
     first, newest at the bottom.
 
-    Each line: time (UTC), id, workflow, level, message, fields. Example: journal logs
-    --level warning --grep timeout --since 1h
+    Each line: time (UTC), id, workflow, level, message, fields.
     """
     from runner.cli import render
     from runner.cli.queries import log_lines
@@ -404,10 +492,7 @@ def stats_command(
     as_json: Json = False,
 ) -> None:
     """Step statistics: runs, failure rate, retries, p50/p95 duration per step name, the
-    most failures first (then the most runs).
-
-    Example: journal stats --workflow review --limit 5
-    """
+    most failures first (then the most runs)."""
     from runner.cli import render
 
     with _session(url, read_only=True) as (_, views):
@@ -502,8 +587,7 @@ def resume_command(
 
     In bulk it lists what it chose and asks first (--yes: without asking; refused when stdin
     is not a terminal), prints how each run ended and a summary; Ctrl-C stops after saying
-    what was done. Example: journal resume --app myservice.jobs:runner --reason
-    human_review --since 2d --value '{"approved": true}' --dry-run
+    what was done.
     """
     filters = (status, workflow, since, reason)
     if execution is not None and any(f is not None for f in filters):
@@ -995,8 +1079,7 @@ def cancel_command(
     at its next call (a step in flight finishes).
 
     In bulk it lists what it chose and asks before cancelling (--yes: without asking;
-    refused when stdin is not a terminal). Example: journal cancel --status paused
-    --workflow review --since 2d --dry-run
+    refused when stdin is not a terminal).
     """
     from runner._runner import Runner
     from runner.cli import deploys
@@ -1284,6 +1367,13 @@ def demo_command(
     if done.returncode:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
         _fail(f"the demo failed (exit {done.returncode}): {lines[-1] if lines else ''}", url)
+
+
+# Every command declared above gets the plain help (declared last: whoever adds a command
+# above gets it too, without a cls= of their own; a command class of its own is kept).
+for _info in app.registered_commands:
+    if _info.cls in (None, TyperCommand):
+        _info.cls = _Command
 
 
 def main() -> None:

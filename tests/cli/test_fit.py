@@ -232,3 +232,26 @@ def test_stats_of_one_workflow_and_the_worst_steps_first(fitted: dict[str, Any])
     assert [r["name"] for r in top] == [STEPS[1]]
     none = _cli(80, "stats", "--workflow", "nope", url=url).stdout
     assert none == "no steps recorded for workflow nope\n"
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_help_has_no_placeholders_no_cut_words_and_an_example(columns: int) -> None:
+    import typer.main
+
+    from runner.cli.commands import EXAMPLES
+
+    group = typer.main.get_command(app)
+    assert set(EXAMPLES) == set(group.commands)  # an example for every command
+    placeholder = re.compile(r"<(bool|str|int|float|path|text|int range)>|<[a-z]+\|")
+    for name, command in group.commands.items():
+        out = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": str(columns)}).stdout
+        assert not placeholder.search(out), (name, out)
+        assert f"Example: {EXAMPLES[name]}"[:40] in " ".join(out.split()), (name, out)
+        # Every word of the help is printed whole: none is folded or cut at the border.
+        printed = "\n".join(ln.strip(" │╭╮╰╯─") for ln in _fits(out, columns))
+        words = {w for text in (command.help, *(p.help for p in command.params)) if text
+                 for w in text.split()}
+        assert not sorted(w for w in words if w not in printed), (name, out)
+    root = CliRunner().invoke(app, ["--help"], env={"COLUMNS": str(columns)}).stdout
+    _fits(root, columns)
+    assert "<bool>" not in root
