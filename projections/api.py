@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from types import TracebackType
 from typing import Any
 from uuid import UUID
@@ -19,7 +20,7 @@ from projections.bulk import BULK_PAGE, bulk_rebuild
 from projections.errors import ViewsBehind
 from projections.projector import READ_ONLY_ERRORS, Projector
 from projections.stall import Stall, find_stalled
-from projections.tables import COSTS, EXECUTIONS, STEPS
+from projections.tables import COST_ENTRIES, COSTS, EXECUTIONS, STEPS
 from projections.views import (
     COST_DIMENSIONS,
     VIEWS,
@@ -408,17 +409,41 @@ class Projections:
         )
         return [StepSummary(**dict(zip(STEPS.names, r, strict=True))) for r in rows]
 
-    def costs(self, by: str = "workflow") -> list[CostSummary]:
-        """Cost totals by ``workflow``, ``step`` (name), ``model`` or ``day`` (UTC), by key."""
+    def costs(self, by: str = "workflow", *, since: datetime | None = None
+              ) -> list[CostSummary]:
+        """Cost totals by ``workflow``, ``step`` (name), ``model`` or ``day`` (UTC), by key;
+        with ``since``, of the costs recorded at or after it only (a step's completion or
+        failed attempt that carried them)."""
         if by not in COST_DIMENSIONS:
             raise ValueError(
                 f"cannot group costs by {by!r}: use one of {', '.join(COST_DIMENSIONS)}"
             )
+        if since is not None:
+            return self._costs_since(by, _utc(since))
         rows = self.views.select(COSTS, "dimension = ?", (by,), order="key")
         return [
             CostSummary(key=k, usd=u, input_tokens=i, output_tokens=o, calls=c)
             for _, k, u, i, o, c in rows
         ]
+
+    def _costs_since(self, by: str, since: datetime) -> list[CostSummary]:
+        """Summed from ``proj_cost_entries`` (indexed by time), grouped by key and amount:
+        the database adds up the counts and tokens, Python the money, exactly (SQLite's
+        sum() of decimal text would be a float), one multiplication per distinct amount."""
+        v = self.views
+        load = v.dialect.load["decimal"]
+        totals: dict[str, list[Any]] = {}
+        for key, usd, n, tin, tout, calls in v.query(
+            f"SELECT {by}, usd, count(*), sum(input_tokens), sum(output_tokens), sum(calls) "
+            f"FROM {COST_ENTRIES.name} WHERE at >= ? GROUP BY {by}, usd", (since,),
+        ):
+            t = totals.setdefault(key, [Decimal(0), 0, 0, 0])
+            t[0] += load(usd) * n
+            t[1] += int(tin)
+            t[2] += int(tout)
+            t[3] += int(calls)
+        return [CostSummary(key=k, usd=t[0], input_tokens=t[1], output_tokens=t[2],
+                            calls=t[3]) for k, t in sorted(totals.items())]
 
     def step_stats(
         self, *, workflow: str | None = None, limit: int | None = None
@@ -540,9 +565,10 @@ class Projections:
         return [r[0] for r in rows]
 
     def forget(self, execution_ids: Iterable[UUID]) -> None:
-        """Remove executions' rows from the executions and steps views (after retention).
+        """Remove executions' rows from the executions and steps views and their cost
+        entries (after retention).
 
-        The costs view holds sums, not rows: rebuild it (``rebuild(only=["costs"])``) when a
+        The costs view's totals are sums: rebuild it (``rebuild(only=["costs"])``) when a
         forgotten execution had costs.
         """
         v = self.views
@@ -550,6 +576,7 @@ class Projections:
             for eid in execution_ids:
                 v.execute(f"DELETE FROM {STEPS.name} WHERE execution_id = ?", (eid,))
                 v.execute(f"DELETE FROM {EXECUTIONS.name} WHERE execution_id = ?", (eid,))
+                v.execute(f"DELETE FROM {COST_ENTRIES.name} WHERE execution_id = ?", (eid,))
 
     def summary_of(self, r: Sequence[Any]) -> ExecutionSummary:
         """The summary an ``executions`` view row holds."""

@@ -40,13 +40,14 @@ from projections.projector import (
     FineKey,
     _add_costs,
     by_dimension,
+    cost_entries,
     decode,
     execution_row,
     fold_event,
     replay,
     step_row,
 )
-from projections.tables import COSTS, EXECUTIONS, STEPS, TRACKING, VIEW_TABLES
+from projections.tables import COST_ENTRIES, COSTS, EXECUTIONS, STEPS, TRACKING, VIEW_TABLES
 from projections.views import VIEWS
 
 __all__ = ["BULK_PAGE", "MAX_STATES", "bulk_rebuild"]
@@ -140,6 +141,7 @@ class _Build:
         self.evicted: dict[UUID, int] = {}
         self.execution_rows: list[tuple[Any, ...]] = []
         self.step_rows: list[tuple[Any, ...]] = []
+        self.entry_rows: list[tuple[Any, ...]] = []
         self.fine: dict[FineKey, list[Any]] = {}
         self.totals: dict[CostKey, list[Any]] = {}
 
@@ -158,7 +160,8 @@ class _Build:
             if len(self.fine) > FINE_KEYS:
                 by_dimension(self.fine, self.totals)
                 self.fine.clear()
-            if len(self.execution_rows) + len(self.step_rows) >= FLUSH_ROWS:
+            if len(self.execution_rows) + len(self.step_rows) + len(self.entry_rows) >= (
+                    FLUSH_ROWS):
                 self._flush()
             if progress is not None:
                 progress(len(rows), after)
@@ -184,6 +187,7 @@ class _Build:
             cls = type(event)
             if want_costs and cls in _COSTED and event.costs:  # type: ignore[attr-defined]
                 _add_costs(fine, state, event)  # type: ignore[arg-type]
+                self.entry_rows += cost_entries(state, event)  # type: ignore[arg-type]
             if state.status in TERMINAL_STATUSES:  # nothing can follow: its rows are final
                 del states[eid]
                 ended(state)
@@ -207,8 +211,11 @@ class _Build:
                 self.store.bulk_insert(EXECUTIONS, self.execution_rows, self.suffix)
             if self.step_rows:
                 self.store.bulk_insert(STEPS, self.step_rows, self.suffix)
+            if self.entry_rows:
+                self.store.bulk_insert(COST_ENTRIES, self.entry_rows, self.suffix)
         self.execution_rows.clear()
         self.step_rows.clear()
+        self.entry_rows.clear()
 
     def _finish(self, position: int) -> None:
         """Write what is still running, then the cost totals."""

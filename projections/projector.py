@@ -71,10 +71,18 @@ from journal.state import (
 )
 from journal.storage import Storage, Table, ViewStore
 from projections.errors import ProjectionError, ViewsBehind
-from projections.tables import COSTS, EXECUTIONS, STEPS, TABLES, TRACKING, VIEW_TABLES
+from projections.tables import (
+    COST_ENTRIES,
+    COSTS,
+    EXECUTIONS,
+    STEPS,
+    TABLES,
+    TRACKING,
+    VIEW_TABLES,
+)
 from projections.views import VIEWS
 
-__all__ = ["Projector", "decode", "execution_row", "replay", "step_row"]
+__all__ = ["Projector", "cost_entries", "decode", "execution_row", "replay", "step_row"]
 
 CostKey = tuple[str, str]
 #: Errors that mean "this connection may read but not write" (a SELECT-only role, a
@@ -309,6 +317,7 @@ class Projector:
         touched: dict[UUID, ExecutionState] = {}
         steps: dict[tuple[UUID, int], ExecutionState] = {}
         fine: dict[FineKey, list[Any]] = {}
+        entries: list[tuple[Any, ...]] = []
         cache = self.cache
         for nid, eid, position, topic, data in rows:
             event = decode(nid, eid, position, topic, data)
@@ -326,8 +335,9 @@ class Projector:
                     steps[(eid, event.seq)] = state
                 if nid > p_costs and not isinstance(event, StepStarted) and event.costs:
                     _add_costs(fine, state, event)
+                    entries += cost_entries(state, event)
         last = rows[-1][0]
-        self._commit(last, touched, steps, by_dimension(fine))
+        self._commit(last, touched, steps, by_dimension(fine), entries)
         for eid, state in touched.items():
             if state.status in TERMINAL_STATUSES:
                 cache.pop(eid, None)  # nothing can follow a terminal event
@@ -344,6 +354,7 @@ class Projector:
         touched: dict[UUID, ExecutionState],
         steps: dict[tuple[UUID, int], ExecutionState],
         deltas: dict[CostKey, list[Any]],
+        entries: Sequence[tuple[Any, ...]] = (),
     ) -> None:
         v = self.views
         pos = self.positions
@@ -371,6 +382,8 @@ class Projector:
                 v.upsert(STEPS, [step_row(s, seq) for (_, seq), s in steps.items()])
             if new_totals:
                 v.upsert(COSTS, [(d, k, *vals) for (d, k), vals in new_totals.items()])
+            if entries and "costs" in advancing:
+                v.upsert(COST_ENTRIES, entries)
         for view in advancing:
             pos[view] = last
         if totals is not None:
@@ -585,6 +598,24 @@ def _add_costs(
             d[1] += c.input_tokens
             d[2] += c.output_tokens
             d[3] += 1
+
+
+def cost_entries(state: ExecutionState, event: StepCompleted | StepFailed
+                 ) -> list[tuple[Any, ...]]:
+    """The ``proj_cost_entries`` rows of an event's costs: one per model, its costs summed
+    (keyed by the event, so a page applied again writes the same rows)."""
+    ts = event.timestamp if event.timestamp.tzinfo is UTC else event.timestamp.astimezone(UTC)
+    by_model: dict[str, list[Any]] = {}
+    for c in event.costs:
+        d = by_model.setdefault(_key(c.model), [Decimal(0), 0, 0, 0])
+        d[0] += c.usd
+        d[1] += c.input_tokens
+        d[2] += c.output_tokens
+        d[3] += 1
+    workflow, step = _key(state.workflow), _key(state.steps[event.seq].name)
+    day = ts.date().isoformat()
+    return [(state.execution_id, event.position, model, ts, day, workflow, step, *sums)
+            for model, sums in by_model.items()]
 
 
 def by_dimension(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from journal.storage import Column, Index, Table
 
-__all__ = ["COSTS", "EXECUTIONS", "STEPS", "TABLES", "TRACKING", "VIEW_TABLES"]
+__all__ = ["COSTS", "COST_ENTRIES", "EXECUTIONS", "STEPS", "TABLES", "TRACKING", "VIEW_TABLES"]
 
 
 def _c(name: str, type: str, nullable: bool = True) -> Column:
@@ -94,6 +94,23 @@ COSTS = Table(
     key=("dimension", "key"),
 )
 
+#: What each event with costs (a step's completion or failed attempt) cost, one row per
+#: model: when (``at``, and its UTC ``day``), under which workflow and step, so that the
+#: costs within a window (``journal costs --since``) are summed from the view, not the log.
+#: Part of the costs view (a journal whose views predate it builds the costs view again).
+COST_ENTRIES = Table(
+    "proj_cost_entries",
+    (
+        _c("execution_id", "uuid", False), _c("position", "int", False),
+        _c("model", "text", False), _c("at", "ts", False), _c("day", "text", False),
+        _c("workflow", "text", False), _c("step", "text", False),
+        _c("usd", "decimal", False), _c("input_tokens", "bigint", False),
+        _c("output_tokens", "bigint", False), _c("calls", "bigint", False),
+    ),
+    key=("execution_id", "position", "model"),
+    indexes=(Index("proj_cost_entries_at", ("at",)),),
+)
+
 #: One row per view: the notification id its rows are committed up to.
 TRACKING = Table(
     "proj_tracking",
@@ -105,7 +122,7 @@ TRACKING = Table(
 VIEW_TABLES: dict[str, tuple[Table, ...]] = {
     "executions": (EXECUTIONS,),
     "steps": (STEPS,),
-    "costs": (COSTS,),
+    "costs": (COSTS, COST_ENTRIES),
 }
 
-TABLES: tuple[Table, ...] = (TRACKING, EXECUTIONS, STEPS, COSTS)
+TABLES: tuple[Table, ...] = (TRACKING, EXECUTIONS, STEPS, COSTS, COST_ENTRIES)

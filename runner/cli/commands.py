@@ -31,13 +31,13 @@ from projections import ExecutionSummary, Projections
 from runner.cli import reads
 from runner.cli.apps import describe_mismatch, load_runner
 from runner.cli.jsonout import dumps, preview
-from runner.cli.lookup import resolve_id
 from runner.cli.plumbing import CommandExit
 from runner.cli.plumbing import catch_up as _catch_up
 from runner.cli.plumbing import echo_json as _echo_json
 from runner.cli.plumbing import fail as _fail
 from runner.cli.plumbing import one_line as _one_line
 from runner.cli.plumbing import reported as _reported
+from runner.cli.plumbing import resolve as _resolve
 from runner.cli.plumbing import scrub as _scrub
 from runner.cli.plumbing import session as _session
 from runner.cli.timeline import format_utc, waits_for
@@ -321,7 +321,7 @@ def tail_command(
 
     out = render.console()
     with _session(url, read_only=True) as (journal, views):
-        eid = resolve_id(journal, views, execution) if execution else None
+        eid = _resolve(journal, views, execution) if execution else None
         what = f"execution {eid}" if eid else f"all executions of {mask_url(journal.url)}"
         typer.echo(f"following {what} (Ctrl-C to stop)", err=True)
         # Step names by execution, to label completions; dropped when an execution ends.
@@ -380,7 +380,7 @@ def logs_command(
     with _session(url, read_only=True) as (journal, views):
         when = parse_since(since) if since else None
         _catch_up(views)
-        eid = resolve_id(journal, views, execution) if execution else None
+        eid = _resolve(journal, views, execution) if execution else None
         lines = log_lines(journal, views, execution_id=eid, workflow=workflow, since=when,
                           grep=grep, level=level, limit=limit)
     if as_json:
@@ -465,15 +465,11 @@ def costs_command(
 ) -> None:
     """Cost totals (usd, tokens, calls) grouped by workflow, step, model or day."""
     from runner.cli import render
-    from runner.cli.queries import costs_since
 
-    with _session(url, read_only=True) as (journal, views):
+    with _session(url, read_only=True) as (_, views):
         when = parse_since(since) if since else None
-        if when is None:
-            _catch_up(views)
-            rows = views.costs(by)
-        else:
-            rows = costs_since(journal, views, by=by, since=when)
+        _catch_up(views)
+        rows = views.costs(by, since=when)
     if as_json:
         _echo_json(rows)
     elif not rows:
@@ -524,7 +520,7 @@ def diff_command(
     from runner.diff import diff_runs
 
     with _session(url, read_only=True) as (journal, views):
-        first, second = (resolve_id(journal, views, text) for text in (a, b))
+        first, second = (_resolve(journal, views, text) for text in (a, b))
         sa, sb = journal.state(first), journal.state(second)
     diff = diff_runs(sa, sb)
     if as_json:
@@ -611,7 +607,7 @@ def resume_command(
         return
     with _app_runner(app_spec, url) as runner:
         with Projections(runner.journal) as views:
-            eid = resolve_id(runner.journal, views, execution)
+            eid = _resolve(runner.journal, views, execution)
             if dry_run:
                 _act_on_many([_chosen(views, eid, ("paused",), "resume")], verb="resume",
                              past="resumed", url=url, dry_run=True, yes=yes,
@@ -820,7 +816,7 @@ def fork_command(
     given = _input_option(input_)
     with _app_runner(app_spec, url) as runner:
         with Projections(runner.journal) as views:
-            eid = resolve_id(runner.journal, views, execution)
+            eid = _resolve(runner.journal, views, execution)
         source = runner.journal.state(eid)
         seq = deploys.step_seq(source, from_step)
         try:
@@ -891,7 +887,7 @@ def _retry_one(app_spec: str, execution: str, *, url: str, dry_run: bool, as_jso
 
     with _app_runner(app_spec, url) as runner:
         with Projections(runner.journal) as views:
-            eid = resolve_id(runner.journal, views, execution)
+            eid = _resolve(runner.journal, views, execution)
         state = runner.journal.state(eid)
         ended = deploys.failure_text(state)
         if dry_run:
@@ -1004,7 +1000,7 @@ def signal_command(
     # read_only: open without creating a journal (a mistyped --url is an error, not a new
     # empty journal); the signal itself is written through the journal as usual.
     with _session(url, read_only=True) as (journal, views):
-        eid = resolve_id(journal, views, execution)
+        eid = _resolve(journal, views, execution)
         try:
             position = journal.signal(eid, name, payload)
         except InvalidTransition as e:
@@ -1090,7 +1086,7 @@ def cancel_command(
             raise _UsageError("--status, --workflow, --since and --error-type choose "
                               "executions to cancel in bulk: give them without an ID")
         with _session(url) as (journal, views):
-            eid = resolve_id(journal, views, execution)
+            eid = _resolve(journal, views, execution)
             if dry_run:
                 _act_on_many([_chosen(views, eid, deploys.CANCELLABLE, "cancel")],
                              verb="cancel", past="cancelled", url=url, dry_run=True, yes=yes,
@@ -1245,7 +1241,7 @@ def export_command(
     Re-running overwrites nothing silently: the same content is skipped, changed content
     is replaced and reported.
     """
-    from runner.cli.retention import export_execution, iter_executions
+    from runner.cli.retention import export_execution, iter_executions, without_output
 
     if sum((execution is not None, all_, status is not None)) != 1:
         raise _UsageError("give exactly one of ID, --all or --status")
@@ -1253,18 +1249,18 @@ def export_command(
     with _session(url, read_only=True) as (journal, views):
         _catch_up(views)
         if execution is not None:
-            ids = [resolve_id(journal, views, execution)]
+            ids = [_resolve(journal, views, execution)]
         else:
             ids = [r.execution_id for r in iter_executions(views, status=status)]
         for eid in ids:
             outcome = export_execution(journal, eid, out)
             outcomes.append(outcome)
-            if not outcome.has_output:
-                typer.echo(f"warning: execution {eid} has no output (status {outcome.status})",
-                           err=True)
             if not as_json and outcome.action != "unchanged":
                 typer.echo(f"{outcome.action:<9} {outcome.path}"
                            + (" (content changed)" if outcome.action == "replaced" else ""))
+    missing = without_output(outcomes)
+    if missing:
+        typer.echo(f"warning: {missing}", err=True)
     if as_json:
         _echo_json(outcomes)
         return
@@ -1285,8 +1281,9 @@ def prune_command(
 ) -> None:
     """Delete executions that ended before a cutoff (never running or paused ones).
 
-    Their streams and view rows go; with --archive each is first written (like export)
-    and read back.
+    Their streams and view rows go, and what they cost leaves the totals of `journal costs`
+    (it says by how much); with --archive each is first written (like export) and read
+    back.
     """
     from runner.cli.retention import prune
 
@@ -1305,10 +1302,16 @@ def prune_command(
     if as_json:
         _echo_json(result)
         return
+    from runner.cli.render import usd
+
+    drop = ""
+    if result.usd_removed:
+        drop = (f"; cost totals {'would drop' if dry_run else 'drop'} by "
+                f"{usd(result.usd_removed)} with them"
+                + (" (costs view rebuilt)" if result.costs_rebuilt else ""))
     typer.echo(f"{verb} {len(result.pruned)} execution(s) that ended before "
                f"{result.cutoff:%Y-%m-%d %H:%M:%S} UTC"
-               + ("" if dry_run else f" ({result.events_removed} events)")
-               + ("; costs view rebuilt" if result.costs_rebuilt else ""))
+               + ("" if dry_run else f" ({result.events_removed} events)") + drop)
 
 
 @app.command("import")

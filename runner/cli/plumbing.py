@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import unquote, urlsplit
+from uuid import UUID
 
 from journal.errors import JournalError, mask_url
 from runner.cli.apps import AppError
@@ -33,6 +34,7 @@ __all__ = [
     "one_line",
     "plain_text_stream",
     "reported",
+    "resolve",
     "scrub",
     "session",
 ]
@@ -150,11 +152,37 @@ def session(url: str, *, read_only: bool = False) -> Iterator[tuple[Journal, Pro
 
 def catch_up(views: Projections) -> None:
     """Bring the views up to the log; if this connection may not write them (a SELECT-only
-    role, a read-only file), say how far behind they are and show them as they are."""
+    role, a read-only file), say how far behind they are and show them as they are.
+
+    Far behind (a first `journal ls` after a backlog), it says so on stderr rather than
+    keeping silent for seconds: a progress bar on a terminal, a line before and after
+    otherwise (a log file, CI); pages are rebuild-sized, and views still at 0 are built
+    in bulk."""
+    import time
+
+    from projections.api import LARGE_BACKLOG
     from projections.rebuild import refresh_with_progress
 
-    # Far behind (a first `journal ls` after a backlog): a progress bar on stderr, pages of
-    # rebuild size, and views still at 0 built in bulk.
+    backlog = views.backlog()
+    plain = backlog > LARGE_BACKLOG and not _isatty(sys.stderr)
+    if plain:
+        echo(f"bringing the views up to the log: {backlog:,} events behind ...", err=True)
+    start = time.monotonic()
     behind = refresh_with_progress(views)
     if behind is not None:
         echo(f"warning: {behind}", err=True)
+    elif plain:
+        echo(f"views up to the log in {time.monotonic() - start:.1f} s", err=True)
+
+
+def resolve(journal: Journal, views: Projections, text: str) -> UUID:
+    """The execution ``text`` names (a whole id, or a unique prefix:
+    :func:`runner.cli.lookup.resolve_id`), the views caught up first with :func:`catch_up`
+    when a prefix needs them: a long catch-up shows its progress, as every read does."""
+    from runner.cli.lookup import resolve_id
+
+    try:
+        UUID(text.strip())
+    except ValueError:
+        catch_up(views)
+    return resolve_id(journal, views, text)

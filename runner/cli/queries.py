@@ -1,10 +1,6 @@
-"""Read queries the views cannot answer alone: costs within a time window, and following.
+"""Read queries the views cannot answer alone: following the log, and its log lines.
 
-``Projections.costs(by=)`` keeps running totals since the beginning of the log. For
-``journal costs --since`` the window matters, so the costs are summed from the events of
-the executions active in the window (the ``executions`` view narrows them down by last
-update), with the projector's own rules: per cost entry, keyed by workflow, step name,
-model or UTC day.
+(Costs within a time window come from the views: ``Projections.costs(by, since=)``.)
 
 ``follow`` yields new events of the notification log as they are committed (all
 executions or one), polling; ``journal tail`` renders them.
@@ -25,7 +21,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -38,50 +33,11 @@ from journal.events import (
     Event,
     ExecutionStarted,
     LogRecorded,
-    StepCompleted,
-    StepFailed,
-    StepStarted,
 )
-from projections import COST_DIMENSIONS, CostSummary, Projections
+from projections import Projections
 from runner.cli.jsonout import preview
 
-__all__ = ["LEVELS", "LogLine", "costs_since", "follow", "level_rank", "log_lines"]
-
-
-def costs_since(
-    journal: Journal, views: Projections, *, by: str, since: datetime
-) -> list[CostSummary]:
-    """Cost totals by ``by`` of cost entries recorded at or after ``since``, by key."""
-    if by not in COST_DIMENSIONS:
-        raise ValueError(f"cannot group costs by {by!r}: use one of {', '.join(COST_DIMENSIONS)}")
-    views.refresh()
-    since = since.astimezone(UTC)
-    totals: dict[str, list[Decimal | int]] = {}
-    for eid in views.updated_since(since):
-        names: dict[int, str] = {}
-        workflow = ""
-        for event in journal.events(eid):
-            if isinstance(event, StepStarted):
-                names[event.seq] = event.name
-            elif isinstance(event, ExecutionStarted):
-                workflow = event.workflow
-            if not isinstance(event, StepCompleted | StepFailed) or event.timestamp < since:
-                continue
-            for c in event.costs:
-                key = {
-                    "workflow": workflow, "step": names.get(event.seq, ""), "model": c.model,
-                    "day": event.timestamp.astimezone(UTC).date().isoformat(),
-                }[by]
-                t = totals.setdefault(key, [Decimal(0), 0, 0, 0])
-                t[0] += c.usd
-                t[1] += c.input_tokens
-                t[2] += c.output_tokens
-                t[3] += 1
-    return [
-        CostSummary(key=k, usd=Decimal(t[0]), input_tokens=int(t[1]), output_tokens=int(t[2]),
-                    calls=int(t[3]))
-        for k, t in sorted(totals.items())
-    ]
+__all__ = ["LEVELS", "LogLine", "follow", "level_rank", "log_lines"]
 
 
 def follow(

@@ -7,7 +7,7 @@ without Typer's parsing machinery. Rich is imported only when a table is printed
 
 from __future__ import annotations
 
-from runner.cli.plumbing import catch_up, echo, echo_json, session
+from runner.cli.plumbing import catch_up, echo, echo_json, resolve, session
 
 __all__ = ["ls", "show"]
 
@@ -46,11 +46,10 @@ def ls(*, url: str, status: str | None = None, workflow: str | None = None,
 def show(*, execution: str, url: str, as_json: bool = False) -> None:
     """Show one execution's timeline: steps, attempts, errors, logs, pause or wait, calls,
     children, signals, costs (and, for a child, its parent)."""
-    from runner.cli.lookup import resolve_id
     from runner.cli.timeline import build_timeline, has_children
 
     with session(url, read_only=True) as (journal, views):
-        eid = resolve_id(journal, views, execution)
+        eid = resolve(journal, views, execution)
         events = journal.events(eid)
         children = []
         if has_children(events):

@@ -14,8 +14,9 @@ Pruning deletes only executions the log says *ended* before the cutoff: never a 
 paused one. Candidates come from the ``executions`` view (an indexed query), each is then
 re-checked against its own stream. For each: archive (and read the archive back to verify),
 delete its stream, delete its rows from the ``executions`` and ``steps`` views. The
-``costs`` view holds sums, not rows per execution, so it is rebuilt from the log when a
-pruned execution carried costs: the views stay exactly what a rebuild from the log gives.
+``costs`` view holds sums, so it is rebuilt from the log when a pruned execution carried
+costs: the views stay exactly what a rebuild from the log gives, and the cost totals drop by
+what the pruned executions cost (``PruneResult.usd_removed``; ``journal prune`` says so).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -55,6 +57,7 @@ __all__ = [
     "iter_executions",
     "prune",
     "read_archive",
+    "without_output",
     "write_atomic",
 ]
 
@@ -99,6 +102,9 @@ class PruneResult(msgspec.Struct, frozen=True, kw_only=True):
     events_removed: int
     #: The ``costs`` view was rebuilt because pruned executions carried costs.
     costs_rebuilt: bool
+    #: What the pruned executions cost (their costs leave the totals of ``journal costs``
+    #: with them; in a dry run, what would leave).
+    usd_removed: Decimal = Decimal(0)
 
 
 class ImportOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,8 +227,26 @@ def iter_executions(
 # -- prune -----------------------------------------------------------------------------------------
 
 
-def _has_costs(events: list[Event]) -> bool:
-    return any(isinstance(e, StepCompleted | StepFailed) and e.costs for e in events)
+def _costs(events: list[Event]) -> tuple[bool, Decimal]:
+    """Whether the events carry costs, and what they add up to."""
+    costed = [c for e in events if isinstance(e, StepCompleted | StepFailed) for c in e.costs]
+    return bool(costed), sum((c.usd for c in costed), Decimal(0))
+
+
+def without_output(outcomes: list[ExportOutcome]) -> str | None:
+    """One line for the exported executions that have no output (they had not completed:
+    failed, paused, still running), by status, instead of one warning each."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        if not o.has_output:
+            counts[o.status] = counts.get(o.status, 0) + 1
+    if not counts:
+        return None
+    n = sum(counts.values())
+    by_status = ", ".join(f"{c:,} {s}" for s, c in sorted(counts.items(),
+                                                            key=lambda i: (-i[1], i[0])))
+    return (f"{n:,} of the {len(outcomes):,} exported execution(s) have no output "
+            f"({by_status}): they had not completed")
 
 
 def _ended_before(state: ExecutionState, cutoff: datetime) -> bool:
@@ -255,6 +279,7 @@ def prune(
     pruned: list[Pruned] = []
     removed = 0
     costs_changed = False
+    usd = Decimal(0)
     for eid in views.ended_before(cutoff):
         try:
             events = journal.events(eid)
@@ -276,10 +301,12 @@ def prune(
             execution_id=eid, workflow=state.workflow, status=state.status,
             ended_at=state.ended_at, events=len(events), archive=archive,
         )
+        costed, spent = _costs(events)
+        usd += spent
         if not dry_run:
             removed += journal.storage.delete_streams([eid])
             views.forget([eid])
-            costs_changed = costs_changed or _has_costs(events)
+            costs_changed = costs_changed or costed
         pruned.append(item)
         if on_pruned is not None:
             on_pruned(item)
@@ -287,7 +314,7 @@ def prune(
         views.rebuild(only=["costs"])
     return PruneResult(
         cutoff=cutoff, dry_run=dry_run, pruned=pruned, events_removed=removed,
-        costs_rebuilt=costs_changed,
+        costs_rebuilt=costs_changed, usd_removed=usd,
     )
 
 

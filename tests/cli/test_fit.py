@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -14,7 +15,7 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner, Result
 
-from journal import Journal
+from journal import Event, Journal
 from runner import Context, Retry, Runner, add_cost
 from runner.cli import app
 from runner.cli.render import cents, compact_traceback
@@ -255,3 +256,137 @@ def test_help_has_no_placeholders_no_cut_words_and_an_example(columns: int) -> N
     root = CliRunner().invoke(app, ["--help"], env={"COLUMNS": str(columns)}).stdout
     _fits(root, columns)
     assert "<bool>" not in root
+
+
+def test_every_read_command_says_it_catches_the_views_up_first(
+    fitted: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind by more than ``LARGE_BACKLOG`` events (lowered here), a read command says so
+    on stderr before and after (a progress bar on a terminal), instead of a silent wait."""
+    import projections.api
+
+    monkeypatch.setattr(projections.api, "LARGE_BACKLOG", 3)
+    url, eid = fitted["url"], str(fitted["completed"])
+    with Journal.open(url) as journal, projections.Projections(journal) as views:
+        views.catch_up()
+    commands = [("ls",), ("show", eid[:8]), ("logs",), ("stuck",), ("errors",), ("costs",),
+                ("costs", "--since", "1h"), ("stats",), ("diff", eid[:8], eid[:9]),
+                ("tail", eid[:8]), ("export", "--status", "paused", "--out", "/dev/null/x")]
+    for command in commands:
+        with Journal.open(url) as journal:  # five events the views have not seen
+            handle = journal.start("late", {})
+            for _ in range(2):
+                handle.step_completed(handle.step_started("x"), 1)
+        r = CliRunner().invoke(app, list(command), env={"JOURNAL_URL": url, "COLUMNS": "80"})
+        assert "bringing the views up to the log: 5 events behind ..." in r.stderr, (
+            command, r.output)
+        assert "views up to the log in " in r.stderr, command
+
+
+def _costs_from_the_log(events: list[Event], by: str, since: datetime) -> list[dict[str, Any]]:
+    """``costs --since`` worked out from the events themselves, as the projector counts."""
+    from journal.events import ExecutionStarted, StepCompleted, StepFailed, StepStarted
+
+    workflows: dict[UUID, str] = {}
+    names: dict[tuple[UUID, int], str] = {}
+    totals: dict[str, list[Any]] = {}
+    for event in events:
+        eid = event.execution_id
+        if isinstance(event, ExecutionStarted):
+            workflows[eid] = event.workflow
+        elif isinstance(event, StepStarted):
+            names[(eid, event.seq)] = event.name
+        if not isinstance(event, StepCompleted | StepFailed) or event.timestamp < since:
+            continue
+        for c in event.costs:
+            key = {"workflow": workflows[eid], "step": names[(eid, event.seq)],
+                   "model": c.model,
+                   "day": event.timestamp.astimezone(UTC).date().isoformat()}[by]
+            t = totals.setdefault(key, [Decimal(0), 0, 0, 0])
+            t[0] += c.usd
+            t[1] += c.input_tokens
+            t[2] += c.output_tokens
+            t[3] += 1
+    return [{"key": k, "usd": t[0], "input_tokens": t[1], "output_tokens": t[2],
+             "calls": t[3]} for k, t in sorted(totals.items())]
+
+
+def test_costs_since_from_the_views_equal_the_log(fitted: dict[str, Any]) -> None:
+    """Every cut-off at and between costed events, every dimension: what ``costs --since``
+    reads from the views is what the log holds; after the costs view is rebuilt (in bulk,
+    and page by page) too."""
+    from journal.events import StepCompleted, StepFailed
+    from projections import Projections
+
+    url = fitted["url"]
+    with Journal.open(url) as journal:
+        events = [e for _, e in journal.notifications(limit=100_000)]
+    stamps = sorted({e.timestamp for e in events
+                     if isinstance(e, StepCompleted | StepFailed) and e.costs})
+    cutoffs = [stamps[0] - timedelta(seconds=1), *stamps, stamps[-1] + timedelta(seconds=1)]
+    dimensions = ("workflow", "step", "model", "day")
+
+    for by in dimensions:  # through the command
+        since = stamps[len(stamps) // 2]
+        got = json.loads(_cli(250, "costs", "--json", "--by", by, "--since",
+                              since.isoformat(), url=url).stdout)
+        assert [{**g, "usd": Decimal(g["usd"])} for g in got] == _costs_from_the_log(
+            events, by, since), by
+
+    def check(views: Projections) -> None:
+        for by in dimensions:
+            for since in cutoffs:
+                got = [{"key": c.key, "usd": c.usd, "input_tokens": c.input_tokens,
+                        "output_tokens": c.output_tokens, "calls": c.calls}
+                       for c in views.costs(by, since=since)]
+                assert got == _costs_from_the_log(events, by, since), (by, since)
+        assert views.costs(since=cutoffs[0]) == views.costs()
+
+    with Journal.open(url) as journal, Projections(journal) as views:
+        views.catch_up()
+        check(views)
+        views.rebuild(only=["costs"])
+        check(views)
+        views.rebuild(only=["costs"], bulk=False)
+        check(views)
+
+
+def test_views_older_than_the_cost_entries_are_built_again(fitted: dict[str, Any]) -> None:
+    """A journal whose costs view predates ``proj_cost_entries`` builds the view again when
+    it is opened: the totals stay, and ``--since`` finds the costs."""
+    from projections import Projections
+    from projections.tables import COST_ENTRIES
+
+    url = fitted["url"]
+    whole = _cli(250, "costs", "--json", url=url).stdout
+    with (Journal.open(url) as journal, Projections(journal) as views,
+          views.views.transaction()):
+        views.views.execute(f"DROP TABLE {COST_ENTRIES.name}")
+    assert _cli(250, "costs", "--json", url=url).stdout == whole
+    assert _cli(250, "costs", "--json", "--since", "1h", url=url).stdout == whole
+
+
+def test_export_warns_once_and_prune_says_what_the_totals_lose(
+    fitted: dict[str, Any], tmp_path: Any
+) -> None:
+    url = fitted["url"]
+    exported = CliRunner().invoke(app, ["export", "--all", "--out", str(tmp_path / "out")],
+                                  env={"JOURNAL_URL": url})
+    assert exported.exit_code == 0, exported.output
+    assert exported.stderr == ("warning: 3 of the 4 exported execution(s) have no output "
+                               "(1 failed, 1 paused, 1 running): they had not completed\n")
+
+    def total() -> Decimal:
+        rows = json.loads(_cli(250, "costs", "--json", url=url).stdout)
+        return sum((Decimal(r["usd"]) for r in rows), Decimal(0))
+
+    before = total()
+    dry = _cli(250, "prune", "--older-than", "0s", "--dry-run", url=url).stdout
+    assert dry.splitlines()[-1].endswith(
+        "; cost totals would drop by $24.69438 with them"), dry
+    done = _cli(250, "prune", "--older-than", "0s", url=url).stdout
+    assert done.splitlines()[-1].endswith(
+        "; cost totals drop by $24.69438 with them (costs view rebuilt)"), done
+    assert before - total() == Decimal("24.69438")
+    doc = json.loads(_cli(250, "prune", "--older-than", "0s", "--json", url=url).stdout)
+    assert doc["usd_removed"] == "0" and doc["pruned"] == []
