@@ -216,6 +216,16 @@ def test_ls_options_on_the_fast_path_are_the_typer_ones(fitted: dict[str, Any]) 
     assert fast.parse(["ls", "--offset", "0"], {})[1]["offset"] == 0  # type: ignore[index]
     for odd in (["ls", "--sort", "Cost"], ["ls", "--offset", "-1"], ["ls", "--offset", "01"]):
         assert fast.parse(odd, {}) is None, odd
+    from tests.cli.test_fast import _fast
+
+    def still(out: str) -> str:  # an open run's duration moves on between the two
+        return re.sub(r"\S+…", "_", out)
+
+    for case in (args, [*args, "--json"], ["ls", "--sort", "duration", "--before", "soon"]):
+        typed = CliRunner().invoke(app, case, env={"JOURNAL_URL": url, "COLUMNS": "250"})
+        code, out, err = _fast(*case, url=url)
+        assert (code, still(out), err) == (typed.exit_code, still(typed.stdout),
+                                           typed.stderr), case
 
 
 def test_stats_of_one_workflow_and_the_worst_steps_first(fitted: dict[str, Any]) -> None:
