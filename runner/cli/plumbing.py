@@ -168,7 +168,8 @@ def catch_up(views: Projections) -> None:
     if plain:
         echo(f"bringing the views up to the log: {backlog:,} events behind ...", err=True)
     start = time.monotonic()
-    behind = refresh_with_progress(views)
+    # (A bar only on a terminal: elsewhere Rich would leave an empty line where it was.)
+    behind = views.refresh() if plain else refresh_with_progress(views)
     if behind is not None:
         echo(f"warning: {behind}", err=True)
     elif plain:
