@@ -39,7 +39,7 @@ __all__ = [
     "Projections",
 ]
 
-STATUSES = ("running", "paused", "waiting", "completed", "failed", "cancelled")
+STATUSES = ("queued", "running", "paused", "waiting", "completed", "failed", "cancelled")
 #: Events per page when catching up a backlog (each execution is written once per page, so
 #: the larger the page the fewer writes; a follower keeps its own, small, page size).
 CATCH_UP_PAGE = 20_000

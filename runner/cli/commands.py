@@ -211,7 +211,8 @@ Url = Annotated[
                  help="Journal database: sqlite:///path.db or postgresql://user@host/db."),
 ]
 # Literal choices give help and validation; the tests check they match projections'.
-StatusName = Literal["running", "paused", "waiting", "completed", "failed", "cancelled"]
+StatusName = Literal[
+    "queued", "running", "paused", "waiting", "completed", "failed", "cancelled"]
 CostDimension = Literal["workflow", "step", "model", "day"]
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
@@ -1048,7 +1049,7 @@ def serve_command(
         typer.echo(f"stopped serving {where}")
 
 
-CancelStatus = Literal["running", "paused", "waiting"]
+CancelStatus = Literal["queued", "running", "paused", "waiting"]
 
 
 @app.command("cancel")
@@ -1059,8 +1060,8 @@ def cancel_command(
     url: Url = DEFAULT_URL,
     reason: Annotated[str, typer.Option(help="Why (recorded in the journal).")] = "",
     status: Annotated[CancelStatus | None, typer.Option(
-        help="Cancel the open executions in this status (else running, paused and "
-        "waiting ones).")] = None,
+        help="Cancel the open executions in this status (else queued, running, paused "
+        "and waiting ones).")] = None,
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
     since: Annotated[str | None, typer.Option(
         help="Only those started since: a duration (1h, 2d) or an ISO date/time.")] = None,

@@ -231,14 +231,14 @@ def select_executions(
 
 
 #: The statuses a bulk ``journal cancel`` takes (an execution that has not ended).
-CANCELLABLE = ("running", "paused", "waiting")
+CANCELLABLE = ("queued", "running", "paused", "waiting")
 
 
 def cancel_candidates(
     views: Projections, *, status: str | None = None, workflow: str | None = None,
     since: datetime | None = None, error_type: str | None = None,
 ) -> list[ExecutionSummary]:
-    """The open executions (running, paused or waiting; or only ``status``) that match,
+    """The open executions (queued, running, paused or waiting; or only ``status``) that match,
     oldest start first: what ``journal cancel --status ... --workflow ...`` cancels."""
     if status is not None and status not in CANCELLABLE:
         raise ValueError(f"only open executions are cancelled ({', '.join(CANCELLABLE)}), "

@@ -28,7 +28,7 @@ from runner.cli.plumbing import CommandExit, echo, plain_text_stream
 __all__ = ["SORTS", "STATUSES", "main", "parse", "run"]
 
 #: ``journal ls --status`` choices, as the Typer command declares them (a test checks).
-STATUSES = ("running", "paused", "waiting", "completed", "failed", "cancelled")
+STATUSES = ("queued", "running", "paused", "waiting", "completed", "failed", "cancelled")
 #: ``journal ls --sort`` choices, likewise.
 SORTS = ("started", "duration", "cost")
 

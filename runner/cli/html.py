@@ -890,10 +890,11 @@ def load(
     caller did (``refresh=False``; the ui refreshes once per request and says if behind).
     """
     from runner.cli.lookup import resolve_id
-    from runner.cli.plumbing import catch_up
+    from runner.cli.plumbing import catch_up, resolve
     from runner.cli.timeline import build_timeline, has_children
 
-    eid = resolve_id(journal, views, text)
+    # A command says when it must catch the views up for a prefix; the ui does not.
+    eid = resolve(journal, views, text) if refresh else resolve_id(journal, views, text)
     events = journal.events(eid)
     if refresh:
         catch_up(views)

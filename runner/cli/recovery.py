@@ -149,6 +149,11 @@ class Recovery:
         if len(young) > NOT_STALE_SHOWN:
             self.say(f"... and {len(young) - NOT_STALE_SHOWN} more running, not stale yet")
         self.skipped.extend(young)
+        queued = len(views.executions(status="queued", limit=1000))
+        if queued:  # not orphans: nobody has run them yet, and recover leaves them so
+            more = "+" if queued == 1000 else ""
+            self.say(f"{queued}{more} queued execution(s) wait for a serve() process "
+                     "(`journal serve --app ...` runs them)")
 
     def _skip(self, state: ExecutionState, reason: str, *, error: bool = False,
               indent: bool = False) -> None:

@@ -130,3 +130,19 @@ def test_enqueue_refuses_what_run_refuses_and_writes_nothing(journal_url: str) -
         assert journal.storage.head() == 0
         with pytest.raises(ExecutionNotFound):
             journal.state(Journal.new_execution_id(idempotency_key="x"))
+
+
+def test_recover_leaves_queued_runs_to_serve_and_says_so(journal_url: str, tmp_path: Path
+                                                        ) -> None:
+    with Journal.open(journal_url) as journal, queued.make_runner(journal) as runner:
+        ids = [runner.enqueue(queued.work, n).id for n in (1, 2)]
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    env.pop("JOURNAL_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "journal", "recover", "--app", "tests.runner.queued:runner",
+         "--url", journal_url, "--stale-after", "0s"], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "2 queued execution(s) wait for a serve() process" in out.stdout, out.stdout
+    with Journal.open(journal_url) as journal:
+        assert [journal.state(i).status for i in ids] == ["queued", "queued"]
