@@ -732,8 +732,9 @@ class ExecutionHandle:
         with self._lock:
             self._check_open()
             self._ensure_fresh()
-            self._buffer(ExecutionClaimed(
-                execution_id=self.id, position=self._state.position + 1, timestamp=_now(),
+            self._buffer(ExecutionClaimed(  # the batch's time: not after what follows it
+                execution_id=self.id, position=self._state.position + 1,
+                timestamp=self._batch_now or _now(),
                 host=host, pid=pid, runner=runner, reason=reason,
                 process_started=process_started, quiet_for=quiet_for,
             ))
