@@ -586,6 +586,24 @@ def _identity_path(directory: Path, pid: int) -> Path:
     return directory / f"pid-{pid}"
 
 
+def _forget_dead_identities(directory: Path) -> None:
+    """Remove the ``pid-N`` files of processes that are gone (killed before they could
+    remove their own), so the folder holds one small file per live process, not one per
+    process that ever drove a run. The journal is local (record locks do not cross hosts),
+    so a pid names a process of this host."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if not entry.name.startswith("pid-"):
+                continue
+            try:
+                os.kill(int(entry.name[4:]), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+            except (ValueError, PermissionError, OSError):
+                continue  # not ours to judge: another user's live process, or a stray
+
+
 def _lock_range(fd: int, offset: int, kind: int, *, query: bool = False) -> tuple[int, int]:
     """F_SETLK (or F_GETLK) of one byte at ``offset``: (lock type, pid) of the answer."""
     packed = struct.pack(_FLOCK, kind, os.SEEK_SET, offset, 1, 0)
@@ -649,6 +667,7 @@ class FileLeases(LeaseKeeper):
             lf.named = True
             with contextlib.suppress(OSError):  # who we are, for other processes to name
                 _identity_path(self.directory, os.getpid()).write_text(identity())
+            _forget_dead_identities(self.directory)
         return lf.fd
 
     def _acquire(self, execution_id: UUID) -> bool:
