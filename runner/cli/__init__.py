@@ -2,8 +2,9 @@
 
 Commands live in :mod:`runner.cli.commands`; what they do lives in small modules usable from
 Python: :mod:`~runner.cli.timeparse` (``--since``/``--older-than``), :mod:`~runner.cli.lookup`
-(id prefixes), :mod:`~runner.cli.timeline` (``show``), :mod:`~runner.cli.queries` (windowed
-costs, following), :mod:`~runner.cli.retention` (export, prune, archive, import),
+(id prefixes), :mod:`~runner.cli.timeline` (``show``), :mod:`~runner.cli.queries` (following,
+``logs``), :mod:`~runner.cli.recovery` (a ``recover`` that says what it does),
+:mod:`~runner.cli.retention` (export, prune, archive, import),
 :mod:`~runner.cli.deploys` (``check``, ``fork``, ``retry`` and ``diff``: steps by name, the
 executions a bulk retry takes, the lines and documents they print),
 :mod:`~runner.cli.triage` (``errors``: failures by root cause), :mod:`~runner.cli.jsonout`
