@@ -58,7 +58,7 @@ from journal.events import (
     WaitStarted,
 )
 from journal.snapshots import decode_snapshot, encode_snapshot
-from journal.state import ExecutionState, apply, fold
+from journal.state import QUEUED, ExecutionState, apply, fold
 from journal.storage import Blob, Storage, forks, open_storage
 from journal.storage.base import StoredEvent, Wake
 from journal.storage.leases import Lease
@@ -537,7 +537,7 @@ _RESUMABLE: dict[type[Event], tuple[str, ...]] = {
 _WAKE_TOPICS = frozenset(
     CODES[t] for t in (WaitStarted, WaitEnded, SignalReceived, ExecutionPaused,
                        ExecutionResumed, ExecutionCompleted, ExecutionFailed,
-                       ExecutionCancelled, ExecutionStarted, ExecutionClaimed)
+                       ExecutionCancelled, ExecutionStarted)
 )
 
 
@@ -585,6 +585,9 @@ class ExecutionHandle:
         self._batch: list[StoredEvent] | None = None
         #: The time of the transaction being built: its events share one clock read.
         self._batch_now: datetime | None = None
+        #: A claim of a queued execution is pending: the commit that carries it forgets
+        #: the wake-up the queue kept (a claim of anything else changes no wake-up).
+        self._dequeued = False
         self._stale = False
         self._flush_error: BaseException | None = None
         #: Whether ``journal.start`` wrote this execution's ExecutionStarted (False when an
@@ -732,6 +735,7 @@ class ExecutionHandle:
         with self._lock:
             self._check_open()
             self._ensure_fresh()
+            self._dequeued = self._dequeued or self._state.status == QUEUED
             self._buffer(ExecutionClaimed(  # the batch's time: not after what follows it
                 execution_id=self.id, position=self._state.position + 1,
                 timestamp=self._batch_now or _now(),
@@ -938,8 +942,9 @@ class ExecutionHandle:
     def _wakes(self, events: list[StoredEvent]) -> list[Wake]:
         """The execution's wake-up as of ``events`` (already in the state), when they may
         change it; else none (a step's commit writes nothing more)."""
+        dequeued, self._dequeued = self._dequeued, False
         for s in events:
-            if s.topic in _WAKE_TOPICS:
+            if dequeued or s.topic in _WAKE_TOPICS:
                 state = self._state
                 due = state.wakes_at
                 if due is None and not state.may_have_woken:

@@ -34,7 +34,6 @@ running?). Times are UTC, durations as ``3m05s``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -285,7 +284,7 @@ def find_stalled(
         "diverged_seq IS NOT NULL))",
         (cutoff, now),
     )
-    workers = views.journal.storage.workers(time.time() - WORKER_ALIVE_FOR)
+    workers = views.journal.storage.workers(WORKER_ALIVE_FOR)
     summaries = [views.summary_of(r) for r in rows]
     holders = views.journal.lease_holders(
         [x.execution_id for x in summaries if x.status == RUNNING])
@@ -304,8 +303,8 @@ def find_stalled(
             if execution.status == RUNNING and holder is not None and not quiet:
                 continue  # driven, and not quiet for long
             if execution.status == QUEUED and execution.started_at >= cutoff and (
-                    _served_by(workers, execution.workflow)):
-                continue  # a live serve() takes it in a moment
+                    workers is None or _served_by(workers, execution.workflow)):
+                continue  # a live serve() takes it in a moment (or who serves is unknown)
         reason = stall_reason(execution, open_steps.get(execution.execution_id, ()),
                               holder=holder, now=now, workers=workers)
         if reason is not None:

@@ -443,8 +443,11 @@ class Engine:
         self._write()
 
     def flush_if_older(self, seconds: float) -> None:
-        """Commit held records older than ``seconds`` (from the background flusher)."""
-        if not self._held or time.monotonic() - self._held_since < seconds:
+        """Commit held records older than ``seconds`` (from the background flusher). Not
+        while replaying: what is held then is the claim alone, and code that turns out not
+        to replay the execution must not have claimed it (a divergence is recorded once)."""
+        if not self._held or time.monotonic() - self._held_since < seconds or (
+                self.is_replaying):
             return
         if not self._lock.acquire(timeout=0.05):
             return

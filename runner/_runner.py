@@ -321,18 +321,7 @@ class Runner:
         # Before ExecutionStarted: no recover() slips in between.
         lease = self.journal.lease(eid, wait=self._grace() if idempotency_key else 0.0)
         if lease is None:
-            # Its driver commits a deferred ExecutionStarted within LOG_FLUSH_SECONDS.
-            deadline = time.monotonic() + LOG_FLUSH_SECONDS
-            while True:
-                try:
-                    state = self.journal.state(eid)
-                    break
-                except ExecutionNotFound:  # another process is starting it this very moment
-                    if time.monotonic() >= deadline:
-                        raise ExecutionBusy(eid, holder=self.journal.lease_holder(eid),
-                                            waited=0.0) from None
-                    time.sleep(0.05)
-            return None, Run.of(state, held_elsewhere=state.status == RUNNING)
+            return None, self._held_run(eid)
         try:
             # Under the lease, a stream known to be new gets its ExecutionStarted with the
             # first commit (the first step's start): a run costs no commit for its start.
@@ -360,6 +349,21 @@ class Runner:
         engine.lease = lease
         engine.claim_reason = "dequeue" if state.status == QUEUED else "continue"
         return engine, Run.of(state)
+
+    def _held_run(self, eid: UUID) -> Run:
+        """The run another process holds the lease of, as soon as its start is in the log
+        (a driver commits a deferred ExecutionStarted within LOG_FLUSH_SECONDS)."""
+        deadline = time.monotonic() + LOG_FLUSH_SECONDS
+        while True:
+            try:
+                state = self.journal.state(eid)
+                break
+            except ExecutionNotFound:  # another process is starting it this very moment
+                if time.monotonic() >= deadline:
+                    raise ExecutionBusy(eid, holder=self.journal.lease_holder(eid),
+                                        waited=0.0) from None
+                time.sleep(0.05)
+        return Run.of(state, held_elsewhere=state.status in (RUNNING, QUEUED))
 
     def _checked_input(
         self, wf: _Workflow, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -394,11 +398,26 @@ class Runner:
         """
         wf = self._lookup(workflow)
         recorded = self._checked_input(wf, args, kwargs)
-        handle = self.journal.start(
-            wf.name, recorded, idempotency_key=idempotency_key, execution_id=execution_id,
-            version=wf.version, queued=True,
-        )
-        return Run.of(handle.state)
+        if not self.journal.storage.keeps_wakeups():
+            raise JournalError(
+                f"cannot enqueue {wf.name!r} in {self.journal.storage.where}: it has no "
+                "journal_wakeups table (an older journal opened without create), so no "
+                "serve() would find the run; open it once with Journal.open(url) (create)")
+        eid = self.journal.new_execution_id(
+            execution_id=execution_id, idempotency_key=idempotency_key)
+        # Under the lease, as run() starts one: a run() of the same key that is starting it
+        # this very moment (its ExecutionStarted deferred) is not raced.
+        lease = self.journal.lease(eid, wait=self._grace() if idempotency_key else 0.0)
+        if lease is None:
+            return self._held_run(eid)
+        try:
+            handle = self.journal.start(
+                wf.name, recorded, idempotency_key=idempotency_key, execution_id=eid,
+                version=wf.version, queued=True,
+            )
+            return Run.of(handle.state)
+        finally:
+            lease.release()
 
     def versions(self) -> dict[str, str]:
         """The registered workflows, by name, with the version of each one's code (what a
@@ -672,7 +691,7 @@ class Runner:
         for _ in range(10):
             handle = self.journal.execution(execution_id)
             holder = ""
-            if handle.state.status == RUNNING:  # paused, waiting, queued: nobody holds it
+            if handle.state.status in (RUNNING, QUEUED):  # paused, waiting: nobody holds it
                 holder = self.journal.lease_holder(handle.id) or ""
             try:
                 handle.cancelled(reason, holder=holder)
@@ -1033,8 +1052,6 @@ class Runner:
                 engine.flush()
                 return Run.of(engine.state)
             if halt is not None:
-                if isinstance(halt, NonDeterministicWorkflow):
-                    self._record_divergence(engine, halt)
                 raise halt
             if error is not None:
                 if not isinstance(error, Exception):
@@ -1051,6 +1068,9 @@ class Runner:
             return Run.of(engine.state)
         except Cancelled:
             return Run.of(self.journal.state(engine.id))
+        except NonDeterministicWorkflow as e:  # at a call, or returned before the last one
+            self._record_divergence(engine, e)
+            raise
 
     def _record_divergence(self, engine: Engine, error: NonDeterministicWorkflow) -> None:
         """Say in the log that this code cannot replay the execution (``ReplayDiverged``),

@@ -20,6 +20,7 @@ import msgspec
 from journal import Event, ExecutionClaimed, ExecutionStarted, ExecutionState, LogRecorded
 from journal.events import (
     TERMINAL_EVENTS,
+    ReplayDiverged,
     StepCompleted,
     StepFailed,
     StepStarted,
@@ -65,8 +66,8 @@ def forked_history(
             break
         if isinstance(event, _CALLS) and event.seq >= from_seq:  # type: ignore[attr-defined]
             break
-        if isinstance(event, ExecutionClaimed | LogRecorded):
-            continue
+        if isinstance(event, ExecutionClaimed | LogRecorded | ReplayDiverged):
+            continue  # who drove the source, what it said, whose code failed to replay it
         moved[event.position] = len(events) + 1
         changes: dict[str, Any] = {}
         if isinstance(event, WaitEnded) and event.signal:  # names the signal by position

@@ -17,6 +17,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
@@ -78,6 +79,9 @@ class Server:
         self._searching: Future[None] | None = None
         self._beat_at = 0.0  # when this process last said it is alive (monotonic)
         self._versions: dict[str, str] = {}
+        #: This loop's row in journal_workers: its own id (a Runner made before a fork
+        #: serves in every child; each child's loop is a worker of its own).
+        self._worker_id = uuid.uuid4().hex
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -91,8 +95,8 @@ class Server:
         next_recover = time.monotonic()
         try:
             while not self.stopping.is_set():
+                self._heartbeat()
                 try:
-                    self._heartbeat()
                     idle = self._round(pool)
                     if self.recover_every and time.monotonic() >= next_recover and (
                             self._searching is None or self._searching.done()):
@@ -104,6 +108,9 @@ class Server:
                 except JournalError as e:  # the database is away: say so, try again later
                     logger.warning("runner: serve() round failed (retrying): %s", e)
                     timeout = self.poll_interval
+                # Awake for the next heartbeat, however long the polling interval.
+                timeout = min(timeout, max(0.0, self._beat_at + WORKER_HEARTBEAT
+                                           - time.monotonic()))
                 if timeout > 0 and not self.stopping.is_set():
                     listener.wait(timeout)
         finally:
@@ -121,16 +128,19 @@ class Server:
             return
         if self._beat_at == 0.0:
             self._versions = self.runner.versions()  # fingerprints: worked out once
-        self.journal.storage.put_worker(WorkerRow(
-            runner=self.runner.id, host=socket.gethostname(), pid=os.getpid(),
-            started_at=process_started().timestamp(),
-            seen_at=time.time(), workflows=self._versions,
-        ))
-        self._beat_at = time.monotonic()
+        self._beat_at = time.monotonic()  # failed or not: tried again at the next beat
+        try:
+            self.journal.storage.put_worker(WorkerRow(
+                runner=self._worker_id, host=socket.gethostname(), pid=os.getpid(),
+                started_at=process_started().timestamp(),
+                seen_at=time.time(), workflows=self._versions,
+            ))
+        except JournalError as e:  # never a reason not to serve: only stuck's view suffers
+            logger.warning("runner: serve() could not say it is alive: %s", e)
 
     def _sign_off(self) -> None:
         try:
-            self.journal.storage.drop_worker(self.runner.id)
+            self.journal.storage.drop_worker(self._worker_id)
         except JournalError as e:  # it drops out of the live ones by itself
             logger.info("runner: serve() could not sign off: %s", e)
 

@@ -166,6 +166,11 @@ class Storage(ABC):
     # -- wake-ups ------------------------------------------------------------------------------
 
     @abstractmethod
+    def keeps_wakeups(self) -> bool:
+        """Whether this journal has its wake-up table (an older journal opened without
+        ``create`` has none: nothing of it can wait, and nothing can be enqueued)."""
+
+    @abstractmethod
     def due(self, now: float, limit: int = 100) -> list[Wake]:
         """Executions due at ``now`` (a POSIX timestamp), earliest first: an index range,
         however many executions wait."""
@@ -186,15 +191,18 @@ class Storage(ABC):
     def put_worker(self, worker: WorkerRow) -> bool:
         """Say that ``worker`` is alive (insert or renew its row), and forget the workers
         not seen for ``WORKER_FORGOTTEN_AFTER``. False when this journal has no place for
-        workers (an older journal opened without ``create``)."""
+        workers (an older journal opened without ``create``). Where the database has a
+        clock of its own (PostgreSQL) it says when, not ``worker.seen_at``: the hosts of a
+        shared journal need not agree on the time."""
 
     @abstractmethod
     def drop_worker(self, runner: str) -> None:
         """Forget the worker of ``runner`` (it stopped cleanly)."""
 
     @abstractmethod
-    def workers(self, seen_since: float) -> list[WorkerRow]:
-        """The workers seen alive since ``seen_since`` (a POSIX timestamp), by host, pid."""
+    def workers(self, alive_for: float | None = None) -> list[WorkerRow] | None:
+        """The workers seen in the last ``alive_for`` seconds (None: all that are kept), by
+        host and pid; None if this journal keeps no workers (not known: not "nobody")."""
 
     @abstractmethod
     def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:

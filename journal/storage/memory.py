@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -106,6 +107,9 @@ class MemoryStorage(Storage):
             self._appended.notify_all()
             return ids
 
+    def keeps_wakeups(self) -> bool:
+        return True
+
     def due(self, now: float, limit: int = 100) -> list[Wake]:
         with self._lock:
             found = sorted((due, eid, position) for eid, (due, position) in self._wakes.items()
@@ -142,9 +146,10 @@ class MemoryStorage(Storage):
         with self._lock:
             self._workers.pop(runner, None)
 
-    def workers(self, seen_since: float) -> list[WorkerRow]:
+    def workers(self, alive_for: float | None = None) -> list[WorkerRow] | None:
+        since = -1.0 if alive_for is None else time.time() - alive_for
         with self._lock:
-            return sorted((w for w in self._workers.values() if w.seen_at >= seen_since),
+            return sorted((w for w in self._workers.values() if w.seen_at >= since),
                           key=lambda w: (w.host, w.pid))
 
     def put_snapshot(self, execution_id: UUID, position: int, data: bytes) -> bool:

@@ -336,16 +336,19 @@ class PostgresStorage(Storage):
         self._forget_settled_sql = f"DELETE FROM {w} WHERE execution_id = %s AND position = %s"
         self._delete_wakes_sql = f"DELETE FROM {w} WHERE execution_id = ANY(%s)"
         k = self._tables[WORKERS.name]
+        # Times by the server's clock: the hosts serving one journal need not agree.
         self._put_worker_sql = (
             f"INSERT INTO {k} (runner, host, pid, started_at, seen_at, workflows) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (runner) DO UPDATE SET "
+            "VALUES (%s, %s, %s, %s, extract(epoch FROM clock_timestamp()), %s) "
+            "ON CONFLICT (runner) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
             "seen_at = excluded.seen_at, workflows = excluded.workflows"
         )
         self._drop_worker_sql = f"DELETE FROM {k} WHERE runner = %s"
-        self._forget_workers_sql = f"DELETE FROM {k} WHERE seen_at < %s"
+        self._forget_workers_sql = (
+            f"DELETE FROM {k} WHERE seen_at < extract(epoch FROM clock_timestamp()) - %s")
         self._workers_sql = (
             f"SELECT runner, host, pid, started_at, seen_at, workflows FROM {k} "
-            "WHERE seen_at >= %s ORDER BY host, pid"
+            "WHERE seen_at >= extract(epoch FROM clock_timestamp()) - %s ORDER BY host, pid"
         )
         self._workers: bool | None = None
         self._delete_sql = f"DELETE FROM {e} WHERE originator_id = ANY(%s)"
@@ -713,6 +716,9 @@ class PostgresStorage(Storage):
             self._wakeups = not self._missing(conn, [WAKEUPS])
         return self._wakeups
 
+    def keeps_wakeups(self) -> bool:
+        return self._run(self._has_wakeups)
+
     def due(self, now: float, limit: int = 100) -> list[Wake]:
         def op(conn: psycopg.Connection[Any]) -> list[Wake]:
             if not self._has_wakeups(conn):
@@ -752,8 +758,8 @@ class PostgresStorage(Storage):
         def op(conn: psycopg.Connection[Any]) -> bool:
             if not self._has_workers(conn):
                 return False
-            conn.execute(self._put_worker_sql, (*worker[:5], workflows_text(worker.workflows)))
-            conn.execute(self._forget_workers_sql, (worker.seen_at - WORKER_FORGOTTEN_AFTER,))
+            conn.execute(self._put_worker_sql, (*worker[:4], workflows_text(worker.workflows)))
+            conn.execute(self._forget_workers_sql, (WORKER_FORGOTTEN_AFTER,))
             return True
 
         return self._run(op)
@@ -765,11 +771,12 @@ class PostgresStorage(Storage):
 
         self._run(op)
 
-    def workers(self, seen_since: float) -> list[WorkerRow]:
-        def op(conn: psycopg.Connection[Any]) -> list[WorkerRow]:
+    def workers(self, alive_for: float | None = None) -> list[WorkerRow] | None:
+        def op(conn: psycopg.Connection[Any]) -> list[WorkerRow] | None:
             if not self._has_workers(conn):
-                return []
-            return [worker_row(r) for r in conn.execute(self._workers_sql, (seen_since,))]
+                return None
+            window = 1e18 if alive_for is None else alive_for
+            return [worker_row(r) for r in conn.execute(self._workers_sql, (window,))]
 
         return self._run(op)
 
@@ -1270,6 +1277,8 @@ class AdvisoryLeases(LeaseKeeper):
                     "a.client_addr::text, a.pid FROM pg_locks l "
                     "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
                     "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
+                    "AND l.database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) "
                     "AND l.classid = ANY(%s::bigint[]::oid[]) "
                     "AND l.objid = ANY(%s::bigint[]::oid[])",
                     ([k[0] for k in by_key], [k[1] for k in by_key]),

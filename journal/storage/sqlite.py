@@ -18,6 +18,7 @@ import os
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -337,6 +338,10 @@ class SQLiteStorage(Storage):
                                "wake-ups are not kept", self.path, _W)
         return self._wakeups
 
+    def keeps_wakeups(self) -> bool:
+        with self._conn() as c:
+            return self._has_table(c, _W)
+
     def due(self, now: float, limit: int = 100) -> list[Wake]:
         with self._conn() as c:
             if not self._has_table(c, _W):
@@ -386,13 +391,14 @@ class SQLiteStorage(Storage):
             if self._has_table(c, _K):
                 c.execute(f"DELETE FROM {_K} WHERE runner = ?", (runner,))
 
-    def workers(self, seen_since: float) -> list[WorkerRow]:
+    def workers(self, alive_for: float | None = None) -> list[WorkerRow] | None:
+        since = -1.0 if alive_for is None else time.time() - alive_for
         with self._conn() as c:
             if not self._has_table(c, _K):
-                return []
+                return None
             return [worker_row(r) for r in c.execute(
                 f"SELECT runner, host, pid, started_at, seen_at, workflows FROM {_K} "
-                "WHERE seen_at >= ? ORDER BY host, pid", (seen_since,))]
+                "WHERE seen_at >= ? ORDER BY host, pid", (since,))]
 
     def delete_streams(self, execution_ids: Sequence[UUID]) -> int:
         removed = 0
@@ -586,21 +592,47 @@ def _identity_path(directory: Path, pid: int) -> Path:
     return directory / f"pid-{pid}"
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace (``pid:[4026531836]``), "" where it cannot be told: a
+    pid means a process only within its namespace (containers sharing the folder)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+_NAMESPACE_MARK = "\npid namespace "
+
+
+def _identity_text() -> str:
+    """What a ``pid-N`` file says: who holds leases under that pid, and in which pid
+    namespace (so that only a process of the same namespace judges it dead)."""
+    return identity() + _NAMESPACE_MARK + _pid_namespace()
+
+
 def _forget_dead_identities(directory: Path) -> None:
     """Remove the ``pid-N`` files of processes that are gone (killed before they could
     remove their own), so the folder holds one small file per live process, not one per
-    process that ever drove a run. The journal is local (record locks do not cross hosts),
-    so a pid names a process of this host."""
+    process that ever drove a run. Only files written in this process's pid namespace
+    are judged (a container sharing the folder sees other pids); one without a namespace
+    (an older release) is left alone."""
+    mine = _pid_namespace()
+    if not mine:
+        return
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
             if not entry.name.startswith("pid-"):
                 continue
             try:
+                with open(entry.path) as f:
+                    text = f.read(4096)
+                if text.rpartition(_NAMESPACE_MARK)[2] != mine:
+                    continue
                 os.kill(int(entry.name[4:]), 0)
             except ProcessLookupError:
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-            except (ValueError, PermissionError, OSError):
+            except (ValueError, OSError):
                 continue  # not ours to judge: another user's live process, or a stray
 
 
@@ -666,7 +698,7 @@ class FileLeases(LeaseKeeper):
         if not lf.named:
             lf.named = True
             with contextlib.suppress(OSError):  # who we are, for other processes to name
-                _identity_path(self.directory, os.getpid()).write_text(identity())
+                _identity_path(self.directory, os.getpid()).write_text(_identity_text())
             _forget_dead_identities(self.directory)
         return lf.fd
 
@@ -718,7 +750,8 @@ class FileLeases(LeaseKeeper):
         if ltype == fcntl.F_UNLCK:
             return self._legacy_holder(execution_id)
         try:
-            return _identity_path(self.directory, pid).read_text().strip() or f"pid {pid}"
+            text = _identity_path(self.directory, pid).read_text()
+            return text.partition(_NAMESPACE_MARK)[0].strip() or f"pid {pid}"
         except OSError:
             return f"process {pid} (on this host)"
 

@@ -29,12 +29,16 @@ def test_the_lease_folder_holds_a_lock_file_and_the_live_processes(tmp_path: Pat
         assert journal.lease(Journal.new_execution_id()) is not None
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)
-        (folder / f"pid-{dead.stdout.strip()}").write_text("killed box:1 since then")
+        namespace = os.readlink("/proc/self/ns/pid")
+        gone = f"pid-{dead.stdout.strip()}"
+        (folder / gone).write_text(f"killed box:1 since then\npid namespace {namespace}")
+        # The same pid written in another pid namespace (a container) is not judged here.
+        (folder / "pid-999999999").write_text("box:7 since then\npid namespace pid:[1]")
         out = subprocess.run([sys.executable, "-c", TAKE_LEASE, url, str(folder)],
                              capture_output=True, text=True, timeout=60, check=False)
         assert out.returncode == 0, out.stderr
         seen = json.loads(out.stdout)  # the folder as the other process saw it, leased
-        assert f"pid-{dead.stdout.strip()}" not in seen
-        assert "locks" in seen and f"pid-{os.getpid()}" in seen and len(seen) == 3
-    # Closed cleanly: each process removed its own.
-    assert sorted(p.name for p in folder.iterdir()) == ["locks"]
+        assert gone not in seen and "pid-999999999" in seen
+        assert "locks" in seen and f"pid-{os.getpid()}" in seen and len(seen) == 4
+    # Closed cleanly: each process removed its own; the other namespace's file stays.
+    assert sorted(p.name for p in folder.iterdir()) == ["locks", "pid-999999999"]

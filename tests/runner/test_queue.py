@@ -11,17 +11,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from journal import Journal
-from journal.errors import ExecutionNotFound
+from journal.errors import ExecutionNotFound, JournalError
 from journal.storage.base import WORKER_ALIVE_FOR
 from projections import Projections
-from runner import SecretInput, WorkflowNotFound
+from runner import ExecutionBusy, SecretInput, WorkflowNotFound
 from tests.polling import until
 from tests.runner import queued
 
@@ -75,7 +78,7 @@ def test_enqueued_runs_are_run_once_by_a_serve_process_elsewhere(
                 assert (state.driver.reason, state.driver.pid) == ("dequeue", proc.pid)
             assert journal.state(dropped.id).status == "cancelled"
             # Alive, as this process sees it: the serving process and the code it runs.
-            [worker] = journal.storage.workers(time.time() - WORKER_ALIVE_FOR)
+            [worker] = journal.storage.workers(WORKER_ALIVE_FOR) or []
             assert worker.pid == proc.pid and worker.workflows == versions
             # A workflow that process does not run stays queued, and stuck (its own
             # process, from elsewhere) says why at once.
@@ -102,7 +105,7 @@ def test_enqueued_runs_are_run_once_by_a_serve_process_elsewhere(
     ran = sorted(int(line.split()[0]) for line in ledger.read_text().splitlines())
     assert ran == [*range(12), 99]  # each step once; the cancelled one never
     with Journal.open(journal_url) as journal:
-        assert journal.storage.workers(0.0) == []  # it signed off as it stopped
+        assert journal.storage.workers() == []  # it signed off as it stopped
 
 
 def test_run_with_the_key_of_a_queued_execution_runs_it_here(journal_url: str) -> None:
@@ -146,3 +149,83 @@ def test_recover_leaves_queued_runs_to_serve_and_says_so(journal_url: str, tmp_p
     assert "2 queued execution(s) wait for a serve() process" in out.stdout, out.stdout
     with Journal.open(journal_url) as journal:
         assert [journal.state(i).status for i in ids] == ["queued", "queued"]
+
+
+def test_enqueue_under_a_lease_held_elsewhere_writes_nothing(journal_url: str) -> None:
+    """A run() of the same key holds the lease, its start not committed yet (deferred):
+    enqueue does not write a start of its own under it."""
+    eid = Journal.new_execution_id(idempotency_key="k1")
+    with Journal.open(journal_url) as other, Journal.open(journal_url) as journal, \
+            queued.make_runner(journal) as runner:
+        lease = other.lease(eid)
+        assert lease is not None
+        with pytest.raises(ExecutionBusy):
+            runner.enqueue(queued.work, 1, idempotency_key="k1")
+        assert journal.storage.head() == 0
+        lease.release()
+        first = runner.enqueue(queued.work, 1, idempotency_key="k1")
+        # Now a server (here: the other journal) is taking it: run() of its key says so.
+        lease = other.lease(eid)
+        assert lease is not None
+        taken = runner.run(queued.work, 1, idempotency_key="k1")
+        assert (taken.id, taken.status, taken.held_elsewhere) == (first.id, "queued", True)
+        lease.release()
+
+
+def test_enqueue_into_a_journal_without_wake_ups_is_refused(journal_url: str) -> None:
+    with Journal.open(journal_url) as journal:
+        views = journal.storage.views()
+        try:
+            views.execute("DROP TABLE " + (
+                "journal_wakeups" if journal_url.startswith("sqlite") else
+                f"{journal_url.rpartition('schema=')[2].split('&')[0]}.journal_wakeups"))
+        finally:
+            views.close()
+    with Journal.open(journal_url, create=False) as journal, \
+            queued.make_runner(journal) as runner:
+        with pytest.raises(JournalError, match="no journal_wakeups table"):
+            runner.enqueue(queued.work, 1)
+        assert journal.storage.head() == 0
+
+
+def test_serve_goes_on_when_it_cannot_say_it_is_alive(pg_database: str, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch
+                                                      ) -> None:
+    """A role with rights on every table but journal_workers (granted table by table before
+    the table existed): serve() still runs what is queued, and says why it is not listed."""
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    url = f"{pg_database}?schema={schema}"
+    with Journal.open(url):
+        pass
+    role = f"rw_{uuid.uuid4().hex[:10]}"
+    dbname = urlsplit(pg_database).path.lstrip("/")
+    with psycopg.connect(pg_database, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO "{role}"')
+        admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        admin.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        admin.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"')
+        admin.execute(f'REVOKE ALL ON "{schema}".journal_workers FROM "{role}"')
+    parts = urlsplit(pg_database)
+    limited = f"postgresql://{role}@{parts.hostname}:{parts.port or 5432}/{dbname}?schema={schema}"
+    try:
+        with Journal.open(limited, create=False) as journal, \
+                queued.make_runner(journal) as runner:
+            run = runner.enqueue(queued.work, 3)
+            stop = threading.Event()
+            serving = threading.Thread(target=runner.serve, kwargs={
+                "stop": stop, "poll_interval": 0.05, "handle_signals": False})
+            serving.start()
+            try:
+                until(lambda: journal.state(run.id).status == "completed", "serve to run it",
+                      timeout=20)
+            finally:
+                stop.set()
+                serving.join(timeout=30)
+            assert journal.state(run.id).output == 6
+    finally:
+        with psycopg.connect(pg_database, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE usename = %s", (role,))
+            admin.execute(f'DROP OWNED BY "{role}"')
+            admin.execute(f'DROP ROLE "{role}"')
