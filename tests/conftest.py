@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -66,6 +67,50 @@ def _start_local_postgres() -> None:
             ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
             check=False, capture_output=True, timeout=60,
         )
+
+
+#: Test processes for ``-n auto`` (pyproject's addopts): most tests wait (for the processes
+#: they start, timers, the database), so three beat two even on two cores.
+WORKERS = 3
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """(pytest-xdist) ``WORKERS``; none (this process) for the tests of one file, which
+    ``--dist loadfile`` would run in one worker anyway. $PYTEST_XDIST_AUTO_NUM_WORKERS
+    decides where it is set; ``-n N`` on the command line is not asked about."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # pytest-xdist's own hook reads it
+    files = {arg.split("::")[0] for arg in config.args}
+    if len(files) == 1 and (config.invocation_params.dir / files.pop()).is_file():
+        return 0
+    return WORKERS
+
+
+#: Set in a pytest process by GNU readline (which pytest imports) in the C environment only:
+#: a serial run's ``os.environ`` does not have them, but pytest-xdist's workers inherit them
+#: (``COLUMNS=80``), and so would every ``journal`` command a test runs with that environment.
+_READLINE_VARIABLES = ("COLUMNS", "LINES")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """(pytest-xdist, in the controller) Tell each worker which of them the run really has."""
+    node.workerinput["journal_test_environ"] = {
+        name: os.environ.get(name) for name in _READLINE_VARIABLES
+    }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker: the same ``os.environ`` as a serial run would have."""
+    wanted = getattr(config, "workerinput", {}).get("journal_test_environ", {})
+    for name, value in wanted.items():
+        if value is None and name in os.environ:
+            # As in the controller: gone from os.environ (what tests pass on explicitly),
+            # still in the C environment (what a subprocess started with env=None inherits).
+            os.putenv(name, os.environ.pop(name))
+        elif value is not None:
+            os.environ[name] = value
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

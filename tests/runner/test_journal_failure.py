@@ -85,7 +85,8 @@ def test_journal_failure_stops_the_run_and_recover_finishes_it(
     journal_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "effects.txt"
-    journal = Journal.open(journal_url)
+    # The outage lasts: a second of retrying (not the default 10) before JournalUnavailable.
+    journal = Journal.open(journal_url, reconnect_timeout=1.0)
     try:
         with outage(journal) as down, build(journal, path, down) as runner:
             with pytest.raises(JournalUnavailable):

@@ -301,9 +301,18 @@ def test_a_held_completion_is_committed_while_the_workflow_idles(journal: Journa
     seen: list[list[str]] = []
 
     def look_from_elsewhere() -> None:  # workflow code between steps, taking its time
-        time.sleep(1.5)  # the engine commits a completion held 0.5 s; margin for load
+        # The engine commits a completion held 0.5 s: another journal sees it within 1.5 s
+        # (margin for load), looked for every 20 ms rather than once at the end.
+        wanted = ["ExecutionStarted", "ExecutionClaimed", "StepStarted", "StepCompleted",
+                  "LogRecorded"]
+        deadline = time.monotonic() + 1.5
         with Journal.open(journal.url) as other:
-            seen.append([type(e).__name__ for e in other.events(current_id[0])])
+            while True:
+                kinds = [type(e).__name__ for e in other.events(current_id[0])]
+                if kinds == wanted or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.02)
+        seen.append(kinds)
 
     current_id: list[object] = []
 
@@ -351,12 +360,12 @@ def test_a_start_held_for_the_first_commit_is_durable_within_a_second(
     import threading
 
     runner = Runner(journal)
-    started = threading.Event()
+    started, looked = threading.Event(), threading.Event()
 
     @runner.workflow(name="idle_first")
     def idle_first(ctx: Any) -> str:
         started.set()
-        time.sleep(1.5)
+        looked.wait(1.5)  # idles until the other journal has looked (at most 1.5 s)
         return str(ctx.step("late", str, "x"))
 
     eid = journal.new_execution_id()
@@ -371,6 +380,7 @@ def test_a_start_held_for_the_first_commit_is_durable_within_a_second(
         while not other.storage.read_stream(eid) and time.monotonic() - t0 < 1.2:
             time.sleep(0.02)
         seen = [type(e).__name__ for e in other.events(eid)]
+        looked.set()
         assert seen[0] == "ExecutionStarted"
         worker.join(10)
     runner.close()

@@ -134,8 +134,8 @@ def test_a_killed_sleeper_is_woken_by_serve_in_a_new_process_on_time(
     [eid] = json.loads(child.stdout.readline())
     os.kill(child.pid, signal.SIGKILL)
     child.communicate(timeout=30)  # reaped, its pipes closed
-    server = subprocess.run(
-        [sys.executable, "-m", "tests.runner.timed", "serve", journal_url, "4"],
+    server = subprocess.run(  # for 4 s, or until it has nothing left to do
+        [sys.executable, "-m", "tests.runner.timed", "serve", journal_url, "4", eid],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert server.returncode == 0, server.stderr
@@ -358,8 +358,8 @@ def test_three_serve_processes_wake_each_of_300_sleepers_once(
             ids = {str(runner.run("nap", 1.5).id) for _ in range(300)}
         assert len(effects(effects_file)) == 300  # the 300 "before" steps
         env = {**os.environ}
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "tests.runner.timed", "serve", url, "6"],
+        procs = [subprocess.Popen(  # each for 6 s, or until all 300 have completed
+            [sys.executable, "-m", "tests.runner.timed", "serve", url, "6", *sorted(ids)],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ) for _ in range(3)]
         driven: list[str] = []
@@ -419,8 +419,8 @@ def test_a_parent_and_its_child_across_a_crash_of_the_parents_process(
         assert state.wait.kind == "child" and state.wait.name == "kid"
         kid = journal.state(child_id(state.execution_id, state.wait.seq))
         assert kid.status == "waiting" and kid.parent == state.execution_id
-    server = subprocess.run(
-        [sys.executable, "-m", "tests.runner.timed", "serve", journal_url, "4"],
+    server = subprocess.run(  # for 4 s, or until it has nothing left to do
+        [sys.executable, "-m", "tests.runner.timed", "serve", journal_url, "4", parent],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert server.returncode == 0, server.stderr

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from journal import Journal
+from journal.state import TERMINAL_STATUSES
 from runner import AsyncContext, ChildFailed, Context, Runner, WaitTimedOut
 from tests.runner.workflows import effect
 
@@ -91,7 +92,8 @@ def make_runner(journal: Journal) -> Runner:
 
 def main(argv: list[str]) -> int:
     """``start URL N SECONDS``: start N naps, print their ids, then wait to be killed.
-    ``serve URL SECONDS``: serve for SECONDS, print how many runs it drove."""
+    ``serve URL SECONDS [ID ...]``: serve for SECONDS (with IDs: until nothing is due any
+    more and each of those executions has ended, at most SECONDS), print the runs it drove."""
     command, url, *rest = argv
     journal = Journal.open(url)
     runner = make_runner(journal)
@@ -113,11 +115,29 @@ def main(argv: list[str]) -> int:
                         on_run=lambda run: driven.append(str(run.id)))
         timer = threading.Timer(float(rest[0]), stop.set)
         timer.start()
+        watcher = threading.Thread(target=_stop_when_ended, args=(journal, rest[1:], stop))
+        if rest[1:]:
+            watcher.start()
         server.run(handle_signals=False)
+        timer.cancel()
+        if rest[1:]:
+            watcher.join()
         print(json.dumps(driven), flush=True)
         journal.close()
         return 0
     raise SystemExit(f"unknown command {command!r}")
+
+
+def _stop_when_ended(journal: Journal, ids: list[str], stop: Any) -> None:
+    """Set ``stop`` once no wake-up is left and each of ``ids`` has ended (every 0.1 s)."""
+    pending = set(ids)
+    while not stop.wait(0.1):
+        if journal.storage.next_due() is not None:
+            continue
+        pending = {eid for eid in pending
+                   if journal.state(eid).status not in TERMINAL_STATUSES}
+        if not pending:
+            stop.set()
 
 
 if __name__ == "__main__":
