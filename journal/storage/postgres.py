@@ -273,7 +273,10 @@ class PostgresStorage(Storage):
         except psycopg.Error as e:
             raise translate(e, url) from e
         with self._cond_put(conn):
-            self._ensure_schema(conn)
+            pass  # the pool's first session
+        # Then the schema, retried on a new session if this one is dropped meanwhile (a
+        # restart, pg_terminate_backend) as any other call is: its DDL is one transaction.
+        self._run(self._ensure_schema)
         self.leases = AdvisoryLeases(
             url, self.conninfo, self.events_table, self._tables[LEASES.name], self.lease_grace
         )
