@@ -13,12 +13,13 @@ functions are checked on their own.
 from __future__ import annotations
 
 import dataclasses
+import queue
 import re
-import select
 import shutil
 import signal
 import struct
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from uuid import UUID
 
 import pytest
@@ -423,38 +424,92 @@ def _request(base: str, path: str, method: str = "GET") -> Reply:
         return Reply(e.code, e.read().decode("utf-8"), dict(e.headers))
 
 
+class _Lines:
+    """A stream's lines, read to its end by a thread of their own: a ``select`` on the pipe
+    before each ``readline`` would wait for more while lines already read into the stream's
+    buffer (two that came together) are waiting there."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()  # None: the end
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        try:
+            for line in stream:
+                self._lines.put(line)
+        finally:
+            self._lines.put(None)
+
+    def next(self, timeout: float) -> str:
+        """The next line; "" at the end, or when none came within ``timeout`` seconds."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return ""
+        if line is None:
+            self._lines.put(None)  # the end stays the end
+        return line or ""
+
+    def ended(self, timeout: float) -> bool:
+        """Whether the stream ended (waiting up to ``timeout`` seconds for it to)."""
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def rest(self, timeout: float) -> str:
+        """Every line not taken yet, to the end (the process has exited, or will soon)."""
+        assert self.ended(timeout), f"the stream did not end within {timeout}s"
+        rest = []
+        while (line := self._lines.get_nowait()) is not None:
+            rest.append(line)
+        self._lines.put(None)
+        return "".join(rest)
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    """A ``journal ui`` process, and its stderr from the line after its address."""
+
+    process: subprocess.Popen[str]
+    stderr: _Lines
+
+
 @contextmanager
-def _ui(url: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def _ui(url: str) -> Iterator[tuple[str, Served]]:
     """``journal ui --url URL --port 0`` as its own process; its address from stderr (after
     any warning that the views are behind)."""
     process = journal_cli(url, "ui", "--url", url, "--port", "0")
-    assert process.stderr is not None
+    assert process.stderr is not None and process.stdout is not None
+    stderr = _Lines(process.stderr)
     try:
         line = "warning:"
         while line.startswith("warning:"):
-            ready, _, _ = select.select([process.stderr], [], [], 20)
-            line = process.stderr.readline() if ready else ""
+            line = stderr.next(timeout=20)
         found = re.fullmatch(r"serving (http://127\.0\.0\.1:(\d+)/) \(Ctrl-C to stop\)\n", line)
         assert found and int(found[2]) > 0, (line, process.poll())
-        yield found[1].rstrip("/"), process
+        yield found[1].rstrip("/"), Served(process, stderr)
     finally:
         if process.poll() is None:
             process.kill()
-        process.communicate()
+        process.wait(timeout=10)
+        if stderr.ended(timeout=10):  # closed under a reader, it could raise there
+            process.stderr.close()
+        process.stdout.close()
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def _stop(ui: Served) -> None:
     """Ctrl-C: it stops at once, cleanly."""
     started = time.monotonic()
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=10)
-    assert process.returncode in (0, 130), err
+    ui.process.send_signal(signal.SIGINT)
+    ui.process.wait(timeout=10)
+    err = ui.stderr.rest(timeout=10)
+    assert ui.process.returncode in (0, 130), err
     assert time.monotonic() - started < 5
     assert "Traceback" not in err and err.strip().endswith("stopped"), err
 
 
 def test_ui_serves_the_index_and_the_pages(recorded: Recorded) -> None:
-    with _ui(recorded.url) as (base, process):
+    with _ui(recorded.url) as (base, ui):
         index = _request(base, "/")
         assert index.status == 200 and index.headers["Content-Type"].startswith("text/html")
         assert "default-src 'none'" in index.headers["Content-Security-Policy"]
@@ -503,7 +558,7 @@ def test_ui_serves_the_index_and_the_pages(recorded: Recorded) -> None:
         assert hostile.status == 404 and hostile.body.count("<script") == 1
         assert "&lt;script&gt;alert(1)" in hostile.body
         assert _request(base, "/nowhere").status == 404
-        _stop(process)
+        _stop(ui)
 
 
 @pytest.mark.parametrize("journal_url", ["postgres"], indirect=True)
@@ -512,7 +567,7 @@ def test_ui_with_a_select_only_role(recorded: Recorded) -> None:
         views.catch_up()  # the owner creates and fills the views' tables
         with _runner(journal) as runner:
             later = runner.run(broken, "after the views").id  # the views do not have it
-    with select_only_role(recorded.url) as url, _ui(url) as (base, process):
+    with select_only_role(recorded.url) as url, _ui(url) as (base, ui):
         index = _request(base, "/")
         assert index.status == 200 and "events behind the log" in index.body
         ids = [r.attrs["data-id"] for r in Page(index.body).all("tr", class_="execution")]
@@ -521,7 +576,7 @@ def test_ui_with_a_select_only_role(recorded: Recorded) -> None:
         assert page.status == 200 and len(Page(page.body).all("div", class_="step")) == 4
         new = _request(base, f"/e/{later}")  # a whole id: read from the log itself
         assert new.status == 200 and "explode" in new.body
-        _stop(process)
+        _stop(ui)
 
 
 # -- the layout, on its own ----------------------------------------------------------------------
