@@ -389,8 +389,9 @@ class Runner:
     ) -> Run:
         """Record a new execution and return at once, status ``queued``: the first
         ``serve()`` process (of any service with the workflow registered) to look runs it,
-        as ``run()`` would. One commit, no lease, nothing runs here: for a request handler
-        that must answer before the work is done.
+        as ``run()`` would. One commit, made under the execution's lease (let go at once),
+        and nothing runs here: for a request handler that must answer before the work is
+        done.
 
         With an ``idempotency_key`` already used, the execution it named is returned as it
         is (queued, running, ended...). ``run()`` with the key of a queued execution runs

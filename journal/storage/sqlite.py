@@ -339,8 +339,10 @@ class SQLiteStorage(Storage):
         return self._wakeups
 
     def keeps_wakeups(self) -> bool:
+        if self._wakeups:  # asked until it does: then once per process, not per enqueue
+            return True
         with self._conn() as c:
-            return self._has_table(c, _W)
+            return self._keeps_wakeups(c)
 
     def due(self, now: float, limit: int = 100) -> list[Wake]:
         with self._conn() as c:
