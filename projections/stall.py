@@ -41,6 +41,7 @@ from uuid import UUID
 
 import msgspec
 
+from journal.readable import format_seconds, format_utc
 from journal.state import PAUSED, QUEUED, RUNNING, STEP_RETRYING, STEP_RUNNING, WAITING
 from journal.storage.base import WORKER_ALIVE_FOR, WorkerRow
 from journal.storage.leases import driver_name
@@ -114,22 +115,6 @@ class Stall(msgspec.Struct, frozen=True, kw_only=True):
     reason: StallReason
 
 
-def _utc(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _span(seconds: float) -> str:
-    """``42s``, ``3m05s``, ``2h10m``, ``3d04h``: how long, to the second."""
-    whole = max(0, int(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
-
-
 def _short(message: str, width: int = 120) -> str:
     """A message on one line, cut at ``width`` characters (``journal show`` has it whole)."""
     line = " ".join(message.split())
@@ -141,7 +126,7 @@ def _short(message: str, width: int = 120) -> str:
 def _deadline(until: datetime | None, now: datetime) -> str:
     if until is None:
         return ""
-    return f", until {_utc(until)}" + (", overdue" if until <= now else "")
+    return f", until {format_utc(until)}" + (", overdue" if until <= now else "")
 
 
 def _open_step(steps: Sequence[StepSummary]) -> StepSummary | None:
@@ -206,25 +191,25 @@ def stall_reason(
     nobody = f"; {_NOBODY}" if workers is not None and not workers else ""
     if e.status == QUEUED:
         return StallReason(kind=QUEUED_RUN, since=e.started_at,
-                           text=f"queued since {_utc(e.started_at)}{nobody}")
+                           text=f"queued since {format_utc(e.started_at)}{nobody}")
     if e.status == PAUSED:
         reason = e.pause_reason if e.pause_reason is not None else (e.wait_name or "")
         until = e.wait_until
         return StallReason(kind=HUMAN, since=e.paused_at or since, until=until,
                            text=f"waiting for human {reason} since "
-                           f"{_utc(e.paused_at or since)}{_deadline(until, now)}")
+                           f"{format_utc(e.paused_at or since)}{_deadline(until, now)}")
     if e.status == WAITING:
         kind, name, until = e.wait_kind, e.wait_name or "", e.wait_until
         if kind == "timer":
-            text = f"sleeping until {_utc(until)}" if until is not None else "sleeping"
+            text = f"sleeping until {format_utc(until)}" if until is not None else "sleeping"
             if until is not None and until <= now:
                 text += ", overdue"
             return StallReason(kind=SLEEPING, since=since, until=until, text=text)
         if kind == "child":
             return StallReason(kind=CHILD, since=since,
-                               text=f"waiting for child {name} since {_utc(since)}")
+                               text=f"waiting for child {name} since {format_utc(since)}")
         return StallReason(kind=SIGNAL, since=since, until=until,
-                           text=f"waiting for signal {name} since {_utc(since)}"
+                           text=f"waiting for signal {name} since {format_utc(since)}"
                            f"{_deadline(until, now)}")
     step = _open_step(steps)
     last = e.last_started_step
@@ -237,14 +222,14 @@ def stall_reason(
     if holder is None:
         return StallReason(kind=ORPHANED, since=e.updated_at,
                            step=step.name if step else None,
-                           text=f"orphaned {where} (driver gone since {_utc(e.updated_at)})"
+                           text=f"orphaned {where} (driver gone since {format_utc(e.updated_at)})"
                            f"{nobody}")
     who = driver_name(holder)
     if step is not None and step.status == STEP_RETRYING:
         total = f"/{step.max_attempts}" if step.max_attempts else ""
         error = f"{step.error_type}: {_short(step.error_message or '')}" if (
             step.error_type) else "unknown"
-        at = f"at {_utc(step.retry_at)}" if step.retry_at is not None else "soon"
+        at = f"at {format_utc(step.retry_at)}" if step.retry_at is not None else "soon"
         return StallReason(kind=RETRYING, since=e.updated_at, until=step.retry_at,
                            step=step.name, holder=holder,
                            text=f"retrying {step.name} {step.attempts + 1}{total}, next "
@@ -259,7 +244,7 @@ def stall_reason(
     alive = "driver not answering" if "session is down" in holder else "driver alive"
     return StallReason(kind=RUNNING_STEP, since=began, step=step.name if step else None,
                        holder=holder,
-                       text=f"{where} for {_span((now - began).total_seconds())}, "
+                       text=f"{where} for {format_seconds((now - began).total_seconds())}, "
                        f"{alive} ({who})")
 
 

@@ -332,7 +332,7 @@ def _summary_lines(s: dict[str, Any], children: list[ChildLine]) -> list[Text]:
     if s.get("forked_from") is not None:
         lines.append(Text(f"forked from {s['forked_from']} at seq {s['forked_seq']}"))
     started = s["started_at"]
-    when = started.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if started else "-"
+    when = format_utc(started) if started else "-"
     # The code version ends the line of when it started: one line less in a short screen.
     version = f"; code version {s['code_version']}" if s.get("code_version") else ""
     if s["status"] in ("running", "paused", "waiting"):

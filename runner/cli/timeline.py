@@ -42,6 +42,7 @@ from journal.events import (
     WaitStarted,
     child_signal,
 )
+from journal.readable import format_utc
 from journal.state import CALL_DONE, CallRecord, ExecutionState, fold
 from journal.storage.leases import driver_name
 from runner.cli.jsonout import preview
@@ -168,11 +169,6 @@ class Timeline(msgspec.Struct, frozen=True, kw_only=True):
 
 def _usd(costs: tuple[Cost, ...]) -> Decimal:
     return sum((c.usd for c in costs), Decimal(0))
-
-
-def format_utc(when: datetime) -> str:
-    """``2026-12-01 15:00:49 UTC``: a point in time as the CLI prints one."""
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 #: What the workflow called, by the kind of a wait or the name of a drawn value.

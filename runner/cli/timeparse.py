@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from journal.readable import format_seconds
+
 __all__ = ["format_age", "format_seconds", "parse_duration", "parse_since"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -42,28 +44,6 @@ def parse_since(text: str, *, now: datetime | None = None, option: str = "--sinc
         raise ValueError(f"invalid {option} {text!r}: {_HELP}, or an ISO date/time "
                          "like 2024-05-01 or 2024-05-01T12:00:00Z")
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def format_seconds(seconds: float | None) -> str:
-    """Seconds for people: ``4.2ms``, ``420ms``, ``4.20s``, ``3m05s``, ``2h10m``, ``3d04h``."""
-    if seconds is None:
-        return "-"
-    if seconds < 0:
-        seconds = 0.0
-    if seconds < 0.01:
-        return f"{seconds * 1000:.1f}ms"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 10:
-        return f"{seconds:.2f}s"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 def format_age(when: datetime | None, *, now: datetime | None = None) -> str:
