@@ -58,7 +58,7 @@ from journal.events import (
     WaitStarted,
 )
 from journal.snapshots import decode_snapshot, encode_snapshot
-from journal.state import QUEUED, ExecutionState, apply, fold
+from journal.state import ExecutionState, apply, fold
 from journal.storage import Blob, Storage, forks, open_storage
 from journal.storage.base import StoredEvent, Wake
 from journal.storage.leases import Lease
@@ -541,6 +541,8 @@ _WAKE_TOPICS = frozenset(
 )
 
 
+_CLAIM_TOPIC = CODES[ExecutionClaimed]
+
 #: Journals not yet closed: their buffered log lines are written at interpreter exit too
 #: (the flusher is a daemon thread, and a script may end without close()).
 _OPEN: weakref.WeakSet[Journal] = weakref.WeakSet()
@@ -585,9 +587,6 @@ class ExecutionHandle:
         self._batch: list[StoredEvent] | None = None
         #: The time of the transaction being built: its events share one clock read.
         self._batch_now: datetime | None = None
-        #: A claim of a queued execution is pending: the commit that carries it forgets
-        #: the wake-up the queue kept (a claim of anything else changes no wake-up).
-        self._dequeued = False
         self._stale = False
         self._flush_error: BaseException | None = None
         #: Whether ``journal.start`` wrote this execution's ExecutionStarted (False when an
@@ -735,7 +734,6 @@ class ExecutionHandle:
         with self._lock:
             self._check_open()
             self._ensure_fresh()
-            self._dequeued = self._dequeued or self._state.status == QUEUED
             self._buffer(ExecutionClaimed(  # the batch's time: not after what follows it
                 execution_id=self.id, position=self._state.position + 1,
                 timestamp=self._batch_now or _now(),
@@ -942,9 +940,10 @@ class ExecutionHandle:
     def _wakes(self, events: list[StoredEvent]) -> list[Wake]:
         """The execution's wake-up as of ``events`` (already in the state), when they may
         change it; else none (a step's commit writes nothing more)."""
-        dequeued, self._dequeued = self._dequeued, False
         for s in events:
-            if dequeued or s.topic in _WAKE_TOPICS:
+            # An execution's first claim takes it off the queue, if it was queued (a run's
+            # start is claimed with its ExecutionStarted); later claims change no wake-up.
+            if s.topic in _WAKE_TOPICS or (s.topic == _CLAIM_TOPIC and self._state.claims == 1):
                 state = self._state
                 due = state.wakes_at
                 if due is None and not state.may_have_woken:

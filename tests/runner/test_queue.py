@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -229,3 +230,24 @@ def test_serve_goes_on_when_it_cannot_say_it_is_alive(pg_database: str, tmp_path
                           "WHERE usename = %s", (role,))
             admin.execute(f'DROP OWNED BY "{role}"')
             admin.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_run_taken_off_the_queue_is_due_no_more_while_it_runs(journal_url: str) -> None:
+    """Its claim's commit forgets the queue's wake-up: servers do not keep trying a run a
+    live process drives through a long step."""
+    gate = threading.Event()
+    with Journal.open(journal_url) as journal, queued.make_runner(journal) as runner:
+        runner.register(lambda ctx: ctx.step("long", gate.wait, 30), name="long")
+        first = runner.enqueue("long", idempotency_key="long-1")
+        assert [w[0] for w in journal.storage.due(time.time() + 1)] == [first.id]
+        done: list[object] = []
+        driving = threading.Thread(target=lambda: done.append(
+            runner.run("long", idempotency_key="long-1")))
+        driving.start()
+        try:
+            until(lambda: journal.state(first.id).status == "running", "the claim")
+            assert journal.storage.due(time.time() + 1) == []
+        finally:
+            gate.set()
+            driving.join(timeout=30)
+        assert journal.state(first.id).status == "completed"
